@@ -1,0 +1,37 @@
+"""Data: CREMI HDF5 files, the synthetic EM volume, splits, augmentation and datasets."""
+
+from emseg_lib.data.augment import NO_AUGMENTATION, AugmentConfig, augment_crop
+from emseg_lib.data.cremi import (
+    CREMI_RESOLUTION_NM,
+    LABELS_KEY,
+    RAW_KEY,
+    EMVolume,
+    load_cremi,
+    save_cremi,
+)
+from emseg_lib.data.datasets import EMCropDataset
+from emseg_lib.data.source import DEFAULT_CREMI_FILE, SyntheticDataWarning, open_volume
+from emseg_lib.data.splits import THESIS_SPLIT, ZSplit, split_slices
+from emseg_lib.data.synthetic import DEFAULT_SHAPE, SyntheticEMConfig, synthetic_em_volume
+
+__all__ = [
+    "CREMI_RESOLUTION_NM",
+    "DEFAULT_CREMI_FILE",
+    "DEFAULT_SHAPE",
+    "LABELS_KEY",
+    "NO_AUGMENTATION",
+    "RAW_KEY",
+    "THESIS_SPLIT",
+    "AugmentConfig",
+    "EMCropDataset",
+    "EMVolume",
+    "SyntheticDataWarning",
+    "SyntheticEMConfig",
+    "ZSplit",
+    "augment_crop",
+    "load_cremi",
+    "open_volume",
+    "save_cremi",
+    "split_slices",
+    "synthetic_em_volume",
+]

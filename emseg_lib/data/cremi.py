@@ -1,0 +1,177 @@
+"""Reading and writing volumes in the CREMI HDF5 layout.
+
+A CREMI training file (``sample_A_20160501.hdf`` …) holds
+
+* ``volumes/raw``: ``uint8`` ``(Z, Y, X)`` EM intensities, attribute ``resolution`` in nm
+  ``(z, y, x)`` (``(40, 4, 4)`` for CREMI);
+* ``volumes/labels/neuron_ids``: ``uint64`` ``(Z, Y, X)`` neuron ids (0 = unlabelled).
+
+The synthetic volume is saved in the same layout so that one code path serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from emseg_lib.errors import EmsegInputError
+
+RAW_KEY = "volumes/raw"
+LABELS_KEY = "volumes/labels/neuron_ids"
+CREMI_RESOLUTION_NM = (40.0, 4.0, 4.0)
+
+
+@dataclass(frozen=True)
+class EMVolume:
+    """An EM volume with its ground truth.
+
+    Attributes:
+        raw: ``(Z, Y, X)`` ``uint8`` intensities.
+        labels: ``(Z, Y, X)`` integer neuron ids, or ``None`` for an unlabelled volume.
+        resolution: voxel size in nm, ``(z, y, x)``.
+        source: where the volume came from (a file path, or a description of the generator).
+        synthetic: True when the volume is the synthetic stand-in, not real CREMI data.
+    """
+
+    raw: np.ndarray
+    labels: np.ndarray | None
+    resolution: tuple[float, float, float]
+    source: str
+    synthetic: bool = False
+
+    @property
+    def caption(self) -> str:
+        """Short provenance line for figure titles; says loudly when the data is synthetic."""
+        if self.synthetic:
+            return "SYNTHETIC EM volume (CREMI files absent)"
+        return f"CREMI data: {Path(self.source).name}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(Z, Y, X)`` shape of the volume."""
+        return tuple(self.raw.shape)
+
+    def subvolume(self, z_slice: slice) -> EMVolume:
+        """The slices ``z_slice`` of this volume (views, no copy)."""
+        labels = None if self.labels is None else self.labels[z_slice]
+        return EMVolume(self.raw[z_slice], labels, self.resolution, self.source, self.synthetic)
+
+
+def _read_dataset(handle: h5py.File, key: str, path: Path) -> np.ndarray:
+    if key not in handle:
+        present = sorted(_dataset_names(handle))
+        raise EmsegInputError(
+            f"{path}: dataset '{key}' not found; the CREMI layout needs '{RAW_KEY}' and "
+            f"'{LABELS_KEY}'. Datasets present: {present or 'none'}"
+        )
+    node = handle[key]
+    if not isinstance(node, h5py.Dataset):
+        raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")
+    array = node[()]
+    if array.ndim != 3:
+        raise EmsegInputError(
+            f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {array.shape}"
+        )
+    return array
+
+
+def _dataset_names(handle: h5py.File) -> list[str]:
+    names: list[str] = []
+    handle.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset)
+                      else None)
+    return names
+
+
+def _read_resolution(handle: h5py.File, path: Path) -> tuple[float, float, float]:
+    attrs = handle[RAW_KEY].attrs
+    if "resolution" not in attrs:
+        raise EmsegInputError(
+            f"{path}: '{RAW_KEY}' has no 'resolution' attribute (voxel size in nm, (z, y, x)); "
+            f"pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
+        )
+    resolution = tuple(float(r) for r in np.ravel(attrs["resolution"]))
+    if len(resolution) != 3 or min(resolution) <= 0:
+        raise EmsegInputError(
+            f"{path}: 'resolution' attribute must be three positive numbers (z, y, x) in nm, "
+            f"got {resolution}"
+        )
+    return resolution  # type: ignore[return-value]
+
+
+def load_cremi(
+    path: str | Path,
+    *,
+    require_labels: bool = True,
+    resolution: tuple[float, float, float] | None = None,
+) -> EMVolume:
+    """Load a CREMI HDF5 file.
+
+    Args:
+        path: the ``.hdf`` / ``.h5`` file.
+        require_labels: raise when ``volumes/labels/neuron_ids`` is missing; when False an
+            unlabelled file (e.g. a CREMI test volume) loads with ``labels=None``.
+        resolution: voxel size in nm ``(z, y, x)`` used when the file has no ``resolution``
+            attribute; without it such a file is an error.
+
+    Returns:
+        The volume, raw ``(Z, Y, X)`` and labels ``(Z, Y, X)``.
+
+    Raises:
+        EmsegInputError: missing file, not an HDF5 file, missing dataset, not 3-D, or
+            raw/labels shape mismatch. The message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EmsegInputError(
+            f"{path}: file not found. Put the CREMI files (e.g. sample_A_20160501.hdf) in data/ "
+            "or leave data_path unset to use the synthetic volume"
+        )
+    if not path.is_file():
+        raise EmsegInputError(f"{path}: is a directory, expected a CREMI HDF5 file")
+    if not h5py.is_hdf5(path):
+        raise EmsegInputError(f"{path}: not an HDF5 file (CREMI files are HDF5, .hdf/.h5)")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({err})") from err
+    with handle:
+        raw = _read_dataset(handle, RAW_KEY, path)
+        if resolution is None:
+            resolution = _read_resolution(handle, path)
+        labels = None
+        if LABELS_KEY in handle or require_labels:
+            labels = _read_dataset(handle, LABELS_KEY, path)
+        synthetic = bool(handle.attrs.get("emseg_synthetic", False))
+    if raw.dtype != np.uint8:
+        raise EmsegInputError(f"{path}: '{RAW_KEY}' must be uint8, got {raw.dtype}")
+    if labels is not None:
+        if labels.shape != raw.shape:
+            raise EmsegInputError(
+                f"{path}: '{LABELS_KEY}' has shape {labels.shape} but '{RAW_KEY}' has shape "
+                f"{raw.shape}; they must match"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise EmsegInputError(
+                f"{path}: '{LABELS_KEY}' must hold integer ids, got {labels.dtype}"
+            )
+    return EMVolume(raw, labels, tuple(resolution), str(path), synthetic)
+
+
+def save_cremi(volume: EMVolume, path: str | Path) -> Path:
+    """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        raw = handle.create_dataset(RAW_KEY, data=volume.raw, compression="gzip")
+        raw.attrs["resolution"] = np.asarray(volume.resolution, dtype=np.float64)
+        if volume.labels is not None:
+            labels = handle.create_dataset(
+                LABELS_KEY, data=volume.labels.astype(np.uint64), compression="gzip"
+            )
+            labels.attrs["resolution"] = np.asarray(volume.resolution, dtype=np.float64)
+        handle.attrs["emseg_source"] = volume.source
+        handle.attrs["emseg_synthetic"] = volume.synthetic
+    return path

@@ -1,0 +1,124 @@
+"""Watershed post-processing of probability maps into instance labels (thesis 3.2.8, 4.3.3).
+
+Pipeline, for a 2D slice or a 3D volume alike:
+
+1. probability of *cell* ``p`` (sigmoid of the network output) -> cells ``p > sig_th``;
+2. Euclidean distance of every cell pixel to the nearest boundary;
+3. seeds = regional maxima of that distance (h-maxima, ``seed_h`` px deep) -> watershed of
+   the inverted distance with one-pixel watershed lines;
+4. watershed-line pixels inside cells are *candidate new boundary segments*; each connected
+   segment whose mean probability is below ``edge_th`` closes an opening and is kept
+   (openings have low probability, lines through a cell interior have high probability);
+5. cells minus kept segments -> :func:`skimage.measure.label` (4-/6-connectivity).
+
+Labels returned use 0 for boundary pixels and 1..n for cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.measure import label
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
+
+from emseg_lib.errors import (
+    EmsegInputError,
+    check_ndim,
+    check_probabilities,
+    check_unit_interval,
+)
+
+THESIS_SIG_TH = 0.83
+THESIS_EDGE_TH = 0.91
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, elementwise (float32)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)
+
+
+def label_cells(prob: np.ndarray, sig_th: float) -> np.ndarray:
+    """Segmentation *before* watershed: connected components of ``prob > sig_th``."""
+    check_unit_interval("sig_th", sig_th)
+    return label(prob > sig_th, connectivity=1)
+
+
+def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
+                       sampling: Sequence[float] | None = None) -> np.ndarray:
+    """Candidate new boundary pixels: watershed lines of the distance map inside cells.
+
+    Args:
+        prob: ``(Y, X)`` or ``(Z, Y, X)`` cell probability.
+        sig_th: threshold turning ``prob`` into the cell mask.
+        seed_h: depth in px of the distance maxima used as seeds (larger = fewer seeds).
+        sampling: voxel size per axis for the distance transform (e.g. ``(40, 4, 4)`` nm);
+            default isotropic.
+
+    Returns:
+        ``bool`` mask of the input's shape, True on candidate segments.
+    """
+    if seed_h <= 0:
+        raise EmsegInputError(f"seed_h must be > 0 px, got {seed_h}")
+    cells = prob > sig_th
+    distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
+    markers = label(h_maxima(distance, seed_h), connectivity=prob.ndim)
+    regions = watershed(-distance, markers, connectivity=1, watershed_line=True)
+    return (regions == 0) & cells
+
+
+def watershed_postprocess(
+    prob: np.ndarray,
+    sig_th: float = THESIS_SIG_TH,
+    edge_th: float = THESIS_EDGE_TH,
+    *,
+    seed_h: float = 1.0,
+    sampling: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Instance labels from a cell-probability map, closing open boundaries by watershed.
+
+    Args:
+        prob: ``(Y, X)`` slice or ``(Z, Y, X)`` volume of cell probabilities in [0, 1].
+        sig_th: cell threshold (thesis 0.73 before tuning, 0.81/0.83 after).
+        edge_th: a candidate segment is added to the boundaries when its mean probability is
+            below ``edge_th`` (thesis 0.81 before tuning, 0.91 after).
+        seed_h: depth in px of distance maxima used as watershed seeds.
+        sampling: voxel size per axis for 3D distance transforms (anisotropy).
+
+    Returns:
+        ``int`` labels of ``prob``'s shape: 0 on boundaries, 1..n cells.
+    """
+    check_ndim("prob", prob, (2, 3), "(Y, X) or (Z, Y, X)")
+    check_probabilities("prob", prob)
+    check_unit_interval("sig_th", sig_th)
+    check_unit_interval("edge_th", edge_th)
+    candidates = watershed_segments(prob, sig_th, seed_h, sampling)
+    segments, n_segments = label(candidates, connectivity=prob.ndim, return_num=True)
+    boundary = prob <= sig_th
+    if n_segments:
+        means = ndi.mean(prob, labels=segments, index=np.arange(1, n_segments + 1))
+        accepted = np.concatenate([[False], np.asarray(means) < edge_th])
+        boundary |= accepted[segments]
+    return label(~boundary, connectivity=1)
+
+
+def per_slice(segment: Callable[[np.ndarray], np.ndarray], prob: np.ndarray) -> np.ndarray:
+    """Apply a 2D segmentation function to every slice of a ``(Z, Y, X)`` volume.
+
+    Ids are offset so that they are unique across the volume (no object spans two slices),
+    e.g. ``per_slice(lambda p: watershed_postprocess(p, 0.83, 0.91), prob)``.
+
+    Returns:
+        ``int64`` labels ``(Z, Y, X)``, 0 where ``segment`` gave 0.
+    """
+    check_ndim("prob", prob, (3,), "(Z, Y, X)")
+    out = np.zeros(prob.shape, dtype=np.int64)
+    offset = 0
+    for z in range(prob.shape[0]):
+        labels = segment(prob[z])
+        out[z] = np.where(labels > 0, labels + offset, 0)
+        offset += int(labels.max())
+    return out

@@ -1,0 +1,73 @@
+"""Metrics: zero on identical segmentations, hand-computed values, CREMI conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emseg_lib import EmsegInputError
+from emseg_lib.metrics import (
+    adapted_rand,
+    cremi_boundary_mask,
+    pixel_accuracy,
+    segmentation_scores,
+    voi,
+)
+
+
+def test_identical_segmentations_score_zero(default_volume):
+    gt = default_volume.labels[:4].astype(np.int64)
+    relabelled = gt * 7 + 3  # ids differ, partition identical
+    scores = segmentation_scores(gt, relabelled)
+    assert scores.voi_split == pytest.approx(0, abs=1e-12)
+    assert scores.voi_merge == pytest.approx(0, abs=1e-12)
+    assert scores.arand == pytest.approx(0, abs=1e-12)
+    assert scores.cremi_score == pytest.approx(0, abs=1e-6)
+
+
+def test_hand_computed_merge():
+    gt = np.array([[1, 1, 2, 2]])
+    seg = np.array([[5, 5, 5, 5]])
+    split, merge = voi(gt, seg)
+    assert split == pytest.approx(0.0)
+    assert merge == pytest.approx(1.0)  # H(gt | seg) = 1 bit
+    # pairs (n(n-1) convention): together in both 4, in gt 4, in seg 12 -> P 1/3, R 1, F 1/2
+    assert adapted_rand(gt, seg) == pytest.approx(0.5)
+
+
+def test_hand_computed_split_is_the_mirror():
+    split, merge = voi(np.array([[5, 5, 5, 5]]), np.array([[1, 1, 2, 2]]))
+    assert (split, merge) == pytest.approx((1.0, 0.0))
+
+
+def test_gt_background_ignored_and_seg_background_optional():
+    gt = np.array([[0, 0, 1, 1, 2, 2]])
+    seg = np.array([[9, 8, 1, 1, 0, 0]])
+    split, merge = voi(gt, seg)
+    assert split == pytest.approx(0.0) and merge == pytest.approx(0.0)
+    # with seg 0 dropped, gt 2 has no pixel left; what remains is perfect
+    assert voi(gt, np.array([[9, 8, 1, 1, 0, 3]]), ignore_seg_background=True) == (
+        pytest.approx(0.0), pytest.approx(0.0))
+
+
+def test_pixel_accuracy():
+    prob = np.array([0.9, 0.2, 0.6, 0.4])
+    target = np.array([1, 0, 0, 0])
+    assert pixel_accuracy(prob, target) == pytest.approx(0.75)
+    with pytest.raises(EmsegInputError, match=r"threshold must lie in \[0, 1\]"):
+        pixel_accuracy(prob, target, threshold=2)
+
+
+def test_cremi_boundary_band(two_cells):
+    band = cremi_boundary_mask(two_cells, border_nm=25, pixel_nm=4)
+    # label change between x = 29 and 30; distance <= 6.25 px from those two columns
+    np.testing.assert_array_equal(band[0], (np.arange(60) >= 23) & (np.arange(60) <= 36))
+    scores = segmentation_scores(two_cells, np.where(band, 0, two_cells), border_nm=25)
+    assert scores.voi == pytest.approx(0.0)
+
+
+def test_shape_mismatch_and_empty_gt():
+    with pytest.raises(EmsegInputError, match=r"gt has shape \(2,\) but seg has shape \(3,\)"):
+        voi(np.ones(2, int), np.ones(3, int))
+    with pytest.raises(EmsegInputError, match="no labelled"):
+        voi(np.zeros(3, int), np.ones(3, int))
