@@ -8,9 +8,10 @@
 * :func:`cremi_boundary_mask` — CREMI's ignore band around ground-truth boundaries;
 * :func:`segmentation_scores` — all of the above in one record, with the CREMI score.
 
-Ground-truth label 0 is ignored everywhere (CREMI). Predicted label 0 (our boundary pixels)
-is, by default, scored as one more segment, as the thesis did; ``ignore_seg_background=True``
-drops those pixels from scoring too.
+Ground-truth label 0 is ignored by default (CREMI; ``ignore_gt_background=False`` scores it as
+one more segment). Predicted label 0 (our boundary pixels) is, by default, scored as one more
+segment; ``ignore_seg_background=True`` drops those pixels from scoring.
+:mod:`emseg_lib.evaluation` combines these into the thesis and CREMI protocols.
 """
 
 from __future__ import annotations
@@ -44,18 +45,21 @@ def pixel_accuracy(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5)
     return float(np.mean((prob > threshold) == (target > 0.5)))
 
 
-def _scored_pair(gt: np.ndarray, seg: np.ndarray, ignore_seg_background: bool
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _scored_pair(gt: np.ndarray, seg: np.ndarray, ignore_gt_background: bool,
+                 ignore_seg_background: bool) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """The pixels to score and the gt labels skimage should ignore."""
     check_same_shape("gt", gt, "seg", seg)
-    if not ignore_seg_background:
-        return gt, seg
-    keep = seg != 0
-    return gt[keep], seg[keep]
+    if ignore_seg_background:
+        keep = seg != 0
+        gt, seg = gt[keep], seg[keep]
+    if ignore_gt_background and not np.any(gt != 0):
+        raise EmsegInputError("gt has no labelled (non-zero) pixel to score")
+    return gt, seg, (0,) if ignore_gt_background else ()
 
 
-def voi(gt: np.ndarray, seg: np.ndarray, *, ignore_seg_background: bool = False
-        ) -> tuple[float, float]:
-    """Variation of information ``(split, merge)`` in bits; ground-truth label 0 ignored.
+def voi(gt: np.ndarray, seg: np.ndarray, *, ignore_gt_background: bool = True,
+        ignore_seg_background: bool = False) -> tuple[float, float]:
+    """Variation of information ``(split, merge)`` in bits.
 
     ``split = H(seg | gt)`` measures over-segmentation, ``merge = H(gt | seg)``
     under-segmentation; ``split + merge`` is the VOI of the thesis tables. Identical to the
@@ -64,26 +68,24 @@ def voi(gt: np.ndarray, seg: np.ndarray, *, ignore_seg_background: bool = False
     Args:
         gt: ground-truth ids, any shape (``(Y, X)`` or ``(Z, Y, X)``).
         seg: predicted ids of the same shape.
+        ignore_gt_background: drop pixels where ``gt == 0`` (CREMI); when False, label 0 is
+            scored as one more segment.
         ignore_seg_background: also drop pixels where ``seg == 0`` (predicted boundaries).
     """
-    gt, seg = _scored_pair(gt, seg, ignore_seg_background)
-    if not np.any(gt != 0):
-        raise EmsegInputError("gt has no labelled (non-zero) pixel to score")
-    split, merge = variation_of_information(gt, seg, ignore_labels=(0,))
+    gt, seg, ignore = _scored_pair(gt, seg, ignore_gt_background, ignore_seg_background)
+    split, merge = variation_of_information(gt, seg, ignore_labels=ignore)
     return float(split), float(merge)
 
 
-def adapted_rand(gt: np.ndarray, seg: np.ndarray, *, ignore_seg_background: bool = False
-                 ) -> float:
-    """Adapted Rand error in [0, 1] (0 = perfect); ground-truth label 0 ignored.
+def adapted_rand(gt: np.ndarray, seg: np.ndarray, *, ignore_gt_background: bool = True,
+                 ignore_seg_background: bool = False) -> float:
+    """Adapted Rand error in [0, 1] (0 = perfect); options as :func:`voi`.
 
     Uses :func:`skimage.metrics.adapted_rand_error`, which counts pixel pairs as
     ``n(n - 1)``; CREMI counts ``n^2`` (difference ~1e-4 on CREMI-size volumes).
     """
-    gt, seg = _scored_pair(gt, seg, ignore_seg_background)
-    if not np.any(gt != 0):
-        raise EmsegInputError("gt has no labelled (non-zero) pixel to score")
-    error, _, _ = adapted_rand_error(gt, seg, ignore_labels=(0,))
+    gt, seg, ignore = _scored_pair(gt, seg, ignore_gt_background, ignore_seg_background)
+    error, _, _ = adapted_rand_error(gt, seg, ignore_labels=ignore)
     return float(error)
 
 
@@ -142,6 +144,7 @@ def segmentation_scores(
     *,
     border_nm: float = 0.0,
     pixel_nm: float = 4.0,
+    ignore_gt_background: bool = True,
     ignore_seg_background: bool = False,
 ) -> SegmentationScores:
     """VOI split/merge and adapted Rand error of ``seg`` against ``gt``.
@@ -151,11 +154,14 @@ def segmentation_scores(
         seg: predicted ids of the same shape.
         border_nm: when > 0, ignore the CREMI band of this half-width around gt boundaries.
         pixel_nm: in-plane pixel size for ``border_nm``.
+        ignore_gt_background: ignore pixels the ground truth labels 0 (CREMI).
         ignore_seg_background: also ignore pixels the prediction labels 0.
     """
     check_same_shape("gt", gt, "seg", seg)
     if border_nm > 0:
         gt = np.where(cremi_boundary_mask(gt, border_nm, pixel_nm), 0, gt)
-    split, merge = voi(gt, seg, ignore_seg_background=ignore_seg_background)
-    arand = adapted_rand(gt, seg, ignore_seg_background=ignore_seg_background)
+    options = {"ignore_gt_background": ignore_gt_background,
+               "ignore_seg_background": ignore_seg_background}
+    split, merge = voi(gt, seg, **options)
+    arand = adapted_rand(gt, seg, **options)
     return SegmentationScores(split, merge, arand)

@@ -1,0 +1,17 @@
+"""Training: the supervised loop, checkpoints and device handling."""
+
+from emseg_lib.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state
+from emseg_lib.train.device import pick_device, seed_everything
+from emseg_lib.train.loop import HISTORY, TrainConfig, fit
+
+__all__ = [
+    "BEST",
+    "HISTORY",
+    "LAST",
+    "TrainConfig",
+    "fit",
+    "load_checkpoint",
+    "load_model_state",
+    "pick_device",
+    "seed_everything",
+]

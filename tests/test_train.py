@@ -1,0 +1,75 @@
+"""The training loop: history, checkpoints, exact resume, architecture mismatch."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from emseg_lib import EmsegInputError
+from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
+from emseg_lib.models import UNet2D, UNet3D
+from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, load_checkpoint, pick_device
+
+
+@pytest.fixture(scope="module")
+def datasets(small_volume):
+    parts = split_slices(small_volume.shape[0]).apply(small_volume)
+    train = EMCropDataset(parts["train"], (32, 32), 4, augment=AugmentConfig(), seed=0)
+    val = EMCropDataset(parts["val"], (32, 32), 2, seed=1)
+    return train, val
+
+
+def _model(seed: int) -> UNet2D:
+    torch.manual_seed(seed)
+    return UNet2D(base_width=4, depth=3)
+
+
+CONFIG = TrainConfig(epochs=3, batch_size=2, lr=0.005, device="cpu")
+
+
+def test_history_and_files(tmp_path, datasets):
+    history = fit(_model(0), *datasets, CONFIG, tmp_path, progress=False)
+    assert list(history["epoch"]) == [0, 1, 2]
+    for column in ("train_loss", "val_loss", "val_acc", "val_voi_before", "val_voi",
+                   "val_voi_split", "val_voi_merge", "val_arand", "val_cremi_score",
+                   "samples_per_s"):
+        assert history[column].notna().all(), column
+    assert (tmp_path / LAST).exists() and (tmp_path / BEST).exists()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / HISTORY), history,
+                                  check_dtype=False)
+
+
+def test_resume_gives_the_same_next_epoch(tmp_path, datasets):
+    uninterrupted = fit(_model(0), *datasets, CONFIG, tmp_path / "a", progress=False)
+    fit(_model(0), *datasets, TrainConfig(**{**CONFIG.__dict__, "epochs": 2}), tmp_path / "b",
+        progress=False)
+    # a fresh process: different initial weights, everything restored from last.pt
+    resumed = fit(_model(123), *datasets, CONFIG, tmp_path / "b", progress=False)
+    assert len(resumed) == 3
+    assert resumed["train_loss"].iloc[2] == pytest.approx(uninterrupted["train_loss"].iloc[2],
+                                                          rel=1e-6)
+    assert resumed["val_loss"].iloc[2] == pytest.approx(uninterrupted["val_loss"].iloc[2],
+                                                        rel=1e-6)
+
+
+def test_resume_refuses_another_architecture(tmp_path, datasets):
+    fit(_model(0), *datasets, TrainConfig(**{**CONFIG.__dict__, "epochs": 1}), tmp_path,
+        progress=False)
+    with pytest.raises(EmsegInputError, match="different architecture"):
+        fit(UNet3D(filters=(4, 4, 6, 6, 8)), *datasets, CONFIG, tmp_path, progress=False)
+
+
+def test_bad_checkpoint_file(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_text("garbage")
+    with pytest.raises(EmsegInputError, match="not a readable torch checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_device_choice():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device().type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(EmsegInputError, match="asked for CUDA"):
+            pick_device("cuda")
