@@ -16,12 +16,15 @@ Everything is computed per 2D slice and averaged, for 2D and 3D models alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 from skimage.segmentation import expand_labels
 
-from emseg_lib.errors import check_ndim, check_same_shape
+from emseg_lib.errors import check_ndim, check_probabilities, check_same_shape
 from emseg_lib.metrics import segmentation_scores
-from emseg_lib.postprocess import label_cells, watershed_postprocess
+from emseg_lib.postprocess import candidate_segments, close_boundaries, label_cells
 from emseg_lib.targets import cell_target, instance_boundary
 
 CREMI_BORDER_NM = 25.0
@@ -39,33 +42,25 @@ def dense_segmentation(seg: np.ndarray) -> np.ndarray:
     return expand_labels(seg, distance=max(seg.shape))
 
 
-def evaluate_slice(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,
-                   pixel_nm: float = 4.0, boundary_thickness: int = 1) -> dict[str, float]:
-    """All segmentation scores of one ``(Y, X)`` probability map.
+def score_segmentation(seg: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float = 4.0,
+                       boundary_thickness: int = 1) -> dict[str, float]:
+    """Scores of a post-processed ``(Y, X)`` labelling under both protocols.
 
     Returns:
-        ``voi_before``, ``voi_split_before``, ``voi_merge_before`` (thesis protocol, threshold
-        only), ``voi``, ``voi_split``, ``voi_merge``, ``arand`` (thesis protocol, after
-        watershed) and ``cremi_voi_split``, ``cremi_voi_merge``, ``cremi_arand``,
-        ``cremi_score`` (CREMI protocol, after watershed).
+        ``voi``, ``voi_split``, ``voi_merge``, ``arand`` (thesis protocol) and
+        ``cremi_voi_split``, ``cremi_voi_merge``, ``cremi_arand``, ``cremi_score``
+        (CREMI protocol; score = sqrt(VOI * ARAND)).
     """
-    check_ndim("prob", prob, (2,), "(Y, X)")
-    check_same_shape("prob", prob, "gt_ids", gt_ids)
-    gt_cells = thesis_ground_truth(gt_ids, boundary_thickness)
-    before = segmentation_scores(gt_cells, label_cells(prob, sig_th),
+    check_same_shape("seg", seg, "gt_ids", gt_ids)
+    thesis = segmentation_scores(thesis_ground_truth(gt_ids, boundary_thickness), seg,
                                  ignore_gt_background=False)
-    after_labels = watershed_postprocess(prob, sig_th, edge_th)
-    after = segmentation_scores(gt_cells, after_labels, ignore_gt_background=False)
-    cremi = segmentation_scores(gt_ids, dense_segmentation(after_labels),
-                                border_nm=CREMI_BORDER_NM, pixel_nm=pixel_nm)
+    cremi = segmentation_scores(gt_ids, dense_segmentation(seg), border_nm=CREMI_BORDER_NM,
+                                pixel_nm=pixel_nm)
     return {
-        "voi_before": before.voi,
-        "voi_split_before": before.voi_split,
-        "voi_merge_before": before.voi_merge,
-        "voi": after.voi,
-        "voi_split": after.voi_split,
-        "voi_merge": after.voi_merge,
-        "arand": after.arand,
+        "voi": thesis.voi,
+        "voi_split": thesis.voi_split,
+        "voi_merge": thesis.voi_merge,
+        "arand": thesis.arand,
         "cremi_voi_split": cremi.voi_split,
         "cremi_voi_merge": cremi.voi_merge,
         "cremi_arand": cremi.arand,
@@ -73,12 +68,55 @@ def evaluate_slice(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th:
     }
 
 
-def evaluate_slices(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,
-                    pixel_nm: float = 4.0, boundary_thickness: int = 1) -> dict[str, float]:
-    """Mean of :func:`evaluate_slice` over the slices of ``(Z, Y, X)`` arrays."""
+def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float],
+                   edge_deltas: Sequence[float], *, pixel_nm: float = 4.0,
+                   boundary_thickness: int = 1) -> pd.DataFrame:
+    """Scores for every ``sig_th`` x ``edge_th = sig_th + delta`` on every slice.
+
+    The watershed candidates depend on ``sig_th`` only, so they are computed once per row.
+    ``edge_th`` values above 1 are clipped to 1 (every candidate is then accepted), and the
+    row says so in ``edge_th``.
+
+    Args:
+        prob: ``(Z, Y, X)`` cell probabilities.
+        gt_ids: ``(Z, Y, X)`` neuron ids.
+        sig_ths: thresholds for the rows (thesis 0.73 ... 0.90).
+        edge_deltas: ``edge_th - sig_th`` for the columns (thesis 0 ... 0.1).
+
+    Returns:
+        Long table: ``slice``, ``sig_th``, ``edge_delta``, ``edge_th``, ``voi_before``,
+        ``voi_split_before``, ``voi_merge_before`` and the :func:`score_segmentation` keys.
+    """
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
     check_same_shape("prob", prob, "gt_ids", gt_ids)
-    rows = [evaluate_slice(p, g, sig_th, edge_th, pixel_nm=pixel_nm,
-                           boundary_thickness=boundary_thickness)
-            for p, g in zip(prob, gt_ids, strict=True)]
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    check_probabilities("prob", prob)
+    options = {"pixel_nm": pixel_nm, "boundary_thickness": boundary_thickness}
+    rows = []
+    for z, (p, g) in enumerate(zip(prob, gt_ids, strict=True)):
+        gt_cells = thesis_ground_truth(g, boundary_thickness)
+        for sig_th in sig_ths:
+            before = segmentation_scores(gt_cells, label_cells(p, sig_th),
+                                         ignore_gt_background=False)
+            segments, means = candidate_segments(p, sig_th)
+            for delta in edge_deltas:
+                edge_th = min(1.0, sig_th + delta)
+                seg = close_boundaries(p, sig_th, edge_th, segments, means)
+                rows.append({"slice": z, "sig_th": sig_th, "edge_delta": delta,
+                             "edge_th": edge_th, "voi_before": before.voi,
+                             "voi_split_before": before.voi_split,
+                             "voi_merge_before": before.voi_merge,
+                             **score_segmentation(seg, g, **options)})
+    return pd.DataFrame(rows)
+
+
+def evaluate_slices(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,
+                    pixel_nm: float = 4.0, boundary_thickness: int = 1) -> dict[str, float]:
+    """Mean scores over the slices of ``(Z, Y, X)`` probabilities at one threshold pair.
+
+    Returns:
+        ``voi_before``, ``voi_split_before``, ``voi_merge_before`` (thesis protocol, threshold
+        only) and every :func:`score_segmentation` key after watershed.
+    """
+    grid = threshold_grid(prob, gt_ids, [sig_th], [edge_th - sig_th], pixel_nm=pixel_nm,
+                          boundary_thickness=boundary_thickness)
+    return grid.drop(columns=["slice", "sig_th", "edge_delta", "edge_th"]).mean().to_dict()

@@ -70,6 +70,35 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
     return (regions == 0) & cells
 
 
+def candidate_segments(prob: np.ndarray, sig_th: float, *, seed_h: float = 1.0,
+                       sampling: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Connected candidate boundary segments and their mean probability.
+
+    Returns:
+        ``segments``: ``int`` labels of ``prob``'s shape (0 = no candidate, 1..k segments) and
+        ``means``: ``(k,)`` mean probability of each segment.
+    """
+    candidates = watershed_segments(prob, sig_th, seed_h, sampling)
+    segments, n_segments = label(candidates, connectivity=prob.ndim, return_num=True)
+    means = ndi.mean(prob, labels=segments, index=np.arange(1, n_segments + 1))
+    return segments, np.asarray(means, dtype=np.float64).reshape(n_segments)
+
+
+def close_boundaries(prob: np.ndarray, sig_th: float, edge_th: float, segments: np.ndarray,
+                     means: np.ndarray) -> np.ndarray:
+    """Labels after adding the candidate segments whose mean probability is below ``edge_th``.
+
+    Args:
+        prob, sig_th: as :func:`watershed_postprocess`.
+        edge_th: acceptance threshold in [0, 1].
+        segments, means: from :func:`candidate_segments` (same ``prob`` and ``sig_th``).
+    """
+    check_unit_interval("edge_th", edge_th)
+    accepted = np.concatenate([[False], means < edge_th])
+    boundary = (prob <= sig_th) | accepted[segments]
+    return label(~boundary, connectivity=1)
+
+
 def watershed_postprocess(
     prob: np.ndarray,
     sig_th: float = THESIS_SIG_TH,
@@ -95,14 +124,8 @@ def watershed_postprocess(
     check_probabilities("prob", prob)
     check_unit_interval("sig_th", sig_th)
     check_unit_interval("edge_th", edge_th)
-    candidates = watershed_segments(prob, sig_th, seed_h, sampling)
-    segments, n_segments = label(candidates, connectivity=prob.ndim, return_num=True)
-    boundary = prob <= sig_th
-    if n_segments:
-        means = ndi.mean(prob, labels=segments, index=np.arange(1, n_segments + 1))
-        accepted = np.concatenate([[False], np.asarray(means) < edge_th])
-        boundary |= accepted[segments]
-    return label(~boundary, connectivity=1)
+    segments, means = candidate_segments(prob, sig_th, seed_h=seed_h, sampling=sampling)
+    return close_boundaries(prob, sig_th, edge_th, segments, means)
 
 
 def per_slice(segment: Callable[[np.ndarray], np.ndarray], prob: np.ndarray) -> np.ndarray:

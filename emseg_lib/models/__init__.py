@@ -1,6 +1,37 @@
-"""Segmentation networks: the 2D UNet and the Lee et al. 2017 3D UNet."""
+"""Segmentation networks: the 2D UNet and the Lee et al. 2017 3D UNet.
 
+Every model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
+:func:`build_model` turn a model into a small description and back, which is how
+checkpoints remember their architecture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from emseg_lib.errors import EmsegInputError
 from emseg_lib.models.unet2d import UNet2D
 from emseg_lib.models.unet3d import LEE2017_FILTERS, UNet3D
 
-__all__ = ["LEE2017_FILTERS", "UNet2D", "UNet3D"]
+MODELS: dict[str, type[nn.Module]] = {"unet2d": UNet2D, "unet3d": UNet3D}
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """``{"name": ..., "config": {...}}`` of a registered model."""
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return {"name": name, "config": dict(model.config)}
+    raise EmsegInputError(f"{type(model).__name__} is not a registered model: {sorted(MODELS)}")
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """A freshly initialised model from a :func:`model_spec` description."""
+    name = spec.get("name")
+    if name not in MODELS:
+        raise EmsegInputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    return MODELS[name](**spec.get("config", {}))
+
+
+__all__ = ["LEE2017_FILTERS", "MODELS", "UNet2D", "UNet3D", "build_model", "model_spec"]

@@ -49,6 +49,8 @@ class UNet2D(nn.Module):
             raise EmsegInputError(f"UNet2D needs depth >= 2 and base_width >= 1, got "
                                   f"depth={depth}, base_width={base_width}")
         widths = [base_width * 2**i for i in range(depth)]
+        self.config = {"in_channels": in_channels, "out_channels": out_channels,
+                       "base_width": base_width, "depth": depth}
         self.depth = depth
         self.down = nn.ModuleList([DoubleConv2d(in_channels, widths[0])])
         self.down.extend(DoubleConv2d(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))

@@ -66,6 +66,8 @@ class UNet3D(nn.Module):
                  filters: Sequence[int] = LEE2017_FILTERS) -> None:
         super().__init__()
         filters = list(filters)
+        self.config = {"in_channels": in_channels, "out_channels": out_channels,
+                       "filters": tuple(filters)}
         n_levels = len(filters)
         self.stem = conv_bn_elu(in_channels, filters[0], (1, 5, 5))
         self.encoder = nn.ModuleList()

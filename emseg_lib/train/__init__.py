@@ -1,6 +1,12 @@
 """Training: the supervised loop, checkpoints and device handling."""
 
-from emseg_lib.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state
+from emseg_lib.train.checkpoint import (
+    BEST,
+    LAST,
+    load_checkpoint,
+    load_model_state,
+    model_from_checkpoint,
+)
 from emseg_lib.train.device import pick_device, seed_everything
 from emseg_lib.train.loop import HISTORY, TrainConfig, fit
 
@@ -12,6 +18,7 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_model_state",
+    "model_from_checkpoint",
     "pick_device",
     "seed_everything",
 ]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.models import build_model
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -41,6 +42,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     if not isinstance(state, dict) or "model" not in state:
         raise EmsegInputError(f"{path}: not an emseg checkpoint (no 'model' state)")
     return state
+
+
+def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
+                          ) -> nn.Module:
+    """Rebuild the model saved in a checkpoint, with its weights, in eval mode."""
+    state = load_checkpoint(path, map_location)
+    if "model_spec" not in state:
+        raise EmsegInputError(f"{path}: checkpoint does not record its model architecture")
+    model = build_model(state["model_spec"])
+    load_model_state(model, state, str(path))
+    return model.eval()
 
 
 def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> None:

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.evaluation import evaluate_slice
+from emseg_lib.evaluation import evaluate_slices
+from emseg_lib.models import model_spec
 from emseg_lib.train.checkpoint import (
     BEST,
     LAST,
@@ -71,22 +72,21 @@ def pixel_accuracy_torch(logits: torch.Tensor, target: torch.Tensor) -> float:
 def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device,
               config: TrainConfig) -> dict[str, float]:
     model.eval()
-    losses, accs, scores = [], [], []
+    losses, accs, probs, labels = [], [], [], []
     with torch.no_grad():
         for batch in loader:
             logits = model(batch["image"].to(device))
             target = batch["target"].to(device)
             losses.append(float(loss_fn(logits, target)))
             accs.append(pixel_accuracy_torch(logits, target))
-            prob = torch.sigmoid(logits[:, 0]).cpu().numpy()
-            labels = batch["labels"].numpy()
             # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice
-            for p, g in zip(prob.reshape(-1, *prob.shape[-2:]),
-                            labels.reshape(-1, *labels.shape[-2:]), strict=True):
-                scores.append(evaluate_slice(p, g, config.sig_th, config.edge_th,
-                                             pixel_nm=config.pixel_nm))
-    means = {f"val_{k}": float(np.mean([s[k] for s in scores])) for k in scores[0]}
-    return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs)), **means}
+            prob = torch.sigmoid(logits[:, 0]).cpu().numpy()
+            probs.append(prob.reshape(-1, *prob.shape[-2:]))
+            labels.append(batch["labels"].numpy().reshape(-1, *prob.shape[-2:]))
+    scores = evaluate_slices(np.concatenate(probs), np.concatenate(labels), config.sig_th,
+                             config.edge_th, pixel_nm=config.pixel_nm)
+    return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs)),
+            **{f"val_{key}": value for key, value in scores.items()}}
 
 
 def fit(
@@ -173,7 +173,7 @@ def fit(
         state = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-            "torch_rng": torch.get_rng_state(), "model_spec": describe_model(model),
+            "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
             "config": dataclasses.asdict(config),
         }
         save_checkpoint(run_dir / LAST, state)
@@ -182,9 +182,3 @@ def fit(
             save_checkpoint(run_dir / BEST, state)
         pd.DataFrame(history).to_csv(run_dir / HISTORY, index=False)
     return pd.DataFrame(history)
-
-
-def describe_model(model: nn.Module) -> str:
-    """Class name and parameter count, stored in checkpoints to explain mismatches."""
-    n_params = sum(p.numel() for p in model.parameters())
-    return f"{type(model).__name__} with {n_params:,} parameters"

@@ -1,0 +1,1 @@
+"""Experiment drivers the notebooks call: each returns data frames and arrays, never plots."""
