@@ -2,14 +2,17 @@
 
 ``smoke`` checks that everything runs (minutes on a 2-core CPU), ``quick`` gives meaningful
 numbers on the CPU in well under an hour, ``full`` is the thesis's setting and wants a GPU.
+The values live in ``resources/profiles.toml``.
 """
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
 
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.models import LEE2017_FILTERS
 
 
 @dataclass(frozen=True)
@@ -47,35 +50,20 @@ class Profile:
     halo_3d: tuple[int, int, int]
 
 
-PROFILES = {
-    "smoke": Profile(
-        name="smoke", synthetic_shape=(32, 192, 192),
-        unet2d_width=4, unet2d_depth=5, unet3d_filters=(4, 6, 8, 10, 12),
-        unet2d=UNetSchedule(crop=(64, 64), epochs=2, samples_per_epoch=8, batch_size=4,
-                            val_crops=2),
-        unet3d=UNetSchedule(crop=(5, 49, 49), epochs=2, samples_per_epoch=2, batch_size=1,
-                            val_crops=1),
-        tile_3d=(5, 97, 97), overlap_3d=(2, 32, 32), halo_3d=(0, 8, 8),
-    ),
-    "quick": Profile(
-        name="quick", synthetic_shape=(48, 256, 256),
-        unet2d_width=16, unet2d_depth=5, unet3d_filters=LEE2017_FILTERS,
-        unet2d=UNetSchedule(crop=(160, 160), epochs=20, samples_per_epoch=64, batch_size=8,
-                            val_crops=6),
-        unet3d=UNetSchedule(crop=(9, 97, 97), epochs=15, samples_per_epoch=8, batch_size=1,
-                            val_crops=2),
-        tile_3d=(9, 129, 129), overlap_3d=(4, 48, 48), halo_3d=(1, 12, 12),
-    ),
-    "full": Profile(
-        name="full", synthetic_shape=(125, 1250, 1250),
-        unet2d_width=64, unet2d_depth=5, unet3d_filters=LEE2017_FILTERS,
-        unet2d=UNetSchedule(crop=(160, 160), epochs=300, samples_per_epoch=900,
-                            batch_size=18, val_crops=36),
-        unet3d=UNetSchedule(crop=(18, 160, 160), epochs=210, samples_per_epoch=100,
-                            batch_size=1, val_crops=8),
-        tile_3d=(18, 256, 256), overlap_3d=(6, 64, 64), halo_3d=(2, 16, 16),
-    ),
-}
+def _profile(name: str, values: dict[str, Any]) -> Profile:
+    fields = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in values.items() if key not in ("unet2d", "unet3d")}
+    schedules = {kind: UNetSchedule(**{**values[kind], "crop": tuple(values[kind]["crop"])})
+                 for kind in ("unet2d", "unet3d")}
+    return Profile(name=name, **fields, **schedules)
+
+
+def _load_profiles() -> dict[str, Profile]:
+    text = (files("emseg_lib") / "resources" / "profiles.toml").read_text()
+    return {name: _profile(name, values) for name, values in tomllib.loads(text).items()}
+
+
+PROFILES = _load_profiles()
 
 
 def get_profile(name: str) -> Profile:
