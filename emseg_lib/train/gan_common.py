@@ -1,0 +1,90 @@
+"""Pieces shared by the GAN training loops: batches, EMA, checkpoints, sample grids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from matplotlib import image as mpl_image
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.train.checkpoint import LAST, load_checkpoint, save_checkpoint
+
+HISTORY = "history.csv"
+SAMPLES = "samples"
+
+
+def endless_batches(dataset: GanCropDataset, batch_size: int, first_epoch: int = 0
+                    ) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches forever, redrawing the dataset's samples every epoch."""
+    epoch = first_epoch
+    while True:
+        dataset.set_epoch(epoch)
+        yield from DataLoader(dataset, batch_size=batch_size, drop_last=True)
+        epoch += 1
+
+
+def set_trainable(model: nn.Module, trainable: bool) -> None:
+    """Switch ``requires_grad`` of every parameter of ``model``."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(trainable)
+
+
+@torch.no_grad()
+def ema_update(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * model``, parameter by parameter."""
+    for avg, new in zip(average.parameters(), model.parameters(), strict=True):
+        avg.mul_(decay).add_(new.detach(), alpha=1 - decay)
+
+
+def save_image_grid(images: torch.Tensor, path: Path, ncols: int = 8) -> Path:
+    """Tile ``(N, 1, H, W)`` images in [-1, 1] into one grey PNG; returns its path."""
+    array = images.detach().cpu().clamp(-1, 1).numpy()[:, 0]
+    n, h, w = array.shape
+    nrows = -(-n // ncols)
+    grid = np.ones((nrows * (h + 2), ncols * (w + 2)), dtype=np.float32)
+    for i, image in enumerate(array):
+        r, c = divmod(i, ncols)
+        grid[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = (image + 1) / 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mpl_image.imsave(path, grid, cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def resume_state(run_dir: Path, modules: dict[str, nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer], resume: bool
+                 ) -> tuple[int, list[dict[str, Any]]]:
+    """Load ``run_dir/last.pt`` into the modules and optimizers when asked and present.
+
+    Returns:
+        The number of finished steps and the history so far (0 and [] for a fresh run).
+    """
+    if not (resume and (run_dir / LAST).exists()):
+        return 0, []
+    state = load_checkpoint(run_dir / LAST)
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["history"]
+
+
+def write_state(run_dir: Path, step: int, modules: dict[str, nn.Module],
+                optimizers: dict[str, torch.optim.Optimizer], history: list[dict[str, Any]],
+                config: dict[str, Any]) -> None:
+    """Write ``last.pt`` (everything needed to resume) and ``history.csv``."""
+    save_checkpoint(run_dir / LAST, {
+        "model": modules["generator"].state_dict(),
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "step": step, "history": history, "torch_rng": torch.get_rng_state(),
+        "config": config,
+    })
+    pd.DataFrame(history).to_csv(run_dir / HISTORY, index=False)

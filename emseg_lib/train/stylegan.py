@@ -1,0 +1,166 @@
+"""Training the grayscale StyleGAN with progressive growing (thesis 4.2).
+
+Non-saturating logistic loss (thesis equation 2.4 and its note: G maximises ``log D(G(z))``)
+with the R1 penalty of the reference implementation: D minimises
+``softplus(D(fake)) + softplus(-D(real)) + gamma / 2 * |grad D(real)|^2`` (gamma 10), G
+minimises ``softplus(-D(fake))``. Adam lr 1e-3, betas (0, 0.99), mapping network lr x 0.01,
+an exponential moving average of G (decay 0.999) for samples.
+
+A schedule is a list of ``(resolution, iterations)`` phases, e.g. ``((8, 500), (16, 1000))``;
+each phase after the first fades its new block in over its first half (``alpha`` 0 -> 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.errors import EmsegInputError
+from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
+from emseg_lib.train.device import pick_device
+from emseg_lib.train.gan_common import (
+    SAMPLES,
+    endless_batches,
+    ema_update,
+    resume_state,
+    save_image_grid,
+    set_trainable,
+    write_state,
+)
+
+
+@dataclass(frozen=True)
+class StyleGANConfig:
+    """Hyper-parameters of :func:`train_stylegan` (defaults: the reference implementation)."""
+
+    schedule: tuple[tuple[int, int], ...] = ((8, 400), (16, 400))
+    batch_size: int = 16
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    mapping_lr_scale: float = 0.01
+    r1_gamma: float = 10.0
+    ema_decay: float = 0.999
+    sample_every: int = 200
+    device: str | None = None
+
+
+def phase_at(schedule: tuple[tuple[int, int], ...], iteration: int) -> tuple[int, float]:
+    """``(step, alpha)`` at ``iteration``: step = log2(resolution / 4), alpha the fade-in."""
+    start = 0
+    for index, (resolution, length) in enumerate(schedule):
+        if iteration < start + length:
+            step = int(math.log2(resolution // 4))
+            alpha = 1.0 if index == 0 else min(1.0, 2.0 * (iteration - start) / length)
+            return step, alpha
+        start += length
+    raise EmsegInputError(f"iteration {iteration} is past the schedule's end ({start})")
+
+
+def discriminator_step(generator: StyleGenerator, discriminator: StyleDiscriminator,
+                       optimizer: torch.optim.Optimizer, real: torch.Tensor, step: int,
+                       alpha: float, r1_gamma: float) -> dict[str, float]:
+    """One D update: logistic loss on real and generated images plus R1 on the real ones."""
+    z = torch.randn(real.shape[0], generator.style_dim, device=real.device)
+    with torch.no_grad():
+        fake = generator(z, step, alpha)
+    real = real.detach().requires_grad_(True)
+    real_score = discriminator(real, step, alpha)
+    (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+    r1 = grad.pow(2).flatten(1).sum(1).mean()
+    loss = (F.softplus(discriminator(fake, step, alpha)).mean()
+            + F.softplus(-real_score).mean())
+    optimizer.zero_grad(set_to_none=True)
+    (loss + r1_gamma / 2 * r1).backward()
+    optimizer.step()
+    return {"d_loss": loss.item(), "r1": r1.item()}
+
+
+def generator_step(generator: StyleGenerator, discriminator: StyleDiscriminator,
+                   optimizer: torch.optim.Optimizer, batch_size: int, step: int, alpha: float
+                   ) -> dict[str, float]:
+    """One non-saturating G update; D's parameters are frozen meanwhile."""
+    set_trainable(discriminator, False)
+    z = torch.randn(batch_size, generator.style_dim, device=next(generator.parameters()).device)
+    loss = F.softplus(-discriminator(generator(z, step, alpha), step, alpha)).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    set_trainable(discriminator, True)
+    return {"g_loss": loss.item()}
+
+
+def train_stylegan(
+    generator: StyleGenerator,
+    discriminator: StyleDiscriminator,
+    dataset: GanCropDataset,
+    config: StyleGANConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+) -> tuple[StyleGenerator, pd.DataFrame]:
+    """Train with progressive growing; returns the EMA generator and the per-iteration history.
+
+    The dataset's crops (e.g. 128 px) are average-pooled to each phase's resolution. Sample
+    grids of 16 fixed latent vectors from the EMA generator go to ``run_dir/samples``.
+
+    Returns:
+        ``(ema_generator, history)`` with columns ``iteration``, ``resolution``, ``alpha``,
+        ``d_loss``, ``r1``, ``g_loss``.
+    """
+    top = max(resolution for resolution, _ in config.schedule)
+    if top > dataset.size or 4 * 2 ** generator.max_step < top:
+        raise EmsegInputError(
+            f"schedule reaches {top} px but the crops are {dataset.size} px and the generator "
+            f"stops at {4 * 2 ** generator.max_step} px"
+        )
+    run_dir = Path(run_dir)
+    device = pick_device(config.device)
+    generator.to(device).train()
+    discriminator.to(device).train()
+    ema = copy.deepcopy(generator).eval()
+    set_trainable(ema, False)
+    mapping = list(generator.mapping.parameters())
+    synthesis = [p for name, p in generator.named_parameters() if not name.startswith("mapping")]
+    opt_g = torch.optim.Adam([{"params": synthesis},
+                              {"params": mapping, "lr": config.lr * config.mapping_lr_scale}],
+                             lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
+    modules = {"generator": generator, "discriminator": discriminator, "ema": ema}
+    optimizers = {"generator": opt_g, "discriminator": opt_d}
+    iteration, history = resume_state(run_dir, modules, optimizers, resume)
+    total = sum(length for _, length in config.schedule)
+    fixed_z = torch.randn(16, generator.style_dim, generator=torch.Generator().manual_seed(0)
+                          ).to(device)
+    batches = endless_batches(dataset, config.batch_size,
+                              first_epoch=iteration * config.batch_size // len(dataset))
+    bar = tqdm(total=total, initial=iteration, desc="stylegan", disable=not progress)
+    while iteration < total:
+        step, alpha = phase_at(config.schedule, iteration)
+        real = F.adaptive_avg_pool2d(next(batches)["image"].to(device), 4 * 2 ** step)
+        row = {"iteration": iteration, "resolution": 4 * 2 ** step, "alpha": alpha}
+        row.update(discriminator_step(generator, discriminator, opt_d, real, step, alpha,
+                                      config.r1_gamma))
+        row.update(generator_step(generator, discriminator, opt_g, config.batch_size, step,
+                                  alpha))
+        ema_update(ema, generator, config.ema_decay)
+        history.append(row)
+        iteration += 1
+        bar.update(1)
+        if iteration % config.sample_every == 0 or iteration == total:
+            with torch.no_grad():
+                save_image_grid(ema(fixed_z, step, alpha),
+                                run_dir / SAMPLES / f"iter_{iteration:06d}.png")
+            write_state(run_dir, iteration, modules, optimizers, history,
+                        dataclasses.asdict(config))
+    bar.close()
+    return ema, pd.DataFrame(history)

@@ -1,0 +1,124 @@
+"""Boundless generator / discriminator: sizes, gated conv formula, training behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emseg_lib import EmsegInputError
+from emseg_lib.data import split_slices, synthetic_em_volume
+from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.models.boundless import (
+    BoundlessDiscriminator,
+    BoundlessGenerator,
+    GatedConv2d,
+    InceptionStyleExtractor,
+)
+from emseg_lib.train.boundless import (
+    BoundlessConfig,
+    discriminator_step,
+    generator_step,
+    train_boundless,
+)
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_reference_parameter_counts():
+    generator = BoundlessGenerator()
+    assert len(generator.layers) == 16
+    assert n_params(generator) == 3_454_705
+    assert sum(n_params(layer) for layer in generator.layers[:8]) == 1_444_096
+    assert n_params(BoundlessDiscriminator()) == 7_838_528
+
+
+def test_output_shapes_at_257():
+    generator, discriminator = BoundlessGenerator(width=8), BoundlessDiscriminator()
+    image = torch.rand(2, 1, 257, 257) * 2 - 1
+    mask = torch.zeros(2, 1, 257, 257)
+    mask[..., 193:] = 1
+    out = generator(image, mask)
+    assert out.shape == (2, 1, 257, 257) and out.abs().max() <= 1
+    assert discriminator(out, mask).shape == (2,)
+    assert discriminator(out, mask, torch.randn(2, 1000)).shape == (2,)
+
+
+def test_gated_conv_matches_its_formula():
+    layer = GatedConv2d(1, 1, kernel_size=1)
+    with torch.no_grad():
+        layer.feature.weight.fill_(2.0)
+        layer.feature.bias.fill_(-1.0)
+        layer.gate.weight.fill_(1.0)
+        layer.gate.bias.fill_(0.0)
+    x = torch.tensor([[[[0.0, 1.0], [2.0, -1.0]]]])
+    feature = F.elu(2 * x - 1)
+    gated = feature * torch.sigmoid(x)
+    expected = (gated - gated.mean()) / torch.sqrt(gated.var(unbiased=False) + 1e-5)
+    torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    volume = synthetic_em_volume((16, 128, 128), seed=1)
+    parts = split_slices(16).apply(volume)
+    train = GanCropDataset(parts["train"].raw, 65, 256, mask_kind="center", seed=0)
+    val = GanCropDataset(parts["val"].raw, 65, 16, mask_kind="center", seed=1)
+    return train, val
+
+
+def _snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before, module):
+    return [not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True)]
+
+
+def test_one_step_updates_only_the_intended_network(datasets):
+    torch.manual_seed(0)
+    generator = BoundlessGenerator(width=4)
+    discriminator = BoundlessDiscriminator(widths=(8, 8, 8))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
+    batch = next(iter(torch.utils.data.DataLoader(datasets[0], batch_size=2)))
+    g0, d0 = _snapshot(generator), _snapshot(discriminator)
+    generator_step(generator, discriminator, opt_g, batch["image"], batch["mask"], 1e-2)
+    assert any(_changed(g0, generator)) and not any(_changed(d0, discriminator))
+    g1, d1 = _snapshot(generator), _snapshot(discriminator)
+    discriminator_step(generator, discriminator, opt_d, batch["image"], batch["mask"])
+    assert not any(_changed(g1, generator)) and any(_changed(d1, discriminator))
+
+
+@pytest.mark.slow
+def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
+    torch.manual_seed(0)
+    generator = BoundlessGenerator(width=8)
+    discriminator = BoundlessDiscriminator(widths=(16, 32, 32))
+    config = BoundlessConfig(steps=BOUNDLESS_TEST_STEPS, batch_size=8, lr_g=1e-3,
+                             eval_every=100, sample_every=1000, device="cpu")
+    history = train_boundless(generator, discriminator, *datasets, config, tmp_path,
+                              progress=False)
+    last = history.iloc[-1]
+    assert last["val_masked_l1"] < last["val_mean_fill_masked_l1"]
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "samples").is_dir()
+
+
+BOUNDLESS_TEST_STEPS = 400
+
+
+def test_feature_extractor_weights_file(tmp_path):
+    torch.manual_seed(0)
+    stand_in = InceptionStyleExtractor(width=4).eval()
+    path = tmp_path / "inception.pt"
+    torch.save(stand_in.state_dict(), path)
+    loaded = InceptionStyleExtractor.from_weights(path, width=4)
+    x = torch.rand(2, 1, 65, 65)
+    torch.testing.assert_close(loaded(x), stand_in(x))
+    assert loaded(x).shape == (2, 1000)
+    with pytest.raises(EmsegInputError, match="not InceptionStyleExtractor"):
+        InceptionStyleExtractor.from_weights(path, width=8)
+    with pytest.raises(EmsegInputError, match="weights file not found"):
+        InceptionStyleExtractor.from_weights(tmp_path / "missing.pt")
