@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from matplotlib import image as mpl_image
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib import image as mpl_image
 from torch import nn
 from torch.utils.data import DataLoader
 

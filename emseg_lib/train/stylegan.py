@@ -29,8 +29,8 @@ from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.train.device import pick_device
 from emseg_lib.train.gan_common import (
     SAMPLES,
-    endless_batches,
     ema_update,
+    endless_batches,
     resume_state,
     save_image_grid,
     set_trainable,
