@@ -27,6 +27,34 @@ class UNetSchedule:
 
 
 @dataclass(frozen=True)
+class StyleGANPlan:
+    """StyleGAN size and progressive schedule (``(resolution, iterations)`` phases)."""
+
+    channels: tuple[int, ...]
+    style_dim: int
+    crop: int
+    schedule: tuple[tuple[int, int], ...]
+    batch_size: int
+    samples_per_epoch: int
+    sample_every: int
+    realism_crops: int
+
+
+@dataclass(frozen=True)
+class BoundlessPlan:
+    """Boundless GAN size and length (generator ``width``, discriminator ``d_widths``)."""
+
+    width: int
+    d_widths: tuple[int, ...]
+    crop: int
+    steps: int
+    batch_size: int
+    samples_per_epoch: int
+    val_crops: int
+    eval_every: int
+
+
+@dataclass(frozen=True)
 class Profile:
     """All experiment sizes of one profile.
 
@@ -36,6 +64,7 @@ class Profile:
         unet3d_filters: UNet3D channels per level.
         unet2d, unet3d: training schedules (crops ``(H, W)`` and ``(D, H, W)``).
         tile_3d, overlap_3d, halo_3d: tiled 3D inference on whole volumes.
+        stylegan, boundless: the GAN experiments.
     """
 
     name: str
@@ -48,14 +77,23 @@ class Profile:
     tile_3d: tuple[int, int, int]
     overlap_3d: tuple[int, int, int]
     halo_3d: tuple[int, int, int]
+    stylegan: StyleGANPlan
+    boundless: BoundlessPlan
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """TOML arrays -> tuples (nested too), so profiles are hashable and immutable."""
+    def convert(value: Any) -> Any:
+        return tuple(convert(v) for v in value) if isinstance(value, list) else value
+    return {key: convert(value) for key, value in values.items()}
 
 
 def _profile(name: str, values: dict[str, Any]) -> Profile:
-    fields = {key: tuple(value) if isinstance(value, list) else value
-              for key, value in values.items() if key not in ("unet2d", "unet3d")}
-    schedules = {kind: UNetSchedule(**{**values[kind], "crop": tuple(values[kind]["crop"])})
-                 for kind in ("unet2d", "unet3d")}
-    return Profile(name=name, **fields, **schedules)
+    plans = {"unet2d": UNetSchedule, "unet3d": UNetSchedule, "stylegan": StyleGANPlan,
+             "boundless": BoundlessPlan}
+    fields = _tuples({key: value for key, value in values.items() if key not in plans})
+    nested = {key: plan(**_tuples(values[key])) for key, plan in plans.items()}
+    return Profile(name=name, **fields, **nested)
 
 
 def _load_profiles() -> dict[str, Profile]:

@@ -56,3 +56,20 @@ def threshold_grid(model: str, metric: str) -> pd.DataFrame:
     frame.columns = [float(c) for c in frame.columns]
     frame.columns.name = "edge_th - sig_th"
     return frame
+
+#: tables 5.12-5.14: Boundless losses after 150 epochs (D hinge loss, G = L1 + 0.01 adv,
+#: adversarial -D(x_hat), pixel-wise L1), per mask kind.
+BOUNDLESS_FINAL_LOSSES = {
+    "right": {"train": {"d_loss": 1.97093, "g_loss": 0.06830, "adv_loss": 0.48965,
+                        "pixel_loss": 0.06341},
+              "val": {"d_loss": 1.96588, "g_loss": 0.05822, "adv_loss": 0.64427,
+                      "pixel_loss": 0.05177}},
+    "center": {"train": {"d_loss": 1.24309, "g_loss": 0.09067, "adv_loss": 0.73436,
+                         "pixel_loss": 0.08332},
+               "val": {"d_loss": 0.96793, "g_loss": 0.07540, "adv_loss": 0.73706,
+                       "pixel_loss": 0.06803}},
+    "random": {"train": {"d_loss": 1.81831, "g_loss": 0.05792, "adv_loss": -0.03082,
+                         "pixel_loss": 0.05823},
+               "val": {"d_loss": 2.08587, "g_loss": 0.04681, "adv_loss": 0.05492,
+                       "pixel_loss": 0.04627}},
+}

@@ -94,19 +94,22 @@ def test_one_step_updates_only_the_intended_network(datasets):
 
 @pytest.mark.slow
 def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
+    """400 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops.
+
+    Before training the generator is far worse than filling the hole with the mean of the
+    visible pixels; after training it must be better, on fixed validation crops.
+    """
     torch.manual_seed(0)
-    generator = BoundlessGenerator(width=8)
+    generator = BoundlessGenerator(width=16)
     discriminator = BoundlessDiscriminator(widths=(16, 32, 32))
-    config = BoundlessConfig(steps=BOUNDLESS_TEST_STEPS, batch_size=8, lr_g=1e-3,
-                             eval_every=100, sample_every=1000, device="cpu")
+    config = BoundlessConfig(steps=400, batch_size=8, lr_g=1e-3, eval_every=100,
+                             sample_every=400, device="cpu")
     history = train_boundless(generator, discriminator, *datasets, config, tmp_path,
                               progress=False)
     last = history.iloc[-1]
     assert last["val_masked_l1"] < last["val_mean_fill_masked_l1"]
-    assert (tmp_path / "last.pt").exists() and (tmp_path / "samples").is_dir()
-
-
-BOUNDLESS_TEST_STEPS = 400
+    assert (tmp_path / "last.pt").exists()
+    assert (tmp_path / "samples" / "step_000400.png").exists()
 
 
 def test_feature_extractor_weights_file(tmp_path):

@@ -31,6 +31,14 @@ EXPECTED = [
     "table5_4_unet2d_voi_merge_grid", "table5_7_unet3d_voi_grid",
     "table5_8_unet3d_voi_split_grid", "table5_9_unet3d_voi_merge_grid",
     "table5_11_2d_vs_3d", "threshold_explorer_unet2d",
+    "fig5_1_stylegan_losses", "fig5_2_stylegan_samples", "fig5_3_stylegan_real_vs_generated",
+    "table_stylegan_realism_swd",
+    *[f"fig5_{n}_boundless_{mask}_{what}"
+      for mask, first in [("right", 30), ("center", 33), ("random", 36)]
+      for n, what in zip(range(first, first + 3), ["examples", "losses", "adv_pixel"],
+                         strict=True)],
+    "table5_12_boundless_right_losses", "table5_13_boundless_center_losses",
+    "table5_14_boundless_random_losses",
 ]
 
 
@@ -67,6 +75,8 @@ def test_run_all_smoke_writes_every_figure_and_table(smoke_run):
         if name.startswith("table"):
             assert (figures / f"{name}.md").exists(), name
     assert len(list((out / "notebooks").glob("*.ipynb"))) == len(NOTEBOOKS)
+    for mask in ("right", "center", "random"):
+        assert (out / "runs" / f"boundless_{mask}" / "generator.pt").exists()
     assert "SYNTHETIC" in result.stdout + result.stderr
 
 
