@@ -97,7 +97,8 @@ def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
     """400 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops.
 
     Before training the generator is far worse than filling the hole with the mean of the
-    visible pixels; after training it must be better, on fixed validation crops.
+    visible pixels; after training it must be better on fixed validation crops, averaged over
+    the evaluations at steps 300 and 400 (GAN losses oscillate from one evaluation to the next).
     """
     torch.manual_seed(0)
     generator = BoundlessGenerator(width=16)
@@ -106,8 +107,9 @@ def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
                              sample_every=400, device="cpu")
     history = train_boundless(generator, discriminator, *datasets, config, tmp_path,
                               progress=False)
-    last = history.iloc[-1]
-    assert last["val_masked_l1"] < last["val_mean_fill_masked_l1"]
+    assert history["val_masked_l1"].iloc[0] > history["val_mean_fill_masked_l1"].iloc[0]
+    late = history.tail(2)
+    assert late["val_masked_l1"].mean() < late["val_mean_fill_masked_l1"].mean()
     assert (tmp_path / "last.pt").exists()
     assert (tmp_path / "samples" / "step_000400.png").exists()
 
