@@ -1,4 +1,4 @@
-"""Segmentation networks: the 2D UNet and the Lee et al. 2017 3D UNet.
+"""Segmentation networks: the 2D UNet, the Lee et al. 2017 3D UNet, the Boundless segmenter.
 
 Every model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
 :func:`build_model` turn a model into a small description and back, which is how
@@ -12,10 +12,12 @@ from typing import Any
 from torch import nn
 
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.models.boundless import BoundlessSegmenter
 from emseg_lib.models.unet2d import UNet2D
 from emseg_lib.models.unet3d import LEE2017_FILTERS, UNet3D
 
-MODELS: dict[str, type[nn.Module]] = {"unet2d": UNet2D, "unet3d": UNet3D}
+MODELS: dict[str, type[nn.Module]] = {"unet2d": UNet2D, "unet3d": UNet3D,
+                                      "boundless_segmenter": BoundlessSegmenter}
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -34,4 +36,5 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     return MODELS[name](**spec.get("config", {}))
 
 
-__all__ = ["LEE2017_FILTERS", "MODELS", "UNet2D", "UNet3D", "build_model", "model_spec"]
+__all__ = ["LEE2017_FILTERS", "MODELS", "BoundlessSegmenter", "UNet2D", "UNet3D", "build_model",
+           "model_spec"]

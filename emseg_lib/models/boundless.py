@@ -23,6 +23,9 @@ from torch.nn.utils import spectral_norm
 
 from emseg_lib.errors import EmsegInputError
 
+#: layers of the thesis's counting for transfer learning: 16 gated convs + the output conv
+N_SEGMENTATION_LAYERS = 17
+
 
 class GatedConv2d(nn.Module):
     """``InstanceNorm(ELU(conv_f(x)) * sigmoid(conv_g(x)))`` with "same" padding.
@@ -75,6 +78,10 @@ class BoundlessGenerator(nn.Module):
         self.head = nn.Conv2d(width // 2, out_channels, 3, padding=1)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.head(self.features(image, mask)), -1.0, 1.0)
+
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Output of the 16th gated convolution, ``(N, width // 2, H, W)``."""
         x = torch.cat([image * (1 - mask), torch.ones_like(mask), mask], dim=1)
         out = []
         for layer in self.layers[:11]:
@@ -87,8 +94,34 @@ class BoundlessGenerator(nn.Module):
         x = self.layers[13](torch.cat([x, out[2]], 1))
         x = _upsample_to(torch.cat([x, out[1]], 1), out[0])
         x = self.layers[14](x)
-        x = self.layers[15](torch.cat([x, out[0]], 1))
-        return torch.clamp(self.head(x), -1.0, 1.0)
+        return self.layers[15](torch.cat([x, out[0]], 1))
+
+
+class BoundlessSegmenter(BoundlessGenerator):
+    """The Boundless generator as a segmentation network (thesis 4.4.2, 4.5).
+
+    The final clamp is removed and the output is one logit. The input is the image alone; it
+    is scaled to [-1, 1] and given to the generator with an all-zero mask (nothing unknown)
+    and the ones-channel. :mod:`emseg_lib.transfer` loads and freezes its layers.
+
+    Args:
+        in_channels, out_channels, width: as :class:`BoundlessGenerator` (3, 1, 32 in the
+            thesis); they must match the pretrained weights.
+
+    Shapes: ``(N, 1, H, W)`` image in [0, 1] (like every emseg segmentation network) ->
+    ``(N, 1, H, W)`` cell logits.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 32) -> None:
+        super().__init__(in_channels, out_channels, width)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        scaled = image * 2.0 - 1.0
+        return self.head(self.features(scaled, torch.zeros_like(scaled)))
+
+    def segmentation_layers(self) -> list[nn.Module]:
+        """The 17 layers in order: 16 gated convolutions, then the output conv."""
+        return [*self.layers, self.head]
 
 
 def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

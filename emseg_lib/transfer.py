@@ -1,0 +1,99 @@
+"""Transfer learning from the Boundless generator to segmentation (thesis 4.4.2, 4.5).
+
+:class:`BoundlessSegmenter` is the image-extension generator used as a segmentation network:
+same 16 gated convolutions and output conv, the final clamp to [-1, 1] removed, one logit
+out. Its input is the image alone; inside, as in the thesis, it is scaled to [-1, 1] and
+given to the generator with an all-zero mask (nothing unknown) and the ones-channel.
+
+The 17 *layers* of the thesis's counting are the 16 gated convolutions and the output conv;
+:func:`freeze_first` freezes the first ``n`` and :func:`load_pretrained` copies the first ``n``
+from a trained generator (``generator.pt`` written by notebook 04), leaving the rest as
+initialised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from emseg_lib.errors import EmsegInputError
+from emseg_lib.models.boundless import N_SEGMENTATION_LAYERS as N_LAYERS
+from emseg_lib.models.boundless import BoundlessSegmenter
+
+__all__ = ["BoundlessSegmenter", "freeze_first", "load_pretrained", "read_generator_weights"]
+
+
+def _layer_prefixes(n_layers: int) -> list[str]:
+    if not 0 <= n_layers <= N_LAYERS:
+        raise EmsegInputError(f"n_layers must lie in [0, {N_LAYERS}], got {n_layers}")
+    return [f"layers.{i}." if i < N_LAYERS - 1 else "head." for i in range(n_layers)]
+
+
+def freeze_first(model: BoundlessSegmenter, n_layers: int) -> list[str]:
+    """Stop gradients in the first ``n_layers`` layers; returns the frozen parameter names.
+
+    Frozen parameters get ``requires_grad = False`` (an optimizer then never changes them);
+    every other parameter is made trainable.
+    """
+    prefixes = _layer_prefixes(n_layers)
+    frozen = []
+    for name, parameter in model.named_parameters():
+        is_frozen = name.startswith(tuple(prefixes)) if prefixes else False
+        parameter.requires_grad_(not is_frozen)
+        if is_frozen:
+            frozen.append(name)
+    return frozen
+
+
+def read_generator_weights(path: str | Path) -> dict:
+    """Read ``generator.pt`` (``config``, ``state_dict``) with a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmsegInputError(f"{path}: generator weights not found (run notebook 04 first)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise EmsegInputError(f"{path}: not a readable torch file ({err})") from err
+    if not isinstance(saved, dict) or "state_dict" not in saved or "config" not in saved:
+        raise EmsegInputError(
+            f"{path}: not Boundless generator weights (expected a dict with 'config' and "
+            "'state_dict', as notebook 04 writes)"
+        )
+    return saved
+
+
+def load_pretrained(model: BoundlessSegmenter, path: str | Path, n_layers: int) -> list[str]:
+    """Copy the first ``n_layers`` layers of a trained generator into ``model``.
+
+    Layers after ``n_layers`` keep their current (random) initialisation.
+
+    Returns:
+        The names of the parameters copied.
+
+    Raises:
+        EmsegInputError: the file is missing, not generator weights, or from a generator of
+            another architecture (width, channels, shapes); the message names the file and
+            the difference.
+    """
+    saved = read_generator_weights(path)
+    if saved["config"] != model.config:
+        raise EmsegInputError(
+            f"{path}: weights are from BoundlessGenerator({saved['config']}) but the model is "
+            f"BoundlessSegmenter({model.config}); build the segmenter with the same width"
+        )
+    source = saved["state_dict"]
+    target = model.state_dict()
+    prefixes = tuple(_layer_prefixes(n_layers))
+    copied = [name for name in target if prefixes and name.startswith(prefixes)]
+    for name in copied:
+        if name not in source or source[name].shape != target[name].shape:
+            found = tuple(source[name].shape) if name in source else "missing"
+            raise EmsegInputError(
+                f"{path}: parameter '{name}' does not match the architecture "
+                f"(file: {found}, model: {tuple(target[name].shape)})"
+            )
+    with torch.no_grad():
+        for name in copied:
+            target[name].copy_(source[name])
+    return copied
