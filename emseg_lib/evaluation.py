@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from skimage.morphology import skeletonize
 from skimage.segmentation import expand_labels
 
 from emseg_lib.errors import check_ndim, check_probabilities, check_same_shape
@@ -40,6 +41,51 @@ def dense_segmentation(seg: np.ndarray) -> np.ndarray:
     if not np.any(seg):
         return seg
     return expand_labels(seg, distance=max(seg.shape))
+
+
+def thinned_segmentation(seg: np.ndarray) -> np.ndarray:
+    """Predicted boundaries slimmed to their 1-px skeleton (thesis 6.1's first remedy).
+
+    The boundary pixels (label 0) of ``seg`` ``(Y, X)`` are reduced to their skeleton; the
+    removed pixels join the nearest segment. The mask is edge-padded first so that skeleton
+    lines run to the image border instead of retracting from it (which would reconnect the
+    cells they separate).
+    """
+    pad = max(seg.shape)
+    boundary = np.pad(seg == 0, pad, mode="edge")
+    skeleton = skeletonize(boundary)[pad:-pad, pad:-pad]
+    return np.where(skeleton, 0, dense_segmentation(seg))
+
+
+def protocol_scores(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,
+                    pixel_nm: float = 4.0) -> pd.DataFrame:
+    """Mean per-slice VOI split/merge and ARAND of the watershed segmentation, three ways.
+
+    Rows: ``thesis`` (label 0 a segment on both sides), ``thinned boundaries`` (prediction
+    thinned by :func:`thinned_segmentation`, scored against the neuron ids), ``CREMI``
+    (dense prediction, 25 nm ground-truth boundary band ignored).
+
+    Args:
+        prob: ``(Z, Y, X)`` cell probabilities; gt_ids: ``(Z, Y, X)`` neuron ids.
+    """
+    check_ndim("prob", prob, (3,), "(Z, Y, X)")
+    check_same_shape("prob", prob, "gt_ids", gt_ids)
+    rows: dict[str, list[dict[str, float]]] = {"thesis": [], "thinned boundaries": [],
+                                               "CREMI": []}
+    for p, g in zip(prob, gt_ids, strict=True):
+        seg = close_boundaries(p, sig_th, edge_th, *candidate_segments(p, sig_th))
+        pairs = {
+            "thesis": (thesis_ground_truth(g), seg, {"ignore_gt_background": False}),
+            "thinned boundaries": (g, thinned_segmentation(seg), {}),
+            "CREMI": (g, dense_segmentation(seg), {"border_nm": CREMI_BORDER_NM,
+                                                    "pixel_nm": pixel_nm}),
+        }
+        for name, (truth, predicted, options) in pairs.items():
+            scores = segmentation_scores(truth, predicted, **options)
+            rows[name].append({"voi_split": scores.voi_split, "voi_merge": scores.voi_merge,
+                               "voi": scores.voi, "arand": scores.arand,
+                               "cremi_score": scores.cremi_score})
+    return pd.DataFrame({name: pd.DataFrame(r).mean() for name, r in rows.items()}).T
 
 
 def score_segmentation(seg: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float = 4.0,

@@ -115,6 +115,19 @@ def cremi_boundary_mask(gt: np.ndarray, border_nm: float = 25.0,
     return (distance <= border_nm).reshape(gt.shape)
 
 
+def count_merges(gt: np.ndarray, seg: np.ndarray, min_overlap: int = 20) -> int:
+    """Number of false merges: for every predicted segment, the ground-truth cells it covers
+    (each by at least ``min_overlap`` pixels) minus one, summed. Label 0 on either side is
+    ignored. An open boundary between two cells counts as one merge.
+    """
+    check_same_shape("gt", gt, "seg", seg)
+    keep = (gt != 0) & (seg != 0)
+    pairs, counts = np.unique(np.stack([seg[keep], gt[keep]]), axis=1, return_counts=True)
+    segments = pairs[0][counts >= min_overlap]
+    _, covered = np.unique(segments, return_counts=True)
+    return int(np.sum(covered - 1))
+
+
 @dataclass(frozen=True)
 class SegmentationScores:
     """Scores of one segmentation against ground truth (VOI in bits)."""

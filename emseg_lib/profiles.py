@@ -55,6 +55,20 @@ class BoundlessPlan:
 
 
 @dataclass(frozen=True)
+class TransferPlan:
+    """Transfer-learning sweep: crops, length, seeds, early stopping on reduced data."""
+
+    crop: int
+    epochs: int
+    samples_per_epoch: int
+    batch_size: int
+    val_crops: int
+    seeds: tuple[int, ...]
+    early_stop_epochs: int
+    reduced_fraction: float
+
+
+@dataclass(frozen=True)
 class Profile:
     """All experiment sizes of one profile.
 
@@ -65,6 +79,7 @@ class Profile:
         unet2d, unet3d: training schedules (crops ``(H, W)`` and ``(D, H, W)``).
         tile_3d, overlap_3d, halo_3d: tiled 3D inference on whole volumes.
         stylegan, boundless: the GAN experiments.
+        transfer: the transfer-learning sweep.
     """
 
     name: str
@@ -79,6 +94,7 @@ class Profile:
     halo_3d: tuple[int, int, int]
     stylegan: StyleGANPlan
     boundless: BoundlessPlan
+    transfer: TransferPlan
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +106,7 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
 
 def _profile(name: str, values: dict[str, Any]) -> Profile:
     plans = {"unet2d": UNetSchedule, "unet3d": UNetSchedule, "stylegan": StyleGANPlan,
-             "boundless": BoundlessPlan}
+             "boundless": BoundlessPlan, "transfer": TransferPlan}
     fields = _tuples({key: value for key, value in values.items() if key not in plans})
     nested = {key: plan(**_tuples(values[key])) for key, plan in plans.items()}
     return Profile(name=name, **fields, **nested)

@@ -73,3 +73,34 @@ BOUNDLESS_FINAL_LOSSES = {
                "val": {"d_loss": 2.08587, "g_loss": 0.04681, "adv_loss": 0.05492,
                        "pixel_loss": 0.04627}},
 }
+
+#: tables 5.15-5.19: transfer learning, means of the last 5 epochs on validation batches.
+#: ``voi_before`` is the thesis's "VOI" column, ``voi`` its "VOI after watershed".
+TRANSFER = {
+    "masks": {
+        "right mask": {"val_acc_pct": 96.19, "voi_before": 0.25597, "voi": 0.22354},
+        "center mask": {"val_acc_pct": 96.1, "voi_before": 0.26661, "voi": 0.22644},
+        "random mask": {"val_acc_pct": 96.13, "voi_before": 0.26897, "voi": 0.20149},
+    },
+    "frozen_layers": {
+        f"{n} layers": {"val_acc_pct": acc, "voi_before": voi}
+        for n, acc, voi in [(4, 96.26, 0.28572), (6, 96.15, 0.27405), (8, 96.19, 0.28573),
+                            (10, 96.19, 0.35764), (12, 95.768, 0.49225), (14, 95.13, 0.91028),
+                            (16, 90.96, 2.96603)]
+    },
+    "initialisation": {
+        "all random": {"val_acc_pct": 96.2, "voi_before": 0.248},
+        "all pretrained": {"val_acc_pct": 96.22, "voi_before": 0.26866},
+        "8 random frozen": {"val_acc_pct": 95.86, "voi_before": 0.49214},
+        "8 pretrained frozen + 9 random": {"val_acc_pct": 96.14, "voi_before": 0.36446},
+    },
+    "hyperparameters": {
+        "segmentation hyp.": {"val_acc_pct": 96.06, "voi_before": 0.25715},
+        "Boundless hyp.": {"val_acc_pct": 94.93, "voi_before": 0.70453},
+        "Boundless hyp., 2x epochs": {"val_acc_pct": 95.42, "voi_before": 0.59491},
+    },
+    "early_stopping": {
+        "8 pretrained + 9 random": {"val_acc_pct": 80.09, "voi_before": 0.681},
+        "random init": {"val_acc_pct": 86.12, "voi_before": 0.63},
+    },
+}

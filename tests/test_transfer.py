@@ -109,3 +109,25 @@ def test_tampered_shapes_are_named(tmp_path):
     with pytest.raises(EmsegInputError, match=r"parameter 'layers.2.feature.weight' does not "
                                               r"match the architecture"):
         load_pretrained(BoundlessSegmenter(width=4), path, 8)
+
+
+def test_summary_table_reports_spread_thesis_and_significance():
+    import pandas as pd
+
+    from emseg_lib.experiments.transfer import EXPERIMENTS, summary_table
+
+    rows = []
+    for i, label in enumerate(EXPERIMENTS["initialisation"]):
+        for seed, noise in enumerate([-0.01, 0.0, 0.01]):
+            rows.append({"experiment": "initialisation", "label": label, "seed": seed,
+                         "val_acc_pct": 95 + noise, "voi_before": 0.3 + i * 0.2 + noise,
+                         "voi": 0.2 + noise})
+    table = summary_table(pd.DataFrame(rows), "initialisation")
+    assert list(table.index) == list(EXPERIMENTS["initialisation"])
+    assert table.loc["all random", "voi_before thesis"] == pytest.approx(0.248)
+    assert table.loc["all pretrained", "voi_before std"] == pytest.approx(0.01)
+    assert pd.isna(table.loc["all random", "voi_before p vs first"])
+    assert table.loc["8 random frozen", "voi_before p vs first"] < 0.01  # 0.4 apart
+    assert table.loc["8 random frozen", "voi p vs first"] > 0.5  # identical
+    with pytest.raises(EmsegInputError, match="experiment must be one of"):
+        summary_table(pd.DataFrame(rows), "nope")

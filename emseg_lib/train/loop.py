@@ -25,6 +25,7 @@ from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices
 from emseg_lib.models import model_spec
+from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
     LAST,
@@ -98,6 +99,7 @@ def fit(
     *,
     resume: bool = True,
     progress: bool = True,
+    adversary: SegmentationAdversary | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` and return its per-epoch history.
 
@@ -110,17 +112,22 @@ def fit(
         run_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` are written.
         resume: continue from ``run_dir/last.pt`` when it exists.
         progress: show tqdm bars.
+        adversary: optional discriminator on (image, cell map) pairs; its weighted
+            adversarial term joins the BCE and it is updated after every network step.
 
     Returns:
         One row per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_acc``, ``val_loss``,
         ``val_acc``, ``val_voi_before``, ``val_voi``, ``val_voi_split``, ``val_voi_merge``,
-        ``val_arand`` and the CREMI-protocol scores, ``epoch_s``, ``samples_per_s``.
+        ``val_arand`` and the CREMI-protocol scores, ``epoch_s``, ``samples_per_s``; with an
+        adversary also ``train_adv_loss`` and ``train_d_loss``.
     """
     if config.epochs < 1:
         raise EmsegInputError(f"epochs must be >= 1, got {config.epochs}")
     run_dir = Path(run_dir)
     device = pick_device(config.device)
     model.to(device)
+    if adversary is not None:
+        adversary.to(device)
     loss_fn = nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
                                  eps=config.eps)
@@ -136,6 +143,8 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if adversary is not None:
+            adversary.load_state_dict(state["adversary"])
         history = state["history"]
         start_epoch = state["epoch"] + 1
     best_voi = min((row["val_voi"] for row in history), default=float("inf"))
@@ -150,20 +159,30 @@ def fit(
         started = time.perf_counter()
         train_set.set_epoch(epoch)
         model.train()
-        losses, accs = [], []
+        losses, accs, adversarial = [], [], []
         for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False,
                           disable=not progress):
-            logits = model(batch["image"].to(device))
+            image = batch["image"].to(device)
+            logits = model(image)
             target = batch["target"].to(device)
             loss = loss_fn(logits, target)
+            total = loss
+            if adversary is not None:
+                adv_loss = adversary.generator_loss(image, logits)
+                total = loss + adversary.weight * adv_loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             optimizer.step()
+            if adversary is not None:
+                d_loss = adversary.discriminator_step(image, logits, target)
+                adversarial.append((adv_loss.item(), d_loss))
             losses.append(loss.item())
             accs.append(pixel_accuracy_torch(logits.detach(), target))
         train_s = time.perf_counter() - started
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
+        if adversary is not None:
+            row["train_adv_loss"], row["train_d_loss"] = np.mean(adversarial, axis=0).tolist()
         row.update(_validate(model, val_loader, loss_fn, device, config))
         scheduler.step(row["val_loss"])
         row["epoch_s"] = time.perf_counter() - started
@@ -176,6 +195,8 @@ def fit(
             "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
             "config": dataclasses.asdict(config),
         }
+        if adversary is not None:
+            state["adversary"] = adversary.state_dict()
         save_checkpoint(run_dir / LAST, state)
         if row["val_voi"] < best_voi:
             best_voi = row["val_voi"]

@@ -1,0 +1,80 @@
+"""The thesis's own future work (6.1): fair evaluation and adversarial segmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.evaluation import protocol_scores
+from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_split
+from emseg_lib.metrics import count_merges
+from emseg_lib.models import UNet2D
+from emseg_lib.postprocess import label_cells
+from emseg_lib.profiles import Profile
+from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint, seed_everything
+from emseg_lib.train.adversarial import PairDiscriminator, SegmentationAdversary
+
+
+def fair_comparison(volume: EMVolume, profile: Profile, supervised_runs: str | Path,
+                    sig_th: float, edge_th: float, *, device: str | None = None
+                    ) -> pd.DataFrame:
+    """The 2D/3D test-split comparison (table 5.11) under the thesis, thinned and CREMI
+    protocols, from the best checkpoints of notebooks 01 and 02."""
+    tables = {}
+    for kind in KINDS:
+        model = model_from_checkpoint(Path(supervised_runs) / kind / BEST)
+        test = predict_split(kind, model, volume, "test", profile, device=device,
+                             progress=False)
+        tables[kind] = protocol_scores(test.prob, test.gt, sig_th, edge_th,
+                                       pixel_nm=test.pixel_nm)
+    return pd.concat(tables, names=["model", "protocol"])
+
+
+def open_boundary_scores(prediction: SplitPrediction, sig_th: float) -> dict[str, float]:
+    """Merges before watershed (open boundaries): merge count and VOI merge per slice."""
+    merges = [count_merges(g, label_cells(p, sig_th)) for p, g in
+              zip(prediction.prob, prediction.gt, strict=True)]
+    return {"merges_per_slice": float(np.mean(merges))}
+
+
+def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | Path, *,
+                           weight: float = 0.01, sig_th: float = 0.83, edge_th: float = 0.91,
+                           device: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """UNet2D trained with BCE alone vs BCE + adversarial term, same seeds and schedule.
+
+    Uses the transfer sweep's schedule (``profile.transfer``: short runs on small crops) and
+    the profile's UNet2D width. Scores the whole validation split.
+
+    Returns:
+        One row per (training, seed): ``merges_per_slice`` (open boundaries before
+        watershed), ``voi_merge_before``, ``voi``, ``voi_merge``, ``cremi_score``.
+    """
+    plan = profile.transfer
+    parts = split_slices(volume.shape[0]).apply(volume)
+    crop = (plan.crop // 16 * 16,) * 2  # UNet2D needs multiples of 16
+    rows = []
+    for seed in plan.seeds:
+        for training in ("BCE", "BCE + adversarial"):
+            seed_everything(seed)
+            model = UNet2D(base_width=profile.unet2d_width, depth=profile.unet2d_depth)
+            adversary = (SegmentationAdversary(PairDiscriminator(), weight=weight)
+                         if training != "BCE" else None)
+            train = EMCropDataset(parts["train"], crop, plan.samples_per_epoch,
+                                  augment=AugmentConfig(), seed=seed)
+            val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=10_000)
+            config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
+                                 device=device, pixel_nm=volume.resolution[1])
+            name = "adversarial" if adversary else "bce"
+            fit(model, train, val, config, Path(runs_dir) / name / f"seed{seed}",
+                progress=progress, adversary=adversary)
+            prediction = predict_split("unet2d", model, volume, "val", profile, device=device,
+                                       progress=False)
+            scores = prediction.scores(sig_th, edge_th)
+            rows.append({"training": training, "seed": seed,
+                         **open_boundary_scores(prediction, sig_th),
+                         **{k: scores[k] for k in ("voi_merge_before", "voi", "voi_merge",
+                                                   "cremi_score")}})
+    return pd.DataFrame(rows)
