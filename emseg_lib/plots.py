@@ -64,3 +64,26 @@ def segmentation_panel(raw: np.ndarray, prob: np.ndarray, seg: np.ndarray, gt: n
         ax.axis("off")
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def seed_band_curves(runs: dict[str, list[pd.DataFrame]], column: str, title: str
+                     ) -> Figure:
+    """Mean over seeds of ``column`` against the epoch, with the min-max band, per label.
+
+    Args:
+        runs: ``{label: [history of seed 0, history of seed 1, ...]}``.
+        column: a history column, e.g. ``"val_acc"`` or ``"val_voi_before"``.
+    """
+    figure = Figure(figsize=(7, 4))
+    ax = figure.subplots()
+    for label, histories in runs.items():
+        values = pd.concat([h.set_index("epoch")[column] for h in histories], axis=1)
+        line, = ax.plot(values.index, values.mean(axis=1), label=f"{label} (n={len(histories)})")
+        ax.fill_between(values.index, values.min(axis=1), values.max(axis=1),
+                        color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure

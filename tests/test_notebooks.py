@@ -39,6 +39,19 @@ EXPECTED = [
                          strict=True)],
     "table5_12_boundless_right_losses", "table5_13_boundless_center_losses",
     "table5_14_boundless_random_losses",
+    "table5_15_transfer_masks", "table5_16_transfer_frozen_layers",
+    "table5_17_transfer_initialisation", "table5_18_transfer_hyperparameters",
+    "table5_19_transfer_early_stopping", "transfer_sweep_per_seed",
+    "transfer_seed_noise_verdicts", "fig5_42_transfer_masks_examples",
+    *[f"fig{n}_transfer_{experiment}_{column}" for n, experiment, column in [
+        ("5_39", "masks", "val_acc"), ("5_40", "masks", "val_voi_before"),
+        ("5_41", "masks", "val_voi"), ("5_43", "frozen_layers", "val_acc"),
+        ("5_44", "frozen_layers", "val_voi_before"), ("5_46", "initialisation", "val_acc"),
+        ("5_47", "initialisation", "val_voi_before"), ("5_49", "hyperparameters", "val_acc"),
+        ("5_50", "hyperparameters", "val_voi_before"), ("5_51", "early_stopping", "val_acc"),
+        ("5_52", "early_stopping", "val_voi_before")]],
+    "table_future_fair_evaluation_2d_vs_3d", "table_future_adversarial_segmentation",
+    "table_future_adversarial_vs_bce",
 ]
 
 
@@ -78,6 +91,15 @@ def test_run_all_smoke_writes_every_figure_and_table(smoke_run):
     for mask in ("right", "center", "random"):
         assert (out / "runs" / f"boundless_{mask}" / "generator.pt").exists()
     assert "SYNTHETIC" in result.stdout + result.stderr
+
+
+def test_transfer_tables_have_every_seed_and_the_thesis(smoke_run):
+    figures = smoke_run[0] / "figures"
+    table = pd.read_csv(figures / "table5_16_transfer_frozen_layers.csv", index_col=0)
+    assert list(table.index) == [f"{n} layers" for n in range(4, 17, 2)]
+    assert (table["seeds"] >= 2).all()
+    assert table.loc["16 layers", "voi_before thesis"] == pytest.approx(2.96603)
+    assert table["voi_before mean"].notna().all()
 
 
 def test_tables_say_synthetic_and_carry_thesis_numbers(smoke_run):

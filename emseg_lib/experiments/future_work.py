@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.evaluation import protocol_scores
@@ -78,3 +79,20 @@ def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | P
                          **{k: scores[k] for k in ("voi_merge_before", "voi", "voi_merge",
                                                    "cremi_score")}})
     return pd.DataFrame(rows)
+
+
+def compare_trainings(results: pd.DataFrame,
+                      metrics: tuple[str, ...] = ("merges_per_slice", "voi_merge_before", "voi",
+                                                  "cremi_score")) -> pd.DataFrame:
+    """BCE vs BCE + adversarial per metric: means over seeds and the Welch t-test p-value."""
+    groups = {training: rows for training, rows in results.groupby("training")}
+    plain, adversarial = groups["BCE"], groups["BCE + adversarial"]
+    table = {}
+    for metric in metrics:
+        p = (stats.ttest_ind(adversarial[metric], plain[metric], equal_var=False).pvalue
+             if min(len(plain), len(adversarial)) > 1 else np.nan)
+        table[metric] = {"BCE mean": plain[metric].mean(),
+                         "BCE + adversarial mean": adversarial[metric].mean(),
+                         "difference": adversarial[metric].mean() - plain[metric].mean(),
+                         "Welch p": p}
+    return pd.DataFrame(table).T

@@ -190,3 +190,29 @@ def summary_table(results: pd.DataFrame, experiment: str,
                 else stats.ttest_ind(ours[metric], reference[metric], equal_var=False).pvalue)
         table[label] = entry
     return pd.DataFrame(table).T
+
+
+def seed_noise_verdicts(table: pd.DataFrame, metric: str = "voi_before", alpha: float = 0.05
+                        ) -> list[str]:
+    """One sentence per label of a :func:`summary_table`: does it differ from the first label
+    by more than seed noise (Welch t-test at level ``alpha``)?"""
+    first = table.index[0]
+    sentences = []
+    for label in table.index[1:]:
+        p = table.loc[label, f"{metric} p vs first"]
+        delta = table.loc[label, f"{metric} mean"] - table.loc[first, f"{metric} mean"]
+        if pd.isna(p):
+            verdict = "cannot be tested (fewer than 2 seeds)"
+        elif p < alpha:
+            verdict = f"differs beyond seed noise (p = {p:.3g})"
+        else:
+            verdict = f"within seed noise (p = {p:.3g})"
+        sentences.append(f"{label} vs {first}: {metric} {delta:+.4f}, {verdict}")
+    return sentences
+
+
+def runs_by_label(experiment: str, histories: dict[tuple[str, int], pd.DataFrame]
+                  ) -> dict[str, list[pd.DataFrame]]:
+    """``{label: [history per seed]}`` for one experiment of :data:`EXPERIMENTS`."""
+    return {label: [h for (name, _), h in histories.items() if name == spec.name]
+            for label, spec in EXPERIMENTS[experiment].items()}
