@@ -34,6 +34,8 @@ class EMVolume:
         resolution: voxel size in nm, ``(z, y, x)``.
         source: where the volume came from (a file path, or a description of the generator).
         synthetic: True when the volume is the synthetic stand-in, not real CREMI data.
+        label_kind: how the labels were obtained (e.g. "instance ids",
+            "membrane mask -> instances").
     """
 
     raw: np.ndarray
@@ -41,6 +43,7 @@ class EMVolume:
     resolution: tuple[float, float, float]
     source: str
     synthetic: bool = False
+    label_kind: str = "instance ids"
 
     @property
     def caption(self) -> str:
@@ -57,7 +60,8 @@ class EMVolume:
     def subvolume(self, z_slice: slice) -> EMVolume:
         """The slices ``z_slice`` of this volume (views, no copy)."""
         labels = None if self.labels is None else self.labels[z_slice]
-        return EMVolume(self.raw[z_slice], labels, self.resolution, self.source, self.synthetic)
+        return EMVolume(self.raw[z_slice], labels, self.resolution, self.source, self.synthetic,
+                        self.label_kind)
 
 
 def _read_dataset(handle: h5py.File, key: str, path: Path) -> np.ndarray:

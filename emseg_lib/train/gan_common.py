@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.errors import EmsegInputError
 from emseg_lib.train.checkpoint import LAST, load_checkpoint, save_checkpoint
 
 HISTORY = "history.csv"
@@ -69,7 +70,14 @@ def resume_state(run_dir: Path, modules: dict[str, nn.Module],
         return 0, []
     state = load_checkpoint(run_dir / LAST)
     for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
+        try:
+            module.load_state_dict(state["modules"][name])
+        except (KeyError, RuntimeError) as err:
+            raise EmsegInputError(
+                f"{run_dir / LAST}: the checkpoint's {name} does not match the current "
+                f"architecture (was the profile changed?); delete {run_dir} or use another "
+                f"run directory. {str(err).splitlines()[0]}"
+            ) from err
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
     torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,165 @@
+"""Reading EM stacks in the formats researchers have: CREMI HDF5, TIFF stacks, slice folders.
+
+:func:`load_stack` is the one entry point; it picks the reader by suffix:
+
+* ``.hdf``, ``.h5``, ``.hdf5`` — the CREMI layout (:func:`~emseg_lib.data.load_cremi`);
+* ``.tif``, ``.tiff`` — a multi-page TIFF stack ``(Z, Y, X)``;
+* a directory — one PNG or TIFF image per slice, in natural sort order of the file names.
+
+Labels for TIFF stacks and folders come from a second path in the same formats, either as
+instance ids or as a binary membrane mask (two values, membrane = the larger); a membrane
+mask becomes instances by connected components of the non-membrane pixels, per slice (ids
+unique across the stack). :func:`describe` says what was loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+from skimage.measure import label
+
+from emseg_lib.data.cremi import EMVolume, load_cremi
+from emseg_lib.errors import EmsegInputError
+
+HDF5_SUFFIXES = (".hdf", ".h5", ".hdf5")
+TIFF_SUFFIXES = (".tif", ".tiff")
+SLICE_SUFFIXES = (".png", ".tif", ".tiff")
+LabelKind = Literal["auto", "instances", "membranes"]
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    try:
+        array = tifffile.imread(path)
+    except Exception as err:
+        raise EmsegInputError(f"{path}: cannot be read as TIFF ({err}); is the file "
+                              "complete?") from err
+    if array.size == 0:
+        raise EmsegInputError(f"{path}: cannot be read as a TIFF stack (no image data); the "
+                              "file may be corrupt or truncated")
+    return array[None] if array.ndim == 2 else array
+
+
+def _read_folder(path: Path) -> np.ndarray:
+    files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES),
+                   key=_natural_key)
+    if not files:
+        raise EmsegInputError(f"{path}: folder has no .png/.tif slices; put one image per "
+                              "slice there (e.g. slice_000.png, slice_001.png, ...)")
+    slices = []
+    for file in files:
+        try:
+            image = iio.imread(file)
+        except Exception as err:
+            raise EmsegInputError(f"{file}: cannot be read as an image ({err})") from err
+        if image.ndim != 2:
+            raise EmsegInputError(f"{file}: expected a single-channel slice, got shape "
+                                  f"{image.shape}; save grey-scale images")
+        slices.append(image)
+    shapes = {s.shape for s in slices}
+    if len(shapes) != 1:
+        raise EmsegInputError(f"{path}: slices differ in size {sorted(shapes)}; all slices "
+                              "must have one size")
+    return np.stack(slices)
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """A ``(Z, Y, X)`` array from a TIFF stack or a folder of slices."""
+    path = Path(path)
+    if not path.exists():
+        raise EmsegInputError(f"{path}: not found")
+    if path.is_dir():
+        array = _read_folder(path)
+    elif path.suffix.lower() in TIFF_SUFFIXES:
+        array = _read_tiff(path)
+    else:
+        raise EmsegInputError(
+            f"{path}: unknown format '{path.suffix}'; use CREMI HDF5 ({', '.join(HDF5_SUFFIXES)}),"
+            f" a TIFF stack ({', '.join(TIFF_SUFFIXES)}) or a folder of PNG/TIFF slices"
+        )
+    if array.ndim != 3:
+        raise EmsegInputError(f"{path}: expected a (Z, Y, X) stack, got shape {array.shape}")
+    return array
+
+
+def membranes_to_instances(membranes: np.ndarray) -> np.ndarray:
+    """Instance ids from a binary membrane mask ``(Z, Y, X)``: 4-connected components of
+    the non-membrane pixels, slice by slice, ids unique across the stack; membranes get 0."""
+    ids = np.zeros(membranes.shape, dtype=np.uint64)
+    offset = 0
+    for z, mask in enumerate(membranes):
+        components = label(~mask, connectivity=1)
+        ids[z] = np.where(components > 0, components + offset, 0)
+        offset += int(components.max())
+    return ids
+
+
+def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndarray, str]:
+    """Instance ids ``(Z, Y, X)`` uint64 from ids or a membrane mask, and how they were read."""
+    if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+        raise EmsegInputError(f"{source}: labels must be integers, got {array.dtype}")
+    values = np.unique(array)
+    if kind == "auto":
+        kind = "membranes" if len(values) <= 2 else "instances"
+    if kind == "membranes":
+        if len(values) > 2:
+            raise EmsegInputError(f"{source}: a membrane mask has two values, found "
+                                  f"{len(values)}; pass --label-kind instances for ids")
+        return membranes_to_instances(array == values.max()), "membrane mask -> instances"
+    return array.astype(np.uint64), "instance ids"
+
+
+def load_stack(path: str | Path, labels: str | Path | None = None, *,
+               label_kind: LabelKind = "auto", resolution: tuple[float, float, float] = (
+                   40.0, 4.0, 4.0), rescale: bool = False) -> EMVolume:
+    """Load raw (and optionally labels) from CREMI HDF5, a TIFF stack or a slice folder.
+
+    Args:
+        path: the raw data.
+        labels: labels for TIFF/folder raw data (HDF5 files carry their own).
+        label_kind: ``"instances"``, ``"membranes"`` or ``"auto"`` (two values = membranes).
+        resolution: voxel size in nm ``(z, y, x)`` for formats that do not store it.
+        rescale: map a non-uint8 raw stack linearly from its min..max to 0..255 (otherwise
+            such a stack is an error, nothing is converted silently).
+
+    Raises:
+        EmsegInputError: unknown suffix, unreadable or empty input, raw/label shape mismatch,
+            non-uint8 raw without ``rescale``; the message names the file and the fix.
+    """
+    path = Path(path)
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        if labels is not None:
+            raise EmsegInputError(f"{path}: HDF5 files carry their own labels; drop --labels")
+        return load_cremi(path, require_labels=False)
+    raw = read_array(path)
+    if raw.dtype != np.uint8:
+        if not rescale:
+            raise EmsegInputError(f"{path}: raw data is {raw.dtype}, expected uint8; pass "
+                                  "--rescale to map its min..max to 0..255")
+        lo, hi = float(raw.min()), float(raw.max())
+        raw = np.rint((raw.astype(np.float64) - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+    ids, kind = None, "no labels"
+    if labels is not None:
+        ids, kind = as_labels(read_array(labels), label_kind, Path(labels))
+        if ids.shape != raw.shape:
+            raise EmsegInputError(f"{labels}: labels have shape {ids.shape} but {path} has "
+                                  f"shape {raw.shape}; they must match slice for slice")
+    return EMVolume(raw, ids, tuple(resolution), str(path), label_kind=kind)
+
+
+def describe(volume: EMVolume) -> str:
+    """One line: source, shape, dtype, value range, labels."""
+    labels = ("no labels" if volume.labels is None else
+              f"labels: {volume.label_kind}, {len(np.unique(volume.labels[volume.labels > 0]))} "
+              "ids")
+    return (f"{volume.source}: shape {volume.shape} (Z, Y, X), {volume.raw.dtype}, values "
+            f"{int(volume.raw.min())}..{int(volume.raw.max())}, resolution "
+            f"{volume.resolution} nm, {labels}")
