@@ -11,17 +11,17 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from emseg_lib.data.augment import NO_AUGMENTATION, AugmentConfig, augment_crop
 from emseg_lib.data.cremi import EMVolume
+from emseg_lib.data.sampling import EpochSampledDataset
 from emseg_lib.errors import EmsegInputError, check_crop_fits
 from emseg_lib.targets import affinities, cell_target, instance_boundary
 
 TargetKind = Literal["cells", "affinities"]
 
 
-class EMCropDataset(Dataset):
+class EMCropDataset(EpochSampledDataset):
     """Random 2D or 3D crops of a labelled volume.
 
     Each item is a dict of tensors:
@@ -60,8 +60,7 @@ class EMCropDataset(Dataset):
             raise EmsegInputError(
                 f"crop_shape must be (H, W) or (D, H, W), got {tuple(crop_shape)}"
             )
-        if samples_per_epoch < 1:
-            raise EmsegInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        super().__init__(samples_per_epoch, seed)
         if target not in ("cells", "affinities"):
             raise EmsegInputError(f"target must be 'cells' or 'affinities', got {target!r}")
         self.is_2d = len(crop_shape) == 2
@@ -70,26 +69,13 @@ class EMCropDataset(Dataset):
         self.crop_shape = (1, *crop_shape) if self.is_2d else tuple(crop_shape)
         check_crop_fits("crop_shape", self.crop_shape, volume.shape)
         self.volume = volume
-        self.samples_per_epoch = samples_per_epoch
         self.augment = augment or NO_AUGMENTATION
         self.target = target
         self.boundary_thickness = boundary_thickness
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw a new set of samples for ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
         image, labels = augment_crop(self.volume.raw, self.volume.labels, self.crop_shape,
-                                     rng, self.augment)
+                                     self.rng(index), self.augment)
         if self.target == "affinities":
             target = affinities(labels)
         else:

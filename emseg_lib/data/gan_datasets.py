@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from emseg_lib.data.augment import AugmentConfig, augment_crop
 from emseg_lib.data.masks import MaskKind, make_mask
-from emseg_lib.errors import EmsegInputError, check_crop_fits, check_ndim
+from emseg_lib.data.sampling import EpochSampledDataset
+from emseg_lib.errors import check_crop_fits, check_ndim
 
 
-class GanCropDataset(Dataset):
+class GanCropDataset(EpochSampledDataset):
     """Square random crops of a raw stack for GAN training (thesis 4.2, 4.4.1).
 
     Each item is ``{"image": (1, S, S) float32 in [-1, 1]}`` (``x / 127.5 - 1``), plus
@@ -31,32 +31,19 @@ class GanCropDataset(Dataset):
                  seed: int = 0) -> None:
         check_ndim("raw", raw, (3,), "(Z, Y, X)")
         check_crop_fits("crop", (1, size, size), raw.shape)
-        if samples_per_epoch < 1:
-            raise EmsegInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        super().__init__(samples_per_epoch, seed)
         if mask_kind is not None:
             make_mask(mask_kind, size, np.random.default_rng(0))  # validates the kind
         self.raw = raw
         self.size = size
-        self.samples_per_epoch = samples_per_epoch
         self.augment = augment or AugmentConfig(scale_range=(1.0, 1.0), blur_prob=0.0,
                                                 noise_prob=0.0)
         self.mask_kind = mask_kind
-        self.seed = seed
-        self.epoch = 0
         # labels are not needed: a zero-memory broadcast view stands in for them
         self._no_labels = np.broadcast_to(np.zeros(1, dtype=np.uint8), raw.shape)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw a new set of samples for ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image, _ = augment_crop(self.raw, self._no_labels, (1, self.size, self.size), rng,
                                 self.augment)
         item = {"image": torch.from_numpy(image * 2.0 - 1.0)}
