@@ -96,7 +96,7 @@ def test_one_step_updates_only_the_intended_network(datasets):
 def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
     """400 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops.
 
-    Before training the generator is far worse than filling the hole with the mean of the
+    Early on (step 100) the generator is worse than filling the hole with the mean of the
     visible pixels; after training it must be better on fixed validation crops, averaged over
     the evaluations at steps 300 and 400 (GAN losses oscillate from one evaluation to the next).
     """
