@@ -2,13 +2,14 @@
 
 from emseg_lib.train.checkpoint import (
     BEST,
+    HISTORY,
     LAST,
     load_checkpoint,
     load_model_state,
     model_from_checkpoint,
 )
 from emseg_lib.train.device import pick_device, seed_everything
-from emseg_lib.train.loop import HISTORY, TrainConfig, fit
+from emseg_lib.train.loop import TrainConfig, fit
 
 __all__ = [
     "BEST",

@@ -1,5 +1,6 @@
 """Training checkpoints: everything needed to resume a run exactly.
 
+A run directory holds ``last.pt``, ``best.pt`` and ``history.csv``.
 A checkpoint is a ``torch.save`` dict with the model, optimizer and scheduler states, the
 last finished epoch, the torch RNG state, the model's constructor description and the
 training configuration. ``last.pt`` is written after every epoch, ``best.pt`` whenever the
@@ -19,6 +20,7 @@ from emseg_lib.models import build_model
 
 LAST = "last.pt"
 BEST = "best.pt"
+HISTORY = "history.csv"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -15,9 +15,8 @@ from torch.utils.data import DataLoader
 
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.train.checkpoint import LAST, load_checkpoint, save_checkpoint
+from emseg_lib.train.checkpoint import HISTORY, LAST, load_checkpoint, save_checkpoint
 
-HISTORY = "history.csv"
 SAMPLES = "samples"
 
 

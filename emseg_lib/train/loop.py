@@ -28,14 +28,13 @@ from emseg_lib.models import model_spec
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
+    HISTORY,
     LAST,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
 )
 from emseg_lib.train.device import pick_device
-
-HISTORY = "history.csv"
 
 
 @dataclass(frozen=True)
