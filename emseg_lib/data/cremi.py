@@ -50,7 +50,9 @@ class EMVolume:
         """Short provenance line for figure titles; says loudly when the data is synthetic."""
         if self.synthetic:
             return "SYNTHETIC EM volume (CREMI files absent)"
-        return f"CREMI data: {Path(self.source).name}"
+        kind = "CREMI data" if Path(self.source).suffix.lower() in (".hdf", ".h5", ".hdf5") \
+            else "EM data"
+        return f"{kind}: {Path(self.source).name}"
 
     @property
     def shape(self) -> tuple[int, int, int]:
