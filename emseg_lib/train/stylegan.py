@@ -4,7 +4,8 @@ Non-saturating logistic loss (thesis equation 2.4 and its note: G maximises ``lo
 with the R1 penalty of the reference implementation: D minimises
 ``softplus(D(fake)) + softplus(-D(real)) + gamma / 2 * |grad D(real)|^2`` (gamma 10), G
 minimises ``softplus(-D(fake))``. Adam lr 1e-3, betas (0, 0.99), mapping network lr x 0.01,
-an exponential moving average of G (decay 0.999) for samples.
+an exponential moving average of G (decay 0.999, warmed up as ``min(0.999, (1 + i) / (10 + i))``
+so that short CPU runs are not dominated by the first iterations' weights) for samples.
 
 A schedule is a list of ``(resolution, iterations)`` phases, e.g. ``((8, 500), (16, 1000))``;
 each phase after the first fades its new block in over its first half (``alpha`` 0 -> 1).
@@ -152,14 +153,15 @@ def train_stylegan(
                                       config.r1_gamma))
         row.update(generator_step(generator, discriminator, opt_g, config.batch_size, step,
                                   alpha))
-        ema_update(ema, generator, config.ema_decay)
+        # warm-up: early on, average over ~10 + iteration steps, not over ~1 / (1 - decay)
+        ema_update(ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
         history.append(row)
         iteration += 1
         bar.update(1)
         if iteration % config.sample_every == 0 or iteration == total:
             with torch.no_grad():
                 save_image_grid(ema(fixed_z, step, alpha),
-                                run_dir / SAMPLES / f"iter_{iteration:06d}.png")
+                                run_dir / SAMPLES / f"iter_{iteration:06d}.png", ncols=4)
             write_state(run_dir, iteration, modules, optimizers, history,
                         dataclasses.asdict(config))
     bar.close()
