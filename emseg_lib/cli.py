@@ -61,7 +61,7 @@ def _load(args: argparse.Namespace) -> EMVolume:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    path = fetch_cremi(args.sample, args.dest, base_url=args.base_url)
+    path = fetch_cremi(args.sample, args.dest, base_url=args.base_url, insecure=args.insecure)
     print(f"{path}: verified CREMI file ({path.stat().st_size:,} bytes, sha256 in "
           f"{path.name}.sha256)")
     return 0
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sample", choices=CREMI_SAMPLES, required=True)
     fetch.add_argument("--dest", type=Path, default=Path("data"))
     fetch.add_argument("--base-url", default=CREMI_BASE_URL, help=argparse.SUPPRESS)
+    fetch.add_argument("--insecure", action="store_true",
+                       help="do not verify the server's TLS certificate (the file is still "
+                            "checked against its published SHA-256)")
     fetch.set_defaults(run=_fetch)
 
     train = commands.add_parser("train", help="train a UNet on a labelled stack")

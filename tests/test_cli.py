@@ -206,3 +206,15 @@ def test_fetch_not_cremi_and_no_network(tmp_path, server, capsys):
                            url], "sample_B_20160501.hdf", "not an HDF5 file")
     _expect_error(capsys, ["fetch", "cremi", "--sample", "C", "--dest", tmp_path, "--base-url",
                            "http://127.0.0.1:9"], "cannot be reached", "network")
+
+
+def test_fetch_rejects_a_checksum_mismatch(tmp_path, server):
+    from emseg_lib import EmsegInputError
+    from emseg_lib.fetch import fetch_cremi
+
+    served, url = server
+    volume = synthetic_em_volume((2, 64, 64), seed=1)
+    save_cremi(volume, served / "sample_C_20160501.hdf")
+    with pytest.raises(EmsegInputError, match="differs from the published"):
+        fetch_cremi("C", tmp_path, base_url=url, expected_sha256="0" * 64, progress=False)
+    assert not (tmp_path / "sample_C_20160501.hdf").exists()
