@@ -6,6 +6,7 @@ inference). Sizes come from a :class:`~emseg_lib.profiles.Profile`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,7 +101,8 @@ class SplitPrediction:
         """Mean per-slice scores at one threshold pair (:func:`evaluate_slices`)."""
         return evaluate_slices(self.prob, self.gt, sig_th, edge_th, pixel_nm=self.pixel_nm)
 
-    def grid(self, sig_ths=GRID_SIG_TH, edge_deltas=GRID_EDGE_DELTA) -> pd.DataFrame:
+    def grid(self, sig_ths: Sequence[float] = GRID_SIG_TH,
+             edge_deltas: Sequence[float] = GRID_EDGE_DELTA) -> pd.DataFrame:
         """Per-slice long table over the threshold grid (:func:`threshold_grid`)."""
         return threshold_grid(self.prob, self.gt, sig_ths, edge_deltas, pixel_nm=self.pixel_nm)
 
@@ -114,7 +116,7 @@ def predict_split(kind: ModelKind, model: nn.Module, volume: EMVolume, split: st
     return SplitPrediction(prob, part.labels.astype(np.int64), volume.resolution[1])
 
 
-def grid_tables(grid: pd.DataFrame, metrics=("voi", "voi_split", "voi_merge")
+def grid_tables(grid: pd.DataFrame, metrics: Sequence[str] = ("voi", "voi_split", "voi_merge")
                 ) -> dict[str, pd.DataFrame]:
     """Thesis-shaped tables (rows ``sig_th``, columns ``edge_th - sig_th``) of slice means."""
     means = grid.groupby(["sig_th", "edge_delta"]).mean(numeric_only=True)
