@@ -35,7 +35,7 @@ def fair_comparison(volume: EMVolume, profile: Profile, supervised_runs: str | P
 
 
 def open_boundary_scores(prediction: SplitPrediction, sig_th: float) -> dict[str, float]:
-    """Merges before watershed (open boundaries): merge count and VOI merge per slice."""
+    """Open boundaries before watershed: false merges per slice (:func:`count_merges`)."""
     merges = [count_merges(g, label_cells(p, sig_th)) for p, g in
               zip(prediction.prob, prediction.gt, strict=True)]
     return {"merges_per_slice": float(np.mean(merges))}
