@@ -17,6 +17,7 @@ Everything is computed per 2D slice and averaged, for 2D and 3D models alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,13 @@ from skimage.morphology import skeletonize
 from skimage.segmentation import expand_labels
 
 from emseg_lib.errors import check_ndim, check_probabilities, check_same_shape
-from emseg_lib.metrics import segmentation_scores
-from emseg_lib.postprocess import candidate_segments, close_boundaries, label_cells
+from emseg_lib.metrics import SegmentationScores, cremi_boundary_mask, segmentation_scores
+from emseg_lib.postprocess import (
+    candidate_segments,
+    close_boundaries,
+    label_cells,
+    watershed_postprocess,
+)
 from emseg_lib.targets import cell_target, instance_boundary
 
 CREMI_BORDER_NM = 25.0
@@ -57,13 +63,45 @@ def thinned_segmentation(seg: np.ndarray) -> np.ndarray:
     return np.where(skeleton, 0, dense_segmentation(seg))
 
 
+@dataclass(frozen=True)
+class GroundTruth:
+    """The two ground truths of one ``(Y, X)`` slice, computed once and scored many times.
+
+    Attributes:
+        cells: thesis protocol, :func:`thesis_ground_truth` (0 on boundaries).
+        banded: CREMI protocol, the neuron ids with the 25 nm boundary band set to 0.
+        ids: the neuron ids themselves.
+    """
+
+    cells: np.ndarray
+    banded: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def from_ids(cls, gt_ids: np.ndarray, *, pixel_nm: float = 4.0,
+                 boundary_thickness: int = 1) -> GroundTruth:
+        """Prepare both ground truths of ``gt_ids`` ``(Y, X)``."""
+        banded = np.where(cremi_boundary_mask(gt_ids, CREMI_BORDER_NM, pixel_nm), 0, gt_ids)
+        return cls(thesis_ground_truth(gt_ids, boundary_thickness), banded, gt_ids)
+
+
+def thesis_scores(seg: np.ndarray, truth: GroundTruth) -> SegmentationScores:
+    """Thesis protocol: ``seg`` against the labelled boundary target, label 0 a segment."""
+    return segmentation_scores(truth.cells, seg, ignore_gt_background=False)
+
+
+def cremi_scores(seg: np.ndarray, truth: GroundTruth) -> SegmentationScores:
+    """CREMI protocol: dense ``seg`` against the ids, 25 nm ground-truth band ignored."""
+    return segmentation_scores(truth.banded, dense_segmentation(seg))
+
+
 def protocol_scores(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,
                     pixel_nm: float = 4.0) -> pd.DataFrame:
     """Mean per-slice VOI split/merge and ARAND of the watershed segmentation, three ways.
 
-    Rows: ``thesis`` (label 0 a segment on both sides), ``thinned boundaries`` (prediction
-    thinned by :func:`thinned_segmentation`, scored against the neuron ids), ``CREMI``
-    (dense prediction, 25 nm ground-truth boundary band ignored).
+    Rows: ``thesis`` (:func:`thesis_scores`), ``thinned boundaries`` (prediction thinned by
+    :func:`thinned_segmentation`, scored against the neuron ids), ``CREMI``
+    (:func:`cremi_scores`).
 
     Args:
         prob: ``(Z, Y, X)`` cell probabilities; gt_ids: ``(Z, Y, X)`` neuron ids.
@@ -73,23 +111,18 @@ def protocol_scores(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th
     rows: dict[str, list[dict[str, float]]] = {"thesis": [], "thinned boundaries": [],
                                                "CREMI": []}
     for p, g in zip(prob, gt_ids, strict=True):
-        seg = close_boundaries(p, sig_th, edge_th, *candidate_segments(p, sig_th))
-        pairs = {
-            "thesis": (thesis_ground_truth(g), seg, {"ignore_gt_background": False}),
-            "thinned boundaries": (g, thinned_segmentation(seg), {}),
-            "CREMI": (g, dense_segmentation(seg), {"border_nm": CREMI_BORDER_NM,
-                                                    "pixel_nm": pixel_nm}),
-        }
-        for name, (truth, predicted, options) in pairs.items():
-            scores = segmentation_scores(truth, predicted, **options)
-            rows[name].append({"voi_split": scores.voi_split, "voi_merge": scores.voi_merge,
-                               "voi": scores.voi, "arand": scores.arand,
-                               "cremi_score": scores.cremi_score})
-    return pd.DataFrame({name: pd.DataFrame(r).mean() for name, r in rows.items()}).T
+        seg = watershed_postprocess(p, sig_th, edge_th)
+        truth = GroundTruth.from_ids(g, pixel_nm=pixel_nm)
+        scores = {"thesis": thesis_scores(seg, truth),
+                  "thinned boundaries": segmentation_scores(g, thinned_segmentation(seg)),
+                  "CREMI": cremi_scores(seg, truth)}
+        for name, result in scores.items():
+            rows[name].append(result.as_dict())
+    columns = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
+    return pd.DataFrame({name: pd.DataFrame(r)[columns].mean() for name, r in rows.items()}).T
 
 
-def score_segmentation(seg: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float = 4.0,
-                       boundary_thickness: int = 1) -> dict[str, float]:
+def score_segmentation(seg: np.ndarray, truth: GroundTruth) -> dict[str, float]:
     """Scores of a post-processed ``(Y, X)`` labelling under both protocols.
 
     Returns:
@@ -97,11 +130,9 @@ def score_segmentation(seg: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float =
         ``cremi_voi_split``, ``cremi_voi_merge``, ``cremi_arand``, ``cremi_score``
         (CREMI protocol; score = sqrt(VOI * ARAND)).
     """
-    check_same_shape("seg", seg, "gt_ids", gt_ids)
-    thesis = segmentation_scores(thesis_ground_truth(gt_ids, boundary_thickness), seg,
-                                 ignore_gt_background=False)
-    cremi = segmentation_scores(gt_ids, dense_segmentation(seg), border_nm=CREMI_BORDER_NM,
-                                pixel_nm=pixel_nm)
+    check_same_shape("seg", seg, "gt_ids", truth.ids)
+    thesis = thesis_scores(seg, truth)
+    cremi = cremi_scores(seg, truth)
     return {
         "voi": thesis.voi,
         "voi_split": thesis.voi_split,
@@ -119,7 +150,8 @@ def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float
                    boundary_thickness: int = 1) -> pd.DataFrame:
     """Scores for every ``sig_th`` x ``edge_th = sig_th + delta`` on every slice.
 
-    The watershed candidates depend on ``sig_th`` only, so they are computed once per row.
+    The ground truths are prepared once per slice and the watershed candidates once per
+    ``sig_th`` row.
     ``edge_th`` values above 1 are clipped to 1 (every candidate is then accepted), and the
     row says so in ``edge_th``.
 
@@ -136,13 +168,12 @@ def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
     check_same_shape("prob", prob, "gt_ids", gt_ids)
     check_probabilities("prob", prob)
-    options = {"pixel_nm": pixel_nm, "boundary_thickness": boundary_thickness}
     rows = []
     for z, (p, g) in enumerate(zip(prob, gt_ids, strict=True)):
-        gt_cells = thesis_ground_truth(g, boundary_thickness)
+        truth = GroundTruth.from_ids(g, pixel_nm=pixel_nm,
+                                     boundary_thickness=boundary_thickness)
         for sig_th in sig_ths:
-            before = segmentation_scores(gt_cells, label_cells(p, sig_th),
-                                         ignore_gt_background=False)
+            before = thesis_scores(label_cells(p, sig_th), truth)
             segments, means = candidate_segments(p, sig_th)
             for delta in edge_deltas:
                 edge_th = min(1.0, sig_th + delta)
@@ -151,7 +182,7 @@ def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float
                              "edge_th": edge_th, "voi_before": before.voi,
                              "voi_split_before": before.voi_split,
                              "voi_merge_before": before.voi_merge,
-                             **score_segmentation(seg, g, **options)})
+                             **score_segmentation(seg, truth)})
     return pd.DataFrame(rows)
 
 
