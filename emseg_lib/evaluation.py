@@ -24,6 +24,7 @@ import pandas as pd
 from skimage.morphology import skeletonize
 from skimage.segmentation import expand_labels
 
+from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.errors import check_ndim, check_probabilities, check_same_shape
 from emseg_lib.metrics import SegmentationScores, cremi_boundary_mask, segmentation_scores
 from emseg_lib.postprocess import (
@@ -32,7 +33,6 @@ from emseg_lib.postprocess import (
     label_cells,
     watershed_postprocess,
 )
-from emseg_lib.targets import cell_target, instance_boundary
 
 CREMI_BORDER_NM = 25.0
 

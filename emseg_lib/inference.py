@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, check_ndim
-from emseg_lib.train.device import pick_device
 
 
 def _to_unit(volume: np.ndarray) -> np.ndarray:

@@ -23,13 +23,13 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.metrics import adapted_rand_error, variation_of_information
 
+from emseg_lib.data.targets import instance_boundary
 from emseg_lib.errors import (
     EmsegInputError,
     check_ndim,
     check_same_shape,
     check_unit_interval,
 )
-from emseg_lib.targets import instance_boundary
 
 
 def pixel_accuracy(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:

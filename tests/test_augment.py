@@ -8,7 +8,7 @@ import torch
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import NO_AUGMENTATION, AugmentConfig, EMCropDataset, augment_crop
-from emseg_lib.targets import instance_boundary
+from emseg_lib.data.targets import instance_boundary
 
 
 def _label_coded_volume():

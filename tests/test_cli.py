@@ -19,8 +19,8 @@ import torch
 from emseg_lib.cli import main
 from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
 from emseg_lib.data.formats import describe, load_stack
+from emseg_lib.data.targets import instance_boundary
 from emseg_lib.pipeline import PROBABILITY_KEY
-from emseg_lib.targets import instance_boundary
 
 
 @pytest.fixture(scope="module")

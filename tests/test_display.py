@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
+from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.display import adjacency_pairs, color_labels, greedy_coloring, overlay
 from emseg_lib.postprocess import label_cells
-from emseg_lib.targets import cell_target, instance_boundary
 
 
 def test_touching_cells_get_different_colours(default_volume):

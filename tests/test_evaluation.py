@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.evaluation import dense_segmentation, evaluate_slices, threshold_grid
-from emseg_lib.targets import cell_target, instance_boundary
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
+from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.evaluation import protocol_scores, thinned_segmentation
 from emseg_lib.metrics import count_merges
 from emseg_lib.models import UNet2D
+from emseg_lib.models.pair_discriminator import PairDiscriminator
 from emseg_lib.postprocess import watershed_postprocess
-from emseg_lib.targets import cell_target, instance_boundary
 from emseg_lib.train import TrainConfig, fit
-from emseg_lib.train.adversarial import PairDiscriminator, SegmentationAdversary
+from emseg_lib.train.adversarial import SegmentationAdversary
 
 
 def test_count_merges_hand_made():

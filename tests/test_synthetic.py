@@ -7,7 +7,7 @@ import pytest
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import synthetic_em_volume
-from emseg_lib.targets import instance_boundary
+from emseg_lib.data.targets import instance_boundary
 
 
 def test_deterministic_under_seed(small_volume):

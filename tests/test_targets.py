@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emseg_lib.targets import (
+from emseg_lib.data.targets import (
     affinities,
     cell_target,
     instance_boundary,

@@ -8,8 +8,9 @@ import torch
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
+from emseg_lib.device import pick_device
 from emseg_lib.models import UNet2D, UNet3D
-from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, load_checkpoint, pick_device
+from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 
 from emseg_lib import EmsegInputError
 from emseg_lib.models.boundless import BoundlessGenerator
-from emseg_lib.transfer import BoundlessSegmenter, freeze_first, load_pretrained
+from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
 
 
 def _generator_file(tmp_path, width=4, seed=1):
@@ -114,7 +114,7 @@ def test_tampered_shapes_are_named(tmp_path):
 def test_summary_table_reports_spread_thesis_and_significance():
     import pandas as pd
 
-    from emseg_lib.experiments.transfer import EXPERIMENTS, summary_table
+    from emseg_lib.experiments.transfer_sweep import EXPERIMENTS, summary_table
 
     rows = []
     for i, label in enumerate(EXPERIMENTS["initialisation"]):

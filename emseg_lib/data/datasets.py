@@ -15,8 +15,8 @@ import torch
 from emseg_lib.data.augment import NO_AUGMENTATION, AugmentConfig, augment_crop
 from emseg_lib.data.cremi import EMVolume
 from emseg_lib.data.sampling import EpochSampledDataset
+from emseg_lib.data.targets import affinities, cell_target, instance_boundary
 from emseg_lib.errors import EmsegInputError, check_crop_fits
-from emseg_lib.targets import affinities, cell_target, instance_boundary
 
 TargetKind = Literal["cells", "affinities"]
 
@@ -39,7 +39,7 @@ class EMCropDataset(EpochSampledDataset):
         samples_per_epoch: length of the dataset.
         augment: augmentation settings; None for plain crops (validation).
         target: ``"cells"`` (boundary map target) or ``"affinities"`` (3D only).
-        boundary_thickness: ``t`` of :func:`~emseg_lib.targets.instance_boundary`.
+        boundary_thickness: ``t`` of :func:`~emseg_lib.data.targets.instance_boundary`.
         seed: base seed.
     """
 

@@ -9,14 +9,16 @@ import pandas as pd
 from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.device import seed_everything
 from emseg_lib.evaluation import protocol_scores
 from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_split
 from emseg_lib.metrics import count_merges
 from emseg_lib.models import UNet2D
+from emseg_lib.models.pair_discriminator import PairDiscriminator
 from emseg_lib.postprocess import label_cells
 from emseg_lib.profiles import Profile
-from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint, seed_everything
-from emseg_lib.train.adversarial import PairDiscriminator, SegmentationAdversary
+from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint
+from emseg_lib.train.adversarial import SegmentationAdversary
 
 
 def fair_comparison(volume: EMVolume, profile: Profile, supervised_runs: str | Path,

@@ -12,12 +12,12 @@ from torch import nn
 from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.data.masks import MaskKind
+from emseg_lib.device import seed_everything
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.profiles import Profile
 from emseg_lib.realism import sliced_wasserstein
 from emseg_lib.thesis_numbers import BOUNDLESS_FINAL_LOSSES
-from emseg_lib.train import seed_everything
 from emseg_lib.train.boundless import BoundlessConfig, train_boundless
 from emseg_lib.train.stylegan import StyleGANConfig, train_stylegan
 

@@ -16,13 +16,14 @@ import pandas as pd
 from torch import nn
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.inference import predict_slices, predict_tiled
 from emseg_lib.models import UNet2D, UNet3D
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
-from emseg_lib.train import TrainConfig, fit, seed_everything
+from emseg_lib.train import TrainConfig, fit
 
 ModelKind = Literal["unet2d", "unet3d"]
 KINDS = ("unet2d", "unet3d")

@@ -102,7 +102,7 @@ class BoundlessSegmenter(BoundlessGenerator):
 
     The final clamp is removed and the output is one logit. The input is the image alone; it
     is scaled to [-1, 1] and given to the generator with an all-zero mask (nothing unknown)
-    and the ones-channel. :mod:`emseg_lib.transfer` loads and freezes its layers.
+    and the ones-channel. :mod:`emseg_lib.models.pretrained` loads and freezes its layers.
 
     Args:
         in_channels, out_channels, width: as :class:`BoundlessGenerator` (3, 1, 32 in the

@@ -8,7 +8,6 @@ from emseg_lib.train.checkpoint import (
     load_model_state,
     model_from_checkpoint,
 )
-from emseg_lib.train.device import pick_device, seed_everything
 from emseg_lib.train.loop import TrainConfig, fit
 
 __all__ = [
@@ -20,6 +19,4 @@ __all__ = [
     "load_checkpoint",
     "load_model_state",
     "model_from_checkpoint",
-    "pick_device",
-    "seed_everything",
 ]

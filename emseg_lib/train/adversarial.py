@@ -11,31 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import spectral_norm
 
-
-class PairDiscriminator(nn.Module):
-    """Spectral-normalised PatchGAN on ``cat(image, cell map)``.
-
-    Shapes: ``image`` and ``cell_map`` ``(N, 1, H, W)`` -> ``(N,)`` mean patch score.
-    """
-
-    def __init__(self, width: int = 32, depth: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = 2
-        for i in range(depth):
-            out = width * 2**i
-            layers += [spectral_norm(nn.Conv2d(channels, out, 4, stride=2, padding=1)),
-                       nn.LeakyReLU(0.2)]
-            channels = out
-        layers.append(spectral_norm(nn.Conv2d(channels, 1, 3, padding=1)))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, image: torch.Tensor, cell_map: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([image, cell_map], dim=1)).mean(dim=(1, 2, 3))
+from emseg_lib.train.losses import hinge_discriminator_loss
 
 
 class SegmentationAdversary:
@@ -66,8 +44,8 @@ class SegmentationAdversary:
                            target: torch.Tensor) -> float:
         """One hinge update: target maps are real, predicted probabilities are fake."""
         fake = torch.sigmoid(logits.detach())
-        loss = (F.relu(1 - self.discriminator(image, target)).mean()
-                + F.relu(1 + self.discriminator(image, fake)).mean())
+        loss = hinge_discriminator_loss(self.discriminator(image, target),
+                                        self.discriminator(image, fake))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

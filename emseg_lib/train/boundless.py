@@ -21,9 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
-from emseg_lib.train.device import pick_device
 from emseg_lib.train.gan_common import (
     SAMPLES,
     endless_batches,
@@ -32,6 +32,7 @@ from emseg_lib.train.gan_common import (
     set_trainable,
     write_state,
 )
+from emseg_lib.train.losses import hinge_discriminator_loss
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def discriminator_step(generator: nn.Module, discriminator: nn.Module,
     """One hinge-loss discriminator update on real ``image`` and the composited fake."""
     with torch.no_grad():
         fake = composite(image, mask, generator(image, mask))
-    loss = (F.relu(1 - discriminator(image, mask, condition)).mean()
-            + F.relu(1 + discriminator(fake, mask, condition)).mean())
+    loss = hinge_discriminator_loss(discriminator(image, mask, condition),
+                                    discriminator(fake, mask, condition))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -108,8 +109,8 @@ def evaluate_boundless(generator: nn.Module, discriminator: nn.Module,
         fake = composite(image, mask, generated)
         adversarial = -discriminator(fake, mask, condition).mean()
         pixel = F.l1_loss(generated, image)
-        d_loss = (F.relu(1 - discriminator(image, mask, condition)).mean()
-                  + F.relu(1 + discriminator(fake, mask, condition)).mean())
+        d_loss = hinge_discriminator_loss(discriminator(image, mask, condition),
+                                          discriminator(fake, mask, condition))
         rows.append({"d_loss": d_loss.item(), "g_loss": (pixel + adv_weight * adversarial).item(),
                      "adv_loss": adversarial.item(), "pixel_loss": pixel.item(),
                      "masked_l1": masked_l1(generated, image, mask),

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from emseg_lib.data.datasets import EMCropDataset
+from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices
 from emseg_lib.models import model_spec
@@ -34,7 +35,6 @@ from emseg_lib.train.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from emseg_lib.train.device import pick_device
 
 
 @dataclass(frozen=True)

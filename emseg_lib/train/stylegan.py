@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
+from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
-from emseg_lib.train.device import pick_device
 from emseg_lib.train.gan_common import (
     SAMPLES,
     ema_update,

@@ -20,12 +20,13 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS
+from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
 from emseg_lib.profiles import Profile
 from emseg_lib.thesis_numbers import TRANSFER
-from emseg_lib.train import TrainConfig, fit, seed_everything
-from emseg_lib.transfer import BoundlessSegmenter, freeze_first, load_pretrained
+from emseg_lib.train import TrainConfig, fit
 
 #: optimiser settings: the segmentation ones (Lee et al.) and the image-extension ones
 HYPERPARAMETERS = {
