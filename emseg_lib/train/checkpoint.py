@@ -46,6 +46,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     return state
 
 
+def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
+    """Add (or replace) the entry ``key`` of the checkpoint at ``path``, atomically.
+
+    Used to store what is learned after training, e.g. post-processing thresholds tuned on the
+    validation split (``key="postprocess"``).
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    state[key] = value
+    save_checkpoint(path, state)
+
+
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                           ) -> nn.Module:
     """Rebuild the model saved in a checkpoint, with its weights, in eval mode."""
