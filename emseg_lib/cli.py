@@ -26,7 +26,7 @@ from emseg_lib import __version__
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, describe, load_stack, read_array
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.fetch import CREMI_BASE_URL, CREMI_SAMPLES, fetch_cremi
+from emseg_lib.fetch import CREMI_BASE_URL, CREMI_SAMPLES, DATASETS, fetch_cremi, fetch_dataset
 from emseg_lib.metrics import segmentation_scores
 from emseg_lib.postprocess import THESIS_EDGE_TH, THESIS_SIG_TH
 from emseg_lib.profiles import PROFILES, get_profile
@@ -61,9 +61,20 @@ def _load(args: argparse.Namespace) -> EMVolume:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    path = fetch_cremi(args.sample, args.dest, base_url=args.base_url, insecure=args.insecure)
-    print(f"{path}: verified CREMI file ({path.stat().st_size:,} bytes, sha256 in "
-          f"{path.name}.sha256)")
+    if args.dataset == "cremi":
+        if args.sample is None:
+            raise EmsegInputError("fetch cremi needs --sample A, B or C")
+        path = fetch_cremi(args.sample, args.dest, base_url=args.base_url or CREMI_BASE_URL,
+                           insecure=args.insecure)
+    elif args.sample is not None:
+        raise EmsegInputError(f"--sample applies to 'fetch cremi' only, not to "
+                              f"'fetch {args.dataset}'; leave it out")
+    else:
+        path = fetch_dataset(args.dataset, args.dest, base_url=args.base_url,
+                             insecure=args.insecure)
+    print(f"{path}: verified ({path.stat().st_size:,} bytes, sha256 in {path.name}.sha256)")
+    if args.dataset in DATASETS:
+        print(DATASETS[args.dataset].citation)
     return 0
 
 
@@ -159,14 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    fetch = commands.add_parser("fetch", help="download CREMI training data")
-    fetch.add_argument("dataset", choices=["cremi"])
-    fetch.add_argument("--sample", choices=CREMI_SAMPLES, required=True)
-    fetch.add_argument("--dest", type=Path, default=Path("data"))
-    fetch.add_argument("--base-url", default=CREMI_BASE_URL, help=argparse.SUPPRESS)
+    fetch = commands.add_parser("fetch", help="download training data (verified SHA-256)")
+    fetch.add_argument("dataset", choices=["cremi", *DATASETS],
+                       help="cremi (needs --sample), vnc (ssTEM) or fibsem (FIB-SEM)")
+    fetch.add_argument("--sample", choices=CREMI_SAMPLES, help="CREMI sample (cremi only)")
+    fetch.add_argument("--dest", type=Path, default=Path("data"),
+                       help="folder for the downloaded file (default data/)")
+    fetch.add_argument("--base-url", help=argparse.SUPPRESS)
     fetch.add_argument("--insecure", action="store_true",
                        help="do not verify the server's TLS certificate (the file is still "
-                            "checked against its published SHA-256)")
+                            "checked against its pinned SHA-256)")
     fetch.set_defaults(run=_fetch)
 
     train = commands.add_parser("train", help="train a UNet on a labelled stack")

@@ -1,13 +1,10 @@
-"""The ``emseg`` command line: end to end on TIFF and PNG stacks, bad input, fetching."""
+"""The ``emseg`` command line: end to end on TIFF and PNG stacks, bad input (fetching: in
+test_fetch.py)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import subprocess
-import threading
-from pathlib import Path
 
 import h5py
 import imageio.v3 as iio
@@ -17,7 +14,7 @@ import tifffile
 import torch
 
 from emseg_lib.cli import main
-from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
+from emseg_lib.data import synthetic_em_volume
 from emseg_lib.data.formats import describe, load_stack
 from emseg_lib.data.targets import instance_boundary
 from emseg_lib.pipeline import PROBABILITY_KEY
@@ -138,83 +135,3 @@ def test_checkpoint_from_another_architecture(tmp_path, stacks, capsys):
     _expect_error(capsys, ["segment", "--checkpoint", tmp_path / "generator.pt", "--data",
                            root / "raw.tif", "--out", tmp_path / "s.h5"],
                   "generator.pt", "not an emseg checkpoint")
-
-
-class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range support (what resuming needs)."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        if "Range" in self.headers:
-            start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-
-@pytest.fixture
-def server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(_RangeHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-def test_fetch_downloads_resumes_and_verifies(tmp_path, server, capsys):
-    served, url = server
-    volume = synthetic_em_volume((2, 64, 64), seed=1)
-    save_cremi(EMVolume(volume.raw, volume.labels, volume.resolution, "test"),
-               served / "sample_A_20160501.hdf")
-    original = (served / "sample_A_20160501.hdf").read_bytes()
-    dest = tmp_path / "data"
-    dest.mkdir()
-    (dest / "sample_A_20160501.hdf.part").write_bytes(original[:1000])  # interrupted earlier
-    code, out, err = _run(["fetch", "cremi", "--sample", "A", "--dest", dest, "--base-url",
-                           url], capsys)
-    assert code == 0, err
-    assert (dest / "sample_A_20160501.hdf").read_bytes() == original
-    assert not (dest / "sample_A_20160501.hdf.part").exists()
-    assert (dest / "sample_A_20160501.hdf.sha256").exists()
-    code, _, _ = _run(["fetch", "cremi", "--sample", "A", "--dest", dest, "--base-url",
-                       url + "/gone"], capsys)
-    assert code == 0  # verified by checksum, not downloaded again
-
-
-def test_fetch_not_cremi_and_no_network(tmp_path, server, capsys):
-    served, url = server
-    (served / "sample_B_20160501.hdf").write_bytes(b"not hdf5 at all")
-    _expect_error(capsys, ["fetch", "cremi", "--sample", "B", "--dest", tmp_path, "--base-url",
-                           url], "sample_B_20160501.hdf", "not an HDF5 file")
-    _expect_error(capsys, ["fetch", "cremi", "--sample", "C", "--dest", tmp_path, "--base-url",
-                           "http://127.0.0.1:9"], "cannot be reached", "network")
-
-
-def test_fetch_rejects_a_checksum_mismatch(tmp_path, server):
-    from emseg_lib import EmsegInputError
-    from emseg_lib.fetch import fetch_cremi
-
-    served, url = server
-    volume = synthetic_em_volume((2, 64, 64), seed=1)
-    save_cremi(volume, served / "sample_C_20160501.hdf")
-    with pytest.raises(EmsegInputError, match="differs from the published"):
-        fetch_cremi("C", tmp_path, base_url=url, expected_sha256="0" * 64, progress=False)
-    assert not (tmp_path / "sample_C_20160501.hdf").exists()
