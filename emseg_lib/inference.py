@@ -1,5 +1,8 @@
 """Inference on whole slices and whole volumes.
 
+* :func:`predict_volume` — any registered network on a ``(Z, Y, X)`` stack, run the way its
+  :data:`~emseg_lib.models.MODELS` entry says (the one entry point for notebooks, drivers and
+  the CLI);
 * :func:`predict_slices` — a 2D network on every full slice of a ``(Z, Y, X)`` stack (slices are
   reflect-padded to a multiple the network accepts, the padding is cropped off again);
 * :func:`predict_tiled` — a 3D network on a volume too large for one pass: overlapping tiles,
@@ -19,6 +22,8 @@ from tqdm.auto import tqdm
 
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, check_ndim
+from emseg_lib.models import model_entry
+from emseg_lib.profiles import Tiling
 
 
 def _to_unit(volume: np.ndarray) -> np.ndarray:
@@ -133,3 +138,23 @@ def predict_tiled(
         raise EmsegInputError("tiling left voxels uncovered; increase overlap relative to halo")
     out = (total / weights).astype(np.float32)
     return out[0] if out_channels == 1 else out
+
+
+def predict_volume(model: nn.Module, volume: np.ndarray, tiling: Tiling, *,
+                   device: str | None = None, progress: bool = True) -> np.ndarray:
+    """Cell probabilities ``(Z, Y, X)`` of a registered network on a whole stack.
+
+    2D networks see every whole slice (padded to their size multiple); 3D networks see
+    overlapping ``tiling`` windows, blended.
+
+    Args:
+        model: a :data:`~emseg_lib.models.MODELS` network.
+        volume: ``(Z, Y, X)`` uint8, or float in [0, 1].
+        tiling: the 3D windows (ignored for 2D networks).
+    """
+    entry = model_entry(model)
+    if entry.dims == 3:
+        return predict_tiled(model, volume, tiling.tile, tiling.overlap, tiling.halo,
+                             device=device, progress=progress)
+    return predict_slices(model, volume, multiple=entry.size_multiple(model), batch_size=1,
+                          device=device, progress=progress)

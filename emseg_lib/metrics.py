@@ -89,17 +89,16 @@ def adapted_rand(gt: np.ndarray, seg: np.ndarray, *, ignore_gt_background: bool 
     return float(error)
 
 
-def cremi_boundary_mask(gt: np.ndarray, border_nm: float = 25.0,
-                        pixel_nm: float = 4.0) -> np.ndarray:
+def cremi_boundary_mask(gt: np.ndarray, border_nm: float, pixel_nm: float) -> np.ndarray:
     """Pixels within ``border_nm`` of a ground-truth label change, per 2D slice (CREMI).
 
-    CREMI sets these pixels to 0 in the ground truth before scoring; with the default 25 nm at
-    4 nm/px every pixel at distance <= 6.25 px of a boundary is masked.
+    CREMI sets these pixels to 0 in the ground truth before scoring; with its 25 nm at 4 nm/px
+    every pixel at distance <= 6.25 px of a boundary is masked.
 
     Args:
         gt: ``(Y, X)`` or ``(Z, Y, X)`` ground-truth ids.
         border_nm: half-width of the ignored band in nm (>= 0).
-        pixel_nm: in-plane pixel size in nm.
+        pixel_nm: in-plane pixel size in nm (the data's resolution along y and x).
 
     Returns:
         ``bool`` mask of ``gt``'s shape, True where scoring ignores the pixel.
@@ -156,7 +155,7 @@ def segmentation_scores(
     seg: np.ndarray,
     *,
     border_nm: float = 0.0,
-    pixel_nm: float = 4.0,
+    pixel_nm: float | None = None,
     ignore_gt_background: bool = True,
     ignore_seg_background: bool = False,
 ) -> SegmentationScores:
@@ -166,12 +165,14 @@ def segmentation_scores(
         gt: ground-truth ids, ``(Y, X)`` or ``(Z, Y, X)``; label 0 is ignored.
         seg: predicted ids of the same shape.
         border_nm: when > 0, ignore the CREMI band of this half-width around gt boundaries.
-        pixel_nm: in-plane pixel size for ``border_nm``.
+        pixel_nm: in-plane pixel size in nm, needed when ``border_nm > 0``.
         ignore_gt_background: ignore pixels the ground truth labels 0 (CREMI).
         ignore_seg_background: also ignore pixels the prediction labels 0.
     """
     check_same_shape("gt", gt, "seg", seg)
     if border_nm > 0:
+        if pixel_nm is None:
+            raise EmsegInputError("border_nm > 0 needs pixel_nm, the in-plane pixel size in nm")
         gt = np.where(cremi_boundary_mask(gt, border_nm, pixel_nm), 0, gt)
     options = {"ignore_gt_background": ignore_gt_background,
                "ignore_seg_background": ignore_seg_background}

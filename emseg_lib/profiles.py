@@ -27,6 +27,21 @@ class UNetSchedule:
 
 
 @dataclass(frozen=True)
+class Tiling:
+    """Overlapping-tile inference of a 3D network (:func:`~emseg_lib.inference.predict_tiled`).
+
+    Attributes:
+        tile: window ``(D, H, W)`` in voxels.
+        overlap: overlap of neighbouring windows per axis.
+        halo: per axis, the inner border of a window discarded where it meets another.
+    """
+
+    tile: tuple[int, int, int]
+    overlap: tuple[int, int, int]
+    halo: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
 class StyleGANPlan:
     """StyleGAN size and progressive schedule (``(resolution, iterations)`` phases)."""
 
@@ -74,24 +89,25 @@ class Profile:
 
     Attributes:
         synthetic_shape: ``(Z, Y, X)`` of the synthetic volume used without CREMI files.
+        validation_seed: seed of every experiment's validation crops (the same crops for
+            every training seed).
         unet2d_width, unet2d_depth: UNet2D base width and number of levels.
         unet3d_filters: UNet3D channels per level.
         unet2d, unet3d: training schedules (crops ``(H, W)`` and ``(D, H, W)``).
-        tile_3d, overlap_3d, halo_3d: tiled 3D inference on whole volumes.
+        tiling_3d: tiled 3D inference on whole volumes.
         stylegan, boundless: the GAN experiments.
         transfer: the transfer-learning sweep.
     """
 
     name: str
     synthetic_shape: tuple[int, int, int]
+    validation_seed: int
     unet2d_width: int
     unet2d_depth: int
     unet3d_filters: tuple[int, ...]
     unet2d: UNetSchedule
     unet3d: UNetSchedule
-    tile_3d: tuple[int, int, int]
-    overlap_3d: tuple[int, int, int]
-    halo_3d: tuple[int, int, int]
+    tiling_3d: Tiling
     stylegan: StyleGANPlan
     boundless: BoundlessPlan
     transfer: TransferPlan
@@ -106,7 +122,7 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
 
 def _profile(name: str, values: dict[str, Any]) -> Profile:
     plans = {"unet2d": UNetSchedule, "unet3d": UNetSchedule, "stylegan": StyleGANPlan,
-             "boundless": BoundlessPlan, "transfer": TransferPlan}
+             "boundless": BoundlessPlan, "transfer": TransferPlan, "tiling_3d": Tiling}
     fields = _tuples({key: value for key, value in values.items() if key not in plans})
     nested = {key: plan(**_tuples(values[key])) for key, plan in plans.items()}
     return Profile(name=name, **fields, **nested)

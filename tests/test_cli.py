@@ -17,7 +17,9 @@ from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
 from emseg_lib.data.formats import describe, load_stack
 from emseg_lib.data.targets import instance_boundary
+from emseg_lib.evaluation import evaluate_slices, score_volume
 from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.postprocess import segment_volume, watershed_postprocess
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +60,35 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
         assert (run / name).exists(), name
     assert json.loads((run / "summary.json").read_text())["epochs"] == 1
 
+    learned = torch.load(run / "best.pt", weights_only=False)["postprocess"]
+    assert set(learned["thresholds"]) == {"thesis", "seeded"}
+    assert "learned on the validation split" in out
+
     seg = tmp_path / "seg.h5"
     code, out, err = _run(["segment", "--checkpoint", run / "best.pt", "--data", root / raw,
-                           "--out", seg, "--chunk-slices", "3", "--device", "cpu"], capsys)
+                           "--out", seg, "--chunk-slices", "3", "--device", "cpu",
+                           "--workers", "2"], capsys)
     assert code == 0, err
-    assert "slices/s" in out
+    seeded = learned["thresholds"]["seeded"]
+    assert (f"post-processing: seeded (seed_th {seeded['seed_th']:g}, smooth_px "
+            f"{seeded['smooth_px']:g}; learned on the validation split") in out
+    assert "every voxel has a segment id" in out
     with h5py.File(seg) as handle:
-        assert handle["volumes/labels/neuron_ids"].shape == (8, 96, 96)
-        assert handle[PROBABILITY_KEY].dtype == np.float32
+        ids = handle["volumes/labels/neuron_ids"][()]
+        prob = handle[PROBABILITY_KEY][()]
+    assert ids.shape == (8, 96, 96) and ids.min() > 0 and prob.dtype == np.float32
+    # per slice, ids unique across the volume
+    assert not set(np.unique(ids[0])) & set(np.unique(ids[1]))
 
-    code, out, err = _run(["evaluate", "--seg", seg, "--gt", root / labels, "--border-nm",
-                           "25"], capsys)
+    code, out, err = _run(["evaluate", "--seg", seg, "--gt", root / labels], capsys)
     assert code == 0, err
+    assert "protocol cremi" in out and "warning" not in err
     scores = json.loads(seg.with_suffix(".scores.json").read_text())
-    assert scores["slices_scored"] == 8
-    assert set(scores["per_slice_mean"]) >= {"voi_split", "voi_merge", "arand", "cremi_score"}
+    assert scores["slices_scored"] == 8 and scores["protocol"] == "cremi"
+    gt = load_stack(root / raw, root / labels).labels
+    notebook = score_volume(ids, gt, "cremi", pixel_nm=4.0).mean()
+    for key in ("voi_split", "voi_merge", "arand", "cremi_score"):
+        assert scores["per_slice_mean"][key] == pytest.approx(notebook[key]), key
 
 
 def test_console_script_installed(tmp_path):
@@ -135,3 +151,90 @@ def test_checkpoint_from_another_architecture(tmp_path, stacks, capsys):
     _expect_error(capsys, ["segment", "--checkpoint", tmp_path / "generator.pt", "--data",
                            root / "raw.tif", "--out", tmp_path / "s.h5"],
                   "generator.pt", "not an emseg checkpoint")
+
+
+@pytest.fixture(scope="module")
+def probabilities(tmp_path_factory, stacks):
+    """A noisy cell-probability map of the synthetic stack in an HDF5 file and as TIFF."""
+    root = tmp_path_factory.mktemp("prob")
+    _, volume = stacks
+    clean = 1.0 - instance_boundary(volume.labels).astype(np.float32)
+    rng = np.random.default_rng(0)
+    prob = np.clip(clean * 0.9 + 0.05 + rng.normal(0, 0.05, clean.shape), 0, 1)
+    prob = prob.astype(np.float32)
+    with h5py.File(root / "prob.h5", "w") as handle:
+        handle.create_dataset("predictions", data=prob).attrs["resolution"] = [40.0, 4, 4]
+    tifffile.imwrite(root / "boundary.tif", 1.0 - prob, photometric="minisblack")
+    return root, prob, volume
+
+
+def test_postprocess_any_probability_map(tmp_path, probabilities, capsys):
+    root, prob, volume = probabilities
+    out = tmp_path / "seg.h5"
+    code, stdout, err = _run(["postprocess", "--prob", root / "prob.h5", "--out", out,
+                              "--workers", "1"], capsys)
+    assert code == 0, err
+    assert "post-processing: seeded (seed_th 0.8, smooth_px 1; method defaults)" in stdout
+    with h5py.File(out) as handle:
+        ids = handle["volumes/labels/neuron_ids"][()]
+        assert tuple(handle["volumes/labels/neuron_ids"].attrs["resolution"]) == (40, 4, 4)
+    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"seed_th": 0.8,
+                                                                       "smooth_px": 1.0}))
+    # a boundary map from another tool, inverted, as TIFF: the same result
+    inverted = tmp_path / "inverted.h5"
+    code, _, err = _run(["postprocess", "--prob", root / "boundary.tif", "--invert", "--out",
+                         inverted, "--workers", "2"], capsys)
+    assert code == 0, err
+    with h5py.File(inverted) as handle:
+        np.testing.assert_array_equal(handle["volumes/labels/neuron_ids"][()], ids)
+
+
+def test_postprocess_thesis_method_and_kept_boundaries(tmp_path, probabilities, capsys):
+    root, prob, volume = probabilities
+    out = tmp_path / "thesis.h5"
+    code, stdout, err = _run(["postprocess", "--prob", root / "prob.h5", "--out", out,
+                              "--method", "thesis", "--sig-th", "0.7", "--keep-boundaries"],
+                             capsys)
+    assert code == 0, err
+    assert "sig_th from the command line" in stdout and "boundary voxels are 0" in stdout
+    with h5py.File(out) as handle:
+        kept = handle["volumes/labels/neuron_ids"][()]
+    assert kept.min() == 0
+    expected = [watershed_postprocess(p, 0.7, 0.91) for p in prob]
+    for got, want in zip(kept, expected, strict=True):
+        assert len(np.unique(got)) == len(np.unique(want))
+    code, stdout, err = _run(["evaluate", "--seg", out, "--gt", root / "prob.h5"], capsys)
+    assert code == 2  # prob.h5 holds no labels
+
+
+def test_evaluate_warns_about_boundaries_and_matches_the_notebooks(tmp_path, probabilities,
+                                                                  stacks, capsys):
+    root, prob, volume = probabilities
+    stack_root, _ = stacks
+    out = tmp_path / "kept.h5"
+    _run(["postprocess", "--prob", root / "prob.h5", "--out", out, "--method", "thesis",
+          "--keep-boundaries"], capsys)
+    code, stdout, err = _run(["evaluate", "--seg", out, "--gt", stack_root / "labels.tif",
+                              "--protocol", "thesis"], capsys)
+    assert code == 0, err
+    scores = json.loads(out.with_suffix(".scores.json").read_text())["per_slice_mean"]
+    notebook = evaluate_slices(prob, volume.labels.astype(np.int64), 0.83, 0.91, pixel_nm=4.0)
+    assert scores["voi"] == pytest.approx(notebook["voi"])
+    assert scores["arand"] == pytest.approx(notebook["arand"])
+    code, stdout, err = _run(["evaluate", "--seg", out, "--gt", stack_root / "labels.tif"],
+                             capsys)
+    assert code == 0 and "% of voxels" in err and "are 0" in err
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--prob-key", "nothing"], ["prob.h5", "'nothing' not found"]),
+    (["--seed-th", "1.5"], ["seed_th must lie in [0, 1]"]),
+    (["--sig-th", "0.5"], ["--sig-th is a threshold of another method"]),
+    (["--method", "seeded", "--keep-boundaries"], ["seeded method has none"]),
+    (["--workers", "0"], ["--workers must be >= 1"]),
+])
+def test_postprocess_bad_arguments(tmp_path, probabilities, capsys, args, fragments):
+    root, _, _ = probabilities
+    _expect_error(capsys, ["postprocess", "--prob", root / "prob.h5", "--out",
+                           tmp_path / "s.h5", *args], *fragments)
+    assert not (tmp_path / "s.h5").exists()

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import dense_segmentation, evaluate_slices, threshold_grid
+from emseg_lib.evaluation import (
+    dense_segmentation,
+    evaluate_slices,
+    score_volume,
+    threshold_grid,
+)
+from emseg_lib.postprocess import flood_boundaries, watershed_postprocess
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +25,7 @@ def perfect(request):
 
 def test_perfect_prediction_scores_zero_under_both_protocols(perfect):
     prob, gt = perfect
-    scores = evaluate_slices(prob, gt, 0.83, 0.91)
+    scores = evaluate_slices(prob, gt, 0.83, 0.91, pixel_nm=4.0)
     for key in ("voi_before", "voi", "arand", "cremi_voi_split", "cremi_voi_merge",
                 "cremi_arand"):
         assert scores[key] == pytest.approx(0.0, abs=1e-9), key
@@ -29,18 +35,40 @@ def test_an_opened_boundary_costs_merge_error(perfect):
     prob, gt = perfect
     broken = prob.copy()
     broken[instance_boundary(gt)] = 0.9  # boundaries vanish: everything merges
-    scores = evaluate_slices(broken, gt, 0.83, 0.91)
+    scores = evaluate_slices(broken, gt, 0.83, 0.91, pixel_nm=4.0)
     assert scores["voi_merge_before"] > 1.0 and scores["cremi_voi_merge"] > 1.0
 
 
-def test_threshold_grid_layout(perfect):
+def test_threshold_grid_cells_equal_single_pair_scores(perfect):
     prob, gt = perfect
-    grid = threshold_grid(prob, gt, [0.73, 0.9], [0.0, 0.05, 0.1])
-    assert len(grid) == 3 * 2 * 3
+    noisy = np.clip(prob + np.random.default_rng(0).normal(0, 0.15, prob.shape), 0, 1)
+    noisy = noisy.astype(np.float32)
+    grid = threshold_grid(noisy, gt, [0.73, 0.9], [0.0, 0.05, 0.1], pixel_nm=4.0)
+    assert len(grid) == 3 * 2 * 3 and set(grid["slice"]) == {0, 1, 2}
     assert grid["edge_th"].max() == 1.0  # 0.9 + 0.1 clipped
-    assert set(grid["slice"]) == {0, 1, 2}
+    cell = grid[(grid.sig_th == 0.9) & (grid.edge_delta == 0.1)].drop(
+        columns=["slice", "sig_th", "edge_delta", "edge_th"]).mean()
+    direct = evaluate_slices(noisy, gt, 0.9, 1.0, pixel_nm=4.0)
+    for key, value in direct.items():
+        assert cell[key] == pytest.approx(value), key
+    assert grid.groupby("sig_th")["voi"].mean().nunique() == 2  # thresholds change scores
 
 
 def test_dense_segmentation_fills_boundaries():
     seg = np.array([[1, 0, 0, 2]])
     np.testing.assert_array_equal(dense_segmentation(seg), [[1, 1, 2, 2]])
+
+
+def test_score_volume_is_the_notebooks_scoring(perfect):
+    prob, gt = perfect
+    noisy = np.clip(prob + np.random.default_rng(1).normal(0, 0.15, prob.shape), 0, 1)
+    noisy = noisy.astype(np.float32)
+    kept = np.stack([watershed_postprocess(p, 0.83, 0.91) for p in noisy])
+    dense = np.stack([flood_boundaries(k, p) for k, p in zip(kept, noisy, strict=True)])
+    notebook = evaluate_slices(noisy, gt, 0.83, 0.91, pixel_nm=4.0)
+    cremi = score_volume(dense, gt, "cremi", pixel_nm=4.0).mean()
+    thesis = score_volume(kept, gt, "thesis", pixel_nm=4.0).mean()
+    assert cremi["voi_split"] == pytest.approx(notebook["cremi_voi_split"])
+    assert cremi["arand"] == pytest.approx(notebook["cremi_arand"])
+    assert thesis["voi"] == pytest.approx(notebook["voi"])
+    assert thesis["arand"] == pytest.approx(notebook["arand"])

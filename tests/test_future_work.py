@@ -42,7 +42,7 @@ def test_thinned_segmentation_keeps_cells_apart():
 def test_protocols_agree_on_a_perfect_prediction(small_volume):
     gt = small_volume.labels[:2].astype(np.int64)
     prob = (cell_target(instance_boundary(gt)) * 0.98 + 0.01).astype(np.float32)
-    table = protocol_scores(prob, gt, 0.83, 0.91)
+    table = protocol_scores(prob, gt, 0.83, 0.91, pixel_nm=4.0)
     assert list(table.index) == ["thesis", "thinned boundaries", "CREMI"]
     assert table.loc["thesis", "voi"] == pytest.approx(0, abs=1e-9)
     assert table.loc["CREMI", "voi"] == pytest.approx(0, abs=1e-9)

@@ -62,7 +62,8 @@ def test_cremi_boundary_band(two_cells):
     band = cremi_boundary_mask(two_cells, border_nm=25, pixel_nm=4)
     # label change between x = 29 and 30; distance <= 6.25 px from those two columns
     np.testing.assert_array_equal(band[0], (np.arange(60) >= 23) & (np.arange(60) <= 36))
-    scores = segmentation_scores(two_cells, np.where(band, 0, two_cells), border_nm=25)
+    scores = segmentation_scores(two_cells, np.where(band, 0, two_cells), border_nm=25,
+                                 pixel_nm=4)
     assert scores.voi == pytest.approx(0.0)
 
 

@@ -1,15 +1,22 @@
-"""Watershed post-processing closes openings in predicted boundaries."""
+"""Post-processing: the thesis's watershed closes openings; dense flooding; the seeded method;
+whole volumes per slice in worker processes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from scipy.special import expit
+
 from emseg_lib import EmsegInputError
+from emseg_lib.data.labels import stack_slices
 from emseg_lib.postprocess import (
+    METHODS,
+    flood_boundaries,
+    get_method,
     label_cells,
-    per_slice,
-    sigmoid,
+    seeded_watershed,
+    segment_volume,
     watershed_postprocess,
 )
 
@@ -47,7 +54,7 @@ def test_volume_and_per_slice():
     prob = np.stack([_opened_membrane(0.88)] * 3)
     volume = watershed_postprocess(prob, 0.83, 0.91)
     assert volume.max() == 2  # 3D: each cell is one object through z
-    slices = per_slice(lambda p: watershed_postprocess(p, 0.83, 0.91), prob)
+    slices = stack_slices(watershed_postprocess(p, 0.83, 0.91) for p in prob)
     assert slices.max() == 6 and len(np.unique(slices[slices > 0])) == 6
 
 
@@ -61,9 +68,86 @@ def test_threshold_outside_unit_interval(name, kwargs):
 def test_logits_are_refused():
     with pytest.raises(EmsegInputError, match="apply a sigmoid"):
         watershed_postprocess(np.full((8, 8), 3.0, np.float32))
-    assert watershed_postprocess(sigmoid(np.full((8, 8), 3.0))).max() == 1
+    assert watershed_postprocess(expit(np.full((8, 8), 3.0))).max() == 1
 
 
 def test_wrong_rank():
     with pytest.raises(EmsegInputError, match=r"prob must have shape \(Y, X\) or \(Z, Y, X\)"):
         watershed_postprocess(np.zeros(5, np.float32))
+
+
+def test_flooding_assigns_boundaries_along_the_probability():
+    # two cells; the membrane's crest (lowest probability) is at column 2, off its middle:
+    # column 3 is nearer to cell 1 but on cell 2's side of the crest
+    prob = np.array([[0.9, 0.5, 0.05, 0.3, 0.5, 0.6, 0.7, 0.9]] * 3, np.float32)
+    labels = np.array([[1, 0, 0, 0, 0, 0, 0, 2]] * 3)
+    flooded = flood_boundaries(labels, prob)[0]
+    np.testing.assert_array_equal(flooded[[0, 1, 3, 4, 5, 6, 7]], [1, 1, 2, 2, 2, 2, 2])
+    assert flooded[2] in (1, 2)
+    assert np.all(flood_boundaries(np.zeros((3, 3), int), np.ones((3, 3), np.float32)) == 1)
+
+
+def test_seeded_watershed_is_dense_and_splits_at_the_membrane():
+    labels = seeded_watershed(_opened_membrane(0.02), seed_th=0.8, smooth_px=1.0)
+    assert labels.min() == 1 and labels.max() == 2
+    assert labels[20, 5] != labels[20, 55]
+    # an opening above seed_th joins the two seeds: the threshold decides
+    assert seeded_watershed(_opened_membrane(0.97), seed_th=0.8, smooth_px=0.0).max() == 1
+
+
+def test_seeds_smaller_than_the_minimum_are_dropped():
+    prob = np.full((40, 40), 0.1, np.float32)
+    prob[5:15, 5:15] = 0.95  # a 100-px cell
+    prob[30, 30] = 0.95  # a 1-px speck: no seed of its own
+    labels = seeded_watershed(prob, seed_th=0.5, smooth_px=0.0)
+    assert labels.max() == 1
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_is_dense_by_default(name):
+    method = get_method(name)
+    labels = method.segment(_opened_membrane(0.88), method.defaults)
+    assert labels.min() >= 1
+
+
+def test_keep_boundaries_is_the_thesis_output():
+    prob = _opened_membrane(0.88)
+    method = get_method("thesis")
+    kept = method.segment(prob, method.defaults, keep_boundaries=True)
+    np.testing.assert_array_equal(kept, watershed_postprocess(prob, 0.83, 0.91))
+    with pytest.raises(EmsegInputError, match="seeded method has none"):
+        get_method("seeded").segment(prob, get_method("seeded").defaults,
+                                     keep_boundaries=True)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_grid_segmentations_equal_direct_ones(name):
+    method = get_method(name)
+    prob = _opened_membrane(0.88)
+    outer = method.grid[method.outer][2]
+    for thresholds, seg in method.grid_segmentations(prob, outer):
+        np.testing.assert_array_equal(seg, method.segment(prob, thresholds))
+
+
+def test_threshold_of_another_method_is_refused():
+    with pytest.raises(EmsegInputError, match="--seed-th is a threshold of another method"):
+        get_method("thesis").thresholds({"seed_th": 0.5})
+
+
+def test_volume_per_slice_ids_unique_and_same_with_workers():
+    prob = np.stack([_opened_membrane(0.88), _opened_membrane(0.02), _opened_membrane(0.5)])
+    serial = segment_volume(prob, "seeded", {"seed_th": 0.8, "smooth_px": 1.0}, workers=1,
+                            start=10)
+    # the 0.88 opening joins the two seeds; the others split the slice in two
+    assert [len(np.unique(s)) for s in serial] == [1, 2, 2]
+    assert serial.min() == 11 and serial.max() == 15 and len(np.unique(serial)) == 5
+    parallel = segment_volume(prob, "seeded", {"seed_th": 0.8, "smooth_px": 1.0}, workers=2,
+                              start=10)
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def test_volume_in_3d_links_slices():
+    prob = np.stack([_opened_membrane(0.02)] * 4)
+    labels = segment_volume(prob, "seeded", {"seed_th": 0.8, "smooth_px": 1.0}, dims=3,
+                            resolution=(40.0, 4.0, 4.0))
+    assert labels.max() == 2 and len(np.unique(labels[:, 20, 5])) == 1

@@ -15,7 +15,7 @@ from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_spl
 from emseg_lib.metrics import count_merges
 from emseg_lib.models import UNet2D
 from emseg_lib.models.pair_discriminator import PairDiscriminator
-from emseg_lib.postprocess import label_cells
+from emseg_lib.postprocess import THESIS_EDGE_TH, THESIS_SIG_TH, label_cells
 from emseg_lib.profiles import Profile
 from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint
 from emseg_lib.train.adversarial import SegmentationAdversary
@@ -29,7 +29,7 @@ def fair_comparison(volume: EMVolume, profile: Profile, supervised_runs: str | P
     tables = {}
     for kind in KINDS:
         model = model_from_checkpoint(Path(supervised_runs) / kind / BEST)
-        test = predict_split(kind, model, volume, "test", profile, device=device,
+        test = predict_split(model, volume, "test", profile, device=device,
                              progress=False)
         tables[kind] = protocol_scores(test.prob, test.gt, sig_th, edge_th,
                                        pixel_nm=test.pixel_nm)
@@ -44,7 +44,8 @@ def open_boundary_scores(prediction: SplitPrediction, sig_th: float) -> dict[str
 
 
 def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | Path, *,
-                           weight: float = 0.01, sig_th: float = 0.83, edge_th: float = 0.91,
+                           weight: float = 0.01, sig_th: float = THESIS_SIG_TH,
+                           edge_th: float = THESIS_EDGE_TH,
                            device: str | None = None, progress: bool = True) -> pd.DataFrame:
     """UNet2D trained with BCE alone vs BCE + adversarial term, same seeds and schedule.
 
@@ -67,13 +68,13 @@ def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | P
                          if training != "BCE" else None)
             train = EMCropDataset(parts["train"], crop, plan.samples_per_epoch,
                                   augment=AugmentConfig(), seed=seed)
-            val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=10_000)
+            val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=profile.validation_seed)
             config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
-                                 device=device, pixel_nm=volume.resolution[1])
+                                 device=device)
             name = "adversarial" if adversary else "bce"
             fit(model, train, val, config, Path(runs_dir) / name / f"seed{seed}",
                 progress=progress, adversary=adversary)
-            prediction = predict_split("unet2d", model, volume, "val", profile, device=device,
+            prediction = predict_split(model, volume, "val", profile, device=device,
                                        progress=False)
             scores = prediction.scores(sig_th, edge_th)
             rows.append({"training": training, "seed": seed,

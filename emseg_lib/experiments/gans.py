@@ -94,7 +94,7 @@ def boundless_datasets(volume: EMVolume, mask_kind: MaskKind, profile: Profile, 
     train = GanCropDataset(parts["train"].raw, plan.crop, plan.samples_per_epoch,
                            mask_kind=mask_kind, seed=seed)
     val = GanCropDataset(parts["val"].raw, plan.crop, plan.val_crops, mask_kind=mask_kind,
-                         seed=seed + 10_000)
+                         seed=profile.validation_seed)
     return train, val
 
 

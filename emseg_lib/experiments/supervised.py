@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,19 @@ from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
-from emseg_lib.inference import predict_slices, predict_tiled
-from emseg_lib.models import UNet2D, UNet3D
+from emseg_lib.inference import predict_volume
+from emseg_lib.models import UNet2D, UNet3D, model_entry
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
-from emseg_lib.train import TrainConfig, fit
+from emseg_lib.train import (
+    BEST,
+    TrainConfig,
+    annotate_checkpoint,
+    fit,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+from emseg_lib.tuning import checkpoint_entry, tune_all
 
 ModelKind = Literal["unet2d", "unet3d"]
 KINDS = ("unet2d", "unet3d")
@@ -62,32 +70,80 @@ def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int
         val_crop = (min(plan.crop[0], parts["val"].shape[0]), *plan.crop[1:])
     train = EMCropDataset(parts["train"], plan.crop, plan.samples_per_epoch,
                           augment=AugmentConfig(), seed=seed)
-    val = EMCropDataset(parts["val"], val_crop, plan.val_crops, seed=seed + 10_000)
+    val = EMCropDataset(parts["val"], val_crop, plan.val_crops, seed=profile.validation_seed)
     return train, val
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """A finished (or resumed) training run.
+
+    Attributes:
+        model: the network with the weights of ``best.pt`` (lowest validation VOI), eval mode.
+        history: one row per epoch (see :func:`~emseg_lib.train.fit`).
+        postprocess: the thresholds learned on the validation split, as stored in ``best.pt``
+            (:func:`learn_postprocessing`).
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    postprocess: dict[str, Any]
+
+
 def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
-               seed: int = 0, device: str | None = None, progress: bool = True
-               ) -> tuple[nn.Module, pd.DataFrame]:
-    """Train (or resume) one network; returns it and its history (see :func:`fit`)."""
+               seed: int = 0, device: str | None = None, workers: int | None = None,
+               progress: bool = True) -> TrainingRun:
+    """Train (or resume) one network, then learn its post-processing thresholds.
+
+    Args:
+        workers: processes for the threshold search (None = every core).
+    """
     plan = schedule(kind, profile)
     model = make_model(kind, profile, seed)
     train, val = make_datasets(kind, volume, profile, seed)
-    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
-                         pixel_nm=volume.resolution[1])
+    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device)
     history = fit(model, train, val, config, run_dir, progress=progress)
-    return model, history
+    best = Path(run_dir) / BEST
+    postprocess = learn_postprocessing(best, volume, profile, device=device, workers=workers)
+    return TrainingRun(model_from_checkpoint(best), history, postprocess)
 
 
-def predict(kind: ModelKind, model: nn.Module, raw: np.ndarray, profile: Profile, *,
-            device: str | None = None, progress: bool = True) -> np.ndarray:
-    """Cell probabilities ``(Z, Y, X)`` for a whole stack: slices (2D) or tiles (3D)."""
-    _check_kind(kind)
-    if kind == "unet2d":
-        return predict_slices(model, raw, multiple=2 ** (profile.unet2d_depth - 1),
-                              device=device, progress=progress)
-    return predict_tiled(model, raw, profile.tile_3d, profile.overlap_3d, profile.halo_3d,
-                         device=device, progress=progress)
+def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Profile, *,
+                         device: str | None = None, workers: int | None = None
+                         ) -> dict[str, Any]:
+    """Tune every post-processing method on the validation split and store the result.
+
+    The checkpoint's network predicts the whole validation split; each method's grid is
+    scored by CREMI-protocol VOI (:func:`~emseg_lib.tuning.tune_all`), per slice for 2D
+    networks and per volume for 3D ones; the result goes into the checkpoint under
+    ``"postprocess"``. A checkpoint already tuned at its epoch is not tuned again.
+
+    Returns:
+        The stored entry (:func:`~emseg_lib.tuning.checkpoint_entry`).
+    """
+    state = load_checkpoint(checkpoint)
+    if state.get("postprocess", {}).get("epoch") == state["epoch"]:
+        return state["postprocess"]
+    model = model_from_checkpoint(checkpoint)
+    val = predict_split(model, volume, "val", profile, device=device, progress=False)
+    dims = model_entry(model).dims
+    results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
+                       resolution=volume.resolution, workers=workers)
+    entry = checkpoint_entry(results, dims=dims, epoch=state["epoch"])
+    annotate_checkpoint(checkpoint, "postprocess", entry)
+    return entry
+
+
+def describe_postprocess(entry: dict[str, Any]) -> str:
+    """One line per method: the learned thresholds and their validation VOI."""
+    lines = []
+    for name, thresholds in entry["thresholds"].items():
+        values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
+        default = " (default method)" if name == entry["method"] else ""
+        lines.append(f"{name}{default}: {values} -> validation VOI "
+                     f"{entry['val_scores'][name]['voi']:.4f}, ARAND "
+                     f"{entry['val_scores'][name]['arand']:.4f} (CREMI protocol)")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -108,12 +164,11 @@ class SplitPrediction:
         return threshold_grid(self.prob, self.gt, sig_ths, edge_deltas, pixel_nm=self.pixel_nm)
 
 
-def predict_split(kind: ModelKind, model: nn.Module, volume: EMVolume, split: str,
-                  profile: Profile, *, device: str | None = None, progress: bool = True
-                  ) -> SplitPrediction:
+def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profile, *,
+                  device: str | None = None, progress: bool = True) -> SplitPrediction:
     """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume``."""
     part = split_slices(volume.shape[0]).apply(volume)[split]
-    prob = predict(kind, model, part.raw, profile, device=device, progress=progress)
+    prob = predict_volume(model, part.raw, profile.tiling_3d, device=device, progress=progress)
     return SplitPrediction(prob, part.labels.astype(np.int64), volume.resolution[1])
 
 

@@ -27,11 +27,13 @@ from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_p
 from emseg_lib.profiles import Profile
 from emseg_lib.thesis_numbers import TRANSFER
 from emseg_lib.train import TrainConfig, fit
+from emseg_lib.train.boundless import BoundlessConfig
 
-#: optimiser settings: the segmentation ones (Lee et al.) and the image-extension ones
+#: optimiser settings over :class:`TrainConfig`'s (Lee et al.'s segmentation ones): the
+#: image-extension GAN's generator settings for the "boundless" configurations
 HYPERPARAMETERS = {
-    "segmentation": {"lr": 0.01, "betas": (0.9, 0.999), "eps": 0.01},
-    "boundless": {"lr": 1e-4, "betas": (0.5, 0.9), "eps": 0.01},
+    "segmentation": {},
+    "boundless": {"lr": BoundlessConfig.lr_g, "betas": BoundlessConfig.betas},
 }
 
 
@@ -114,7 +116,7 @@ def _datasets(spec: TransferSpec, volume: EMVolume, profile: Profile, seed: int
         samples = max(plan.batch_size, round(samples * plan.reduced_fraction))
     crop = (plan.crop, plan.crop)
     return (EMCropDataset(train, crop, samples, augment=AugmentConfig(), seed=seed),
-            EMCropDataset(parts["val"], crop, plan.val_crops, seed=10_000))
+            EMCropDataset(parts["val"], crop, plan.val_crops, seed=profile.validation_seed))
 
 
 def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir: str | Path,
@@ -126,8 +128,7 @@ def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir
     train, val = _datasets(spec, volume, profile, seed)
     epochs = plan.early_stop_epochs if spec.reduced else round(plan.epochs * spec.epoch_scale)
     config = TrainConfig(epochs=epochs, batch_size=plan.batch_size, max_lr_reductions=0,
-                         device=device, pixel_nm=volume.resolution[1],
-                         **HYPERPARAMETERS[spec.hyper])
+                         device=device, **HYPERPARAMETERS[spec.hyper])
     return fit(model, train, val, config, run_dir, progress=progress)
 
 

@@ -1,12 +1,16 @@
 """Segmentation networks: the 2D UNet, the Lee et al. 2017 3D UNet, the Boundless segmenter.
 
-Every model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
-:func:`build_model` turn a model into a small description and back, which is how
-checkpoints remember their architecture.
+:data:`MODELS` is the one registry of segmentation networks: how each is built and how it is
+run on a whole stack (:class:`ModelEntry`: whole 2D slices padded to a size multiple, or 3D
+tiles). Every model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
+:func:`build_model` turn a model into a small description and back, which is how checkpoints
+remember their architecture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -16,16 +20,45 @@ from emseg_lib.models.boundless import BoundlessSegmenter
 from emseg_lib.models.unet2d import UNet2D
 from emseg_lib.models.unet3d import LEE2017_FILTERS, UNet3D
 
-MODELS: dict[str, type[nn.Module]] = {"unet2d": UNet2D, "unet3d": UNet3D,
-                                      "boundless_segmenter": BoundlessSegmenter}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered segmentation network and how it is run on a whole stack.
+
+    Attributes:
+        cls: the ``nn.Module`` class.
+        dims: 2 = applied to whole ``(Y, X)`` slices, 3 = to overlapping ``(D, H, W)`` tiles.
+        size_multiple: for 2D networks, the multiple that slice sides are padded to.
+    """
+
+    cls: type[nn.Module]
+    dims: int
+    size_multiple: Callable[[nn.Module], int] = lambda model: 1
+
+
+MODELS: dict[str, ModelEntry] = {
+    "unet2d": ModelEntry(UNet2D, 2, lambda model: 2 ** (model.depth - 1)),
+    "unet3d": ModelEntry(UNet3D, 3),
+    "boundless_segmenter": ModelEntry(BoundlessSegmenter, 2),
+}
+
+
+def model_name(model: nn.Module) -> str:
+    """The :data:`MODELS` name of ``model``'s class."""
+    for name, entry in MODELS.items():
+        if type(model) is entry.cls:
+            return name
+    raise EmsegInputError(f"{type(model).__name__} is not a registered model: {sorted(MODELS)}")
+
+
+def model_entry(model: nn.Module) -> ModelEntry:
+    """How ``model`` is run (:class:`ModelEntry`)."""
+    return MODELS[model_name(model)]
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"name": ..., "config": {...}}`` of a registered model."""
-    for name, cls in MODELS.items():
-        if type(model) is cls:
-            return {"name": name, "config": dict(model.config)}
-    raise EmsegInputError(f"{type(model).__name__} is not a registered model: {sorted(MODELS)}")
+    return {"name": model_name(model), "config": dict(model.config)}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
@@ -33,8 +66,8 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     name = spec.get("name")
     if name not in MODELS:
         raise EmsegInputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name](**spec.get("config", {}))
+    return MODELS[name].cls(**spec.get("config", {}))
 
 
-__all__ = ["LEE2017_FILTERS", "MODELS", "BoundlessSegmenter", "UNet2D", "UNet3D", "build_model",
-           "model_spec"]
+__all__ = ["LEE2017_FILTERS", "MODELS", "BoundlessSegmenter", "ModelEntry", "UNet2D", "UNet3D",
+           "build_model", "model_entry", "model_name", "model_spec"]

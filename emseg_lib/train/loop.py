@@ -26,6 +26,7 @@ from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices
 from emseg_lib.models import model_spec
+from emseg_lib.postprocess import UNTUNED_EDGE_TH, UNTUNED_SIG_TH
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
@@ -44,8 +45,9 @@ class TrainConfig:
     Attributes:
         epochs: total number of epochs (a resumed run continues up to this number).
         batch_size: thesis 18 (2D) and 1 (3D).
-        sig_th, edge_th: post-processing thresholds used for validation metrics (thesis
-            0.73 / 0.81 before tuning).
+        sig_th, edge_th: thesis post-processing thresholds of the validation metrics (the
+            thesis's untuned 0.73 / 0.81). The CREMI band uses the validation volume's pixel
+            size.
         device: ``None`` picks CUDA when available.
     """
 
@@ -57,9 +59,8 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     max_lr_reductions: int = 4
-    sig_th: float = 0.73
-    edge_th: float = 0.81
-    pixel_nm: float = 4.0
+    sig_th: float = UNTUNED_SIG_TH
+    edge_th: float = UNTUNED_EDGE_TH
     device: str | None = None
     num_workers: int = 0
 
@@ -83,8 +84,9 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: 
             prob = torch.sigmoid(logits[:, 0]).cpu().numpy()
             probs.append(prob.reshape(-1, *prob.shape[-2:]))
             labels.append(batch["labels"].numpy().reshape(-1, *prob.shape[-2:]))
+    pixel_nm = loader.dataset.volume.resolution[1]
     scores = evaluate_slices(np.concatenate(probs), np.concatenate(labels), config.sig_th,
-                             config.edge_th, pixel_nm=config.pixel_nm)
+                             config.edge_th, pixel_nm=pixel_nm)
     return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs)),
             **{f"val_{key}": value for key, value in scores.items()}}
 

@@ -1,4 +1,4 @@
-"""Watershed post-processing of probability maps into instance labels (thesis 3.2.8, 4.3.3).
+"""The thesis's watershed post-processing (3.2.8, 4.3.3): cells, with 0 on boundaries.
 
 Pipeline, for a 2D slice or a 3D volume alike:
 
@@ -11,12 +11,13 @@ Pipeline, for a 2D slice or a 3D volume alike:
    (openings have low probability, lines through a cell interior have high probability);
 5. cells minus kept segments -> :func:`skimage.measure.label` (4-/6-connectivity).
 
-Labels returned use 0 for boundary pixels and 1..n for cells.
+Labels returned use 0 for boundary pixels and 1..n for cells; :mod:`.dense` assigns the
+boundary pixels to segments afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -31,14 +32,11 @@ from emseg_lib.errors import (
     check_unit_interval,
 )
 
+#: the thesis's tuned thresholds (5.2.1) and those it validated with during training (4.3.3)
 THESIS_SIG_TH = 0.83
 THESIS_EDGE_TH = 0.91
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function, elementwise (float32)."""
-    logits = np.asarray(logits, dtype=np.float32)
-    return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)
+UNTUNED_SIG_TH = 0.73
+UNTUNED_EDGE_TH = 0.81
 
 
 def label_cells(prob: np.ndarray, sig_th: float) -> np.ndarray:
@@ -126,22 +124,3 @@ def watershed_postprocess(
     check_unit_interval("edge_th", edge_th)
     segments, means = candidate_segments(prob, sig_th, seed_h=seed_h, sampling=sampling)
     return close_boundaries(prob, sig_th, edge_th, segments, means)
-
-
-def per_slice(segment: Callable[[np.ndarray], np.ndarray], prob: np.ndarray) -> np.ndarray:
-    """Apply a 2D segmentation function to every slice of a ``(Z, Y, X)`` volume.
-
-    Ids are offset so that they are unique across the volume (no object spans two slices),
-    e.g. ``per_slice(lambda p: watershed_postprocess(p, 0.83, 0.91), prob)``.
-
-    Returns:
-        ``int64`` labels ``(Z, Y, X)``, 0 where ``segment`` gave 0.
-    """
-    check_ndim("prob", prob, (3,), "(Z, Y, X)")
-    out = np.zeros(prob.shape, dtype=np.int64)
-    offset = 0
-    for z in range(prob.shape[0]):
-        labels = segment(prob[z])
-        out[z] = np.where(labels > 0, labels + offset, 0)
-        offset += int(labels.max())
-    return out

@@ -1,0 +1,155 @@
+"""Post-processing methods by name, their thresholds, defaults and tuning grids.
+
+Two methods turn a cell-probability map into a segmentation:
+
+* ``thesis`` — the thesis's watershed post-processing (:mod:`.thesis`; thresholds ``sig_th``
+  and ``edge_th``), its label-0 boundaries then flooded from the segments (:mod:`.dense`);
+* ``seeded`` — a seeded watershed on the smoothed probability (:mod:`.seeded`; thresholds
+  ``seed_th`` and ``smooth_px``), dense by construction.
+
+Every method's :meth:`PostprocessMethod.grid_segmentations` walks a row of its tuning grid and
+shares the work that does not depend on every threshold (the thesis method's watershed candidates
+depend only on ``sig_th``, the seeded method's smoothing only on ``smooth_px``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities
+from emseg_lib.postprocess.dense import flood_boundaries
+from emseg_lib.postprocess.seeded import (
+    seeded_watershed,
+    seeds_from_interior,
+    smooth,
+    watershed_from_seeds,
+)
+from emseg_lib.postprocess.thesis import (
+    THESIS_EDGE_TH,
+    THESIS_SIG_TH,
+    candidate_segments,
+    close_boundaries,
+    watershed_postprocess,
+)
+
+Thresholds = dict[str, float]
+#: allowed range of every threshold (probabilities; smoothing sigma in pixels)
+LIMITS = {"sig_th": (0.0, 1.0), "edge_th": (0.0, 1.0), "seed_th": (0.0, 1.0),
+          "smooth_px": (0.0, 100.0)}
+#: smallest seed of the seeded method, in voxels
+MIN_SEED_PX = 16
+
+
+@dataclass(frozen=True)
+class PostprocessMethod:
+    """A post-processing method: its thresholds, their defaults and tuning grid.
+
+    Attributes:
+        name: ``"thesis"`` or ``"seeded"``.
+        summary: one line for help texts.
+        defaults: thresholds used when nothing was learned (e.g. ``emseg postprocess``).
+        grid: values tried by :func:`~emseg_lib.tuning.tune_thresholds`, one tuple per grid
+            axis; the first axis is the :attr:`outer` one.
+    """
+
+    name: str
+    summary: str
+    defaults: Mapping[str, float]
+    grid: Mapping[str, tuple[float, ...]]
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Names of the thresholds, as in :attr:`defaults`."""
+        return tuple(self.defaults)
+
+    def thresholds(self, given: Mapping[str, float | None] | None = None,
+                   base: Mapping[str, float] | None = None) -> Thresholds:
+        """``base`` (default :attr:`defaults`) with every non-None entry of ``given`` applied.
+
+        Raises:
+            EmsegInputError: an entry of ``given`` that is not one of this method's thresholds.
+        """
+        values = dict(self.defaults if base is None else base)
+        for key, value in (given or {}).items():
+            if value is None:
+                continue
+            if key not in self.defaults:
+                raise EmsegInputError(
+                    f"--{key.replace('_', '-')} is a threshold of another method; the "
+                    f"{self.name} method takes {', '.join(self.parameters)}")
+            values[key] = float(value)
+        for key, value in values.items():
+            lo, hi = LIMITS[key]
+            if not lo <= value <= hi:
+                raise EmsegInputError(f"{key} must lie in [{lo:g}, {hi:g}], got {value:g}")
+        return values
+
+    def segment(self, prob: np.ndarray, thresholds: Mapping[str, float], *,
+                keep_boundaries: bool = False, sampling: Sequence[float] | None = None
+                ) -> np.ndarray:
+        """Segment ``prob`` ``(Y, X)`` or ``(Z, Y, X)``: ``int64`` ids, dense unless
+        ``keep_boundaries`` (thesis method only: 0 on boundaries, as the thesis's tables)."""
+        check_ndim("prob", prob, (2, 3), "(Y, X) or (Z, Y, X)")
+        check_probabilities("prob", prob)
+        if self.name == "thesis":
+            labels = watershed_postprocess(prob, thresholds["sig_th"], thresholds["edge_th"],
+                                           sampling=sampling).astype(np.int64)
+            return labels if keep_boundaries else flood_boundaries(labels, prob)
+        if keep_boundaries:
+            raise EmsegInputError("--keep-boundaries keeps the thesis method's label-0 "
+                                  "boundaries; the seeded method has none (use --method thesis)")
+        return seeded_watershed(prob, thresholds["seed_th"], thresholds["smooth_px"],
+                                min_seed_px=MIN_SEED_PX, sampling=sampling)
+
+    @property
+    def outer(self) -> str:
+        """The grid axis whose value fixes the work shared by the other axis."""
+        return next(iter(self.grid))
+
+    def grid_segmentations(self, prob: np.ndarray, outer_value: float,
+                           sampling: Sequence[float] | None = None
+                           ) -> Iterator[tuple[Thresholds, np.ndarray]]:
+        """``(thresholds, dense segmentation)`` for every grid point with
+        ``grid[outer] == outer_value``; the work that depends on it alone is done once."""
+        check_probabilities("prob", prob)
+        inner = list(self.grid.values())[1]
+        if self.name == "thesis":
+            segments, means = candidate_segments(prob, outer_value, sampling=sampling)
+            for delta in inner:
+                edge_th = min(1.0, outer_value + delta)
+                labels = close_boundaries(prob, outer_value, edge_th, segments, means)
+                yield ({"sig_th": outer_value, "edge_th": edge_th},
+                       flood_boundaries(labels, prob))
+            return
+        smoothed = smooth(prob, outer_value, sampling)
+        for seed_th in inner:
+            seeds = seeds_from_interior(smoothed, seed_th, MIN_SEED_PX)
+            yield ({"seed_th": seed_th, "smooth_px": outer_value},
+                   watershed_from_seeds(smoothed, seeds))
+
+
+def _steps(first: float, last: float, step: float) -> tuple[float, ...]:
+    return tuple(round(v, 4) for v in np.arange(first, last + step / 2, step))
+
+
+METHODS: dict[str, PostprocessMethod] = {
+    "thesis": PostprocessMethod(
+        "thesis", "the thesis's watershed (sig_th, edge_th), boundaries flooded afterwards",
+        defaults={"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH},
+        grid={"sig_th": _steps(0.3, 0.9, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
+    "seeded": PostprocessMethod(
+        "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
+        defaults={"seed_th": 0.8, "smooth_px": 1.0},
+        grid={"smooth_px": (0.0, 1.0, 2.0), "seed_th": _steps(0.5, 0.95, 0.05)}),
+}
+DEFAULT_METHOD = "seeded"
+
+
+def get_method(name: str) -> PostprocessMethod:
+    """The method called ``name`` (``thesis`` or ``seeded``)."""
+    if name not in METHODS:
+        raise EmsegInputError(f"--method must be one of {', '.join(METHODS)}, got {name!r}")
+    return METHODS[name]

@@ -1,0 +1,55 @@
+"""Segmenting whole volumes: per 2D slice in parallel processes, or in 3D."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import numpy as np
+
+from emseg_lib.data.labels import stack_slices
+from emseg_lib.errors import EmsegInputError, check_ndim
+from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
+from emseg_lib.postprocess.methods import get_method
+
+
+def segment_slice(prob: np.ndarray, method: str, thresholds: Mapping[str, float],
+                  keep_boundaries: bool = False) -> np.ndarray:
+    """One ``(Y, X)`` slice with the method called ``method`` (picklable for workers)."""
+    return get_method(method).segment(prob, thresholds, keep_boundaries=keep_boundaries)
+
+
+def segment_volume(prob: np.ndarray, method: str, thresholds: Mapping[str, float], *,
+                   dims: int = 2, resolution: Sequence[float] | None = None,
+                   keep_boundaries: bool = False, start: int = 0, workers: int | None = 1,
+                   pool: SerialPool | ProcessPool | None = None) -> np.ndarray:
+    """Segment a ``(Z, Y, X)`` cell-probability volume.
+
+    Args:
+        prob: ``(Z, Y, X)`` float in [0, 1].
+        method, thresholds: a :data:`~emseg_lib.postprocess.methods.METHODS` name and its
+            thresholds.
+        dims: 2 = every slice on its own (2D networks, anisotropic stacks), ids unique across
+            slices; 3 = the volume at once (3D networks), anisotropy from ``resolution``.
+        resolution: voxel size ``(z, y, x)`` in nm (3D only).
+        keep_boundaries: keep label 0 on the thesis method's boundaries.
+        start: every id is greater than this (chunked volumes continue from the last id).
+        workers: processes for the slices (None = every core); ignored when ``pool`` given.
+        pool: a running :func:`~emseg_lib.parallel.worker_pool` to reuse across calls.
+
+    Returns:
+        ``int64`` ``(Z, Y, X)`` ids; no 0 unless ``keep_boundaries``.
+    """
+    check_ndim("prob", prob, (3,), "(Z, Y, X)")
+    if dims == 3:
+        labels = get_method(method).segment(prob, thresholds, keep_boundaries=keep_boundaries,
+                                            sampling=resolution)
+        return np.where(labels > 0, labels + start, 0)
+    if dims != 2:
+        raise EmsegInputError(f"dims must be 2 (per slice) or 3 (volume), got {dims}")
+    task = partial(segment_slice, method=method, thresholds=dict(thresholds),
+                   keep_boundaries=keep_boundaries)
+    if pool is not None:
+        return stack_slices(pool.map(task, list(prob)), start)
+    with worker_pool(min(resolve_workers(workers), len(prob))) as own:
+        return stack_slices(own.map(task, list(prob)), start)
