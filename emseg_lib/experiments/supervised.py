@@ -19,6 +19,7 @@ from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
+from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_slices, predict_tiled
 from emseg_lib.models import UNet2D, UNet3D
 from emseg_lib.profiles import Profile, UNetSchedule
@@ -69,13 +70,24 @@ def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int
 def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
                seed: int = 0, device: str | None = None, progress: bool = True
                ) -> tuple[nn.Module, pd.DataFrame]:
-    """Train (or resume) one network; returns it and its history (see :func:`fit`)."""
+    """Train (or resume) one network; returns it and its history (see :func:`fit`).
+
+    The run is identified by the volume's fingerprint, ``seed``, the profile's name and
+    plan (its ``epochs`` may grow on resume): resuming ``run_dir`` with any of them changed
+    is refused (:class:`~emseg_lib.EmsegInputError`).
+
+    Raises:
+        EmsegInputError: see :func:`fit`.
+        TrainingInterrupted: Ctrl-C, after the last finished epoch was saved.
+    """
     plan = schedule(kind, profile)
+    identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",))
     model = make_model(kind, profile, seed)
     train, val = make_datasets(kind, volume, profile, seed)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
                          pixel_nm=volume.resolution[1])
-    history = fit(model, train, val, config, run_dir, progress=progress)
+    history = fit(model, train, val, config, run_dir, progress=progress,
+                  run_identity=identity)
     return model, history
 
 
