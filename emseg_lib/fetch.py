@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data.cremi import load_cremi
 from emseg_lib.errors import EmsegInputError
 
@@ -138,5 +139,5 @@ def fetch_cremi(sample: str, dest_dir: str | Path, *, base_url: str = CREMI_BASE
     except EmsegInputError as err:
         dest.unlink()
         raise EmsegInputError(f"{err} (downloaded file removed; fetch again)") from err
-    sidecar.write_text(f"{digest}  {dest.name}\n")
+    atomic_write_text(sidecar, f"{digest}  {dest.name}\n")
     return dest

@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
+from emseg_lib.atomic import atomic_path
 from emseg_lib.data.cremi import LABELS_KEY
 from emseg_lib.errors import EmsegInputError, check_unit_interval
 from emseg_lib.inference import predict_slices, predict_tiled
@@ -54,6 +55,16 @@ def _predict_chunk(model: nn.Module, raw, z0: int, z1: int, device: str | None
                           device=device, progress=False)
 
 
+def output_bytes_bound(shape: tuple[int, int, int]) -> int:
+    """Upper bound in bytes of :func:`segment_to_hdf5`'s file for raw of ``shape`` (Z, Y, X):
+    uint64 labels and float32 probabilities, uncompressed (gzip usually writes far less).
+
+    For :func:`~emseg_lib.atomic.check_output`'s ``expected_bytes``.
+    """
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    return n_voxels * (np.dtype(np.uint64).itemsize + np.dtype(np.float32).itemsize)
+
+
 def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, *, sig_th: float,
                     edge_th: float, resolution: tuple[float, float, float],
                     chunk_slices: int = 8, device: str | None = None,
@@ -62,7 +73,9 @@ def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, *, sig_th: floa
 
     Writes ``volumes/labels/neuron_ids`` (uint64, 0 = boundary, ids unique across slices)
     and ``volumes/predictions/cell_probability`` (float32), both with the ``resolution``
-    attribute, in the CREMI layout.
+    attribute, in the CREMI layout. The file appears at ``out_path`` only when complete
+    (:func:`~emseg_lib.atomic.atomic_path`); an existing file there is replaced, so check
+    the location first with :func:`~emseg_lib.atomic.check_output`.
     """
     check_unit_interval("sig_th", sig_th)
     check_unit_interval("edge_th", edge_th)
@@ -75,7 +88,7 @@ def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, *, sig_th: floa
     n_slices, height, width = raw.shape
     started = time.perf_counter()
     offset = 0
-    with h5py.File(out_path, "w") as out:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         labels = out.create_dataset(LABELS_KEY, (n_slices, height, width), dtype=np.uint64,
                                     chunks=(1, height, width), compression="gzip")
         probs = out.create_dataset(PROBABILITY_KEY, (n_slices, height, width),

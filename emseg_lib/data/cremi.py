@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from emseg_lib.atomic import atomic_path
 from emseg_lib.errors import EmsegInputError
 
 RAW_KEY = "volumes/raw"
@@ -167,10 +168,14 @@ def load_cremi(
 
 
 def save_cremi(volume: EMVolume, path: str | Path) -> Path:
-    """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path."""
+    """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path.
+
+    The file is written atomically (:func:`~emseg_lib.atomic.atomic_path`): an interrupted
+    write leaves any previous file at ``path`` as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         raw = handle.create_dataset(RAW_KEY, data=volume.raw, compression="gzip")
         raw.attrs["resolution"] = np.asarray(volume.resolution, dtype=np.float64)
         if volume.labels is not None:
