@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from emseg_lib import EmsegInputError
+from emseg_lib.evaluation import threshold_grid
+from emseg_lib.metrics import pixel_accuracy
 from emseg_lib.postprocess import (
     label_cells,
     per_slice,
@@ -67,3 +69,18 @@ def test_logits_are_refused():
 def test_wrong_rank():
     with pytest.raises(EmsegInputError, match=r"prob must have shape \(Y, X\) or \(Z, Y, X\)"):
         watershed_postprocess(np.zeros(5, np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_probabilities_are_refused(bad):
+    prob = _opened_membrane(0.88)
+    prob[3, 4] = bad
+    message = r"prob holds 1 NaN/inf values \(first at index \(3, 4\)\)"
+    for segment in (lambda p: watershed_postprocess(p, 0.83, 0.91),
+                    lambda p: label_cells(p, 0.83),
+                    lambda p: pixel_accuracy(p, np.ones_like(p))):
+        with pytest.raises(EmsegInputError, match=message):
+            segment(prob)
+    with pytest.raises(EmsegInputError, match=r"first at index \(1, 3, 4\)"):
+        threshold_grid(np.stack([_opened_membrane(0.88), prob]), np.ones((2, 40, 60), int),
+                       [0.83], [0.08])
