@@ -83,6 +83,9 @@ def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, *, sig_th: floa
         raise EmsegInputError(f"--chunk-slices must be >= 1, got {chunk_slices}")
     if len(raw.shape) != 3:
         raise EmsegInputError(f"raw data must be (Z, Y, X), got shape {raw.shape}")
+    if np.dtype(raw.dtype) != np.uint8:
+        raise EmsegInputError(f"raw data is {np.dtype(raw.dtype)}, expected uint8; load it with "
+                              "--rescale (load_stack(..., rescale=True)) to map it to 0..255")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_slices, height, width = raw.shape

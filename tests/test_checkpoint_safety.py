@@ -287,3 +287,21 @@ def test_run_identity_must_be_json(tmp_path, datasets):
         fit(_model(), *datasets, CONFIG, tmp_path, progress=False,
             run_identity={"volume": EMVolume(np.zeros((1, 2, 2), np.uint8), None,
                                              (1.0, 1.0, 1.0), "x")})
+
+
+def test_a_lost_run_record_is_restored_and_an_old_format_folder_untouched(tmp_path, datasets):
+    fit(_model(), *datasets, CONFIG, tmp_path / "run", progress=False)
+    (tmp_path / "run" / RUN_FILE).unlink()
+    with pytest.raises(EmsegInputError, match=r"\(last\.pt\) was trained with a different "
+                                              r"architecture"):
+        fit(UNet2D(base_width=4, depth=2), *datasets, CONFIG, tmp_path / "run",
+            progress=False)
+    assert not (tmp_path / "run" / RUN_FILE).exists()
+    fit(_model(), *datasets, CONFIG, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / RUN_FILE).exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save({"model": _model().state_dict(), "epoch": 0}, old / LAST)
+    with pytest.raises(EmsegInputError, match=r"last\.pt: not an emseg checkpoint"):
+        fit(_model(), *datasets, CONFIG, old, progress=False)
+    assert sorted(p.name for p in old.iterdir()) == [LAST]

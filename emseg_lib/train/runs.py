@@ -23,8 +23,8 @@ import pandas as pd
 
 from emseg_lib import __version__
 from emseg_lib.atomic import atomic_path, atomic_write_text
-from emseg_lib.errors import EmsegInputError
-from emseg_lib.train.checkpoint import HISTORY, LAST
+from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.train.checkpoint import HISTORY, LAST, load_checkpoint
 
 RUN_FILE = "run.json"
 LOCK_FILE = "train.lock"
@@ -154,18 +154,24 @@ def training_run(run_dir: str | Path, identity: dict[str, Any]) -> Iterator[dict
     with run_lock(run_dir):
         record = run_dir / RUN_FILE
         if record.exists():
-            try:
-                stored = json.loads(record.read_text())["identity"]
-            except (ValueError, KeyError, TypeError) as err:
-                raise EmsegInputError(f"{record}: unreadable run record ({err}); delete "
-                                      f"{run_dir} to start over") from err
-            check_identity(run_dir, RUN_FILE, stored, identity)
+            check_identity(run_dir, RUN_FILE, _recorded_identity(record, run_dir), identity)
         else:
+            if (run_dir / LAST).exists():  # run.json lost: the checkpoint says whose run it is
+                check_identity(run_dir, LAST, load_checkpoint(run_dir / LAST).get("identity"),
+                               identity)
             created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             atomic_write_text(record, json.dumps(
                 {"identity": identity, "emseg_version": __version__, "created": created},
                 indent=2) + "\n")
         yield identity
+
+
+def _recorded_identity(record: Path, run_dir: Path) -> Any:
+    try:
+        return json.loads(record.read_text())["identity"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise EmsegInputError(f"{record}: unreadable run record ({one_line(err)}); delete "
+                              f"{run_dir} to start over") from err
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
