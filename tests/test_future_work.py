@@ -67,8 +67,8 @@ def test_adversarial_fit_updates_both_networks(tmp_path, small_volume):
     assert history[["train_adv_loss", "train_d_loss"]].notna().all().all()
     assert any(not torch.equal(a, b) for a, b in zip(before, discriminator.parameters(),
                                                       strict=True))
-    with pytest.raises(EmsegInputError, match=r"different adversary \(adversary.weight: "
-                                              r"0.05 there, 0.01 now\)"):
+    with pytest.raises(EmsegInputError, match=r"different adversary \(adversary.weight was "
+                                              r"0.05, now 0.01\)"):
         fit(UNet2D(base_width=4, depth=3), train, val,
             TrainConfig(epochs=3, batch_size=2, device="cpu"), tmp_path, progress=False,
             adversary=SegmentationAdversary(PairDiscriminator(4, 2)))

@@ -53,13 +53,13 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+    return text if len(text) <= 20 else text[:13] + "..."
 
 
 def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, Any]) -> None:
     """Raise unless the identity ``stored`` in ``source`` (a file of ``run_dir``) is ``identity``.
 
-    The message says what differs (e.g. ``seed: 0 there, 1 now``) and what to do.
+    The message says what differs (e.g. ``seed was 0, now 1``) and what to do.
     """
     if stored == identity:
         return
@@ -67,9 +67,9 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
     new = dict(_flatten(identity))
     keys = [key for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
     meaning = _MEANING.get(keys[0].split(".")[0], f"a different {keys[0].split('.')[0]}")
-    details = ", ".join(f"{key}: {_short(old.get(key))} there, {_short(new.get(key))} now"
+    details = "; ".join(f"{key} was {_short(old.get(key))}, now {_short(new.get(key))}"
                         for key in keys[:3])
-    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    more = f"; {len(keys) - 3} more" if len(keys) > 3 else ""
     raise EmsegInputError(
         f"{run_dir}: this run folder ({source}) was trained with {meaning} ({details}{more}); "
         f"use another output folder (--out) or delete {run_dir} to start over"
