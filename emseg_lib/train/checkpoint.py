@@ -129,8 +129,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                 "values (such a file can run code when loaded); use a checkpoint written by "
                 "emseg"
             ) from err
-        raise EmsegInputError(f"{path}: not a readable torch checkpoint ({one_line(err)})"
-                              ) from err
+        raise EmsegInputError(f"{path}: not a readable torch checkpoint (damaged, or not a "
+                              "file written by torch.save)") from err
     except Exception as err:  # torch raises many kinds for corrupt or truncated files
         raise EmsegInputError(f"{path}: not a readable torch checkpoint ({one_line(err)}); "
                               "is the file complete?") from err

@@ -127,7 +127,12 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _check_folder(run_dir: Path) -> None:
+def check_run_dir(run_dir: str | Path) -> None:
+    """Raise unless ``run_dir`` can hold a run: new, empty, or already a run folder.
+
+    Cheap (no lock, no identity): callers can check ``--out`` before loading any data.
+    """
+    run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise EmsegInputError(f"{run_dir}: is a file; the run directory must be a folder")
     if not run_dir.is_dir() or (run_dir / RUN_FILE).exists() or (run_dir / LAST).exists():
@@ -149,7 +154,7 @@ def training_run(run_dir: str | Path, identity: dict[str, Any]) -> Iterator[dict
     """
     run_dir = Path(run_dir)
     identity = normalise_identity(identity)
-    _check_folder(run_dir)
+    check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         record = run_dir / RUN_FILE
