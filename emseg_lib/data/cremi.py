@@ -18,11 +18,7 @@ import h5py
 import numpy as np
 
 from emseg_lib.atomic import atomic_path
-from emseg_lib.data.validate import (
-    check_fits_in_memory,
-    check_label_ids,
-    raw_as_uint8,
-)
+from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
 from emseg_lib.errors import EmsegInputError, one_line
 
 RAW_KEY = "volumes/raw"
