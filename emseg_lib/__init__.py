@@ -12,11 +12,11 @@ or ``(N, C, D, H, W)``. Probability maps hold the probability of *cell interior*
 
 from importlib.metadata import PackageNotFoundError, version
 
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 
 try:
     __version__ = version("emseg")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["EmsegInputError", "__version__"]
+__all__ = ["EmsegInputError", "TrainingInterrupted", "__version__"]

@@ -15,6 +15,30 @@ class EmsegInputError(ValueError):
     """Bad user input: a file, a dataset key, a shape or a parameter value."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after its last checkpoint was written intact.
+
+    A :class:`KeyboardInterrupt`, so code that does not know it still stops; its message is
+    one line saying where training stopped and how to resume (the CLI exits with 130).
+    """
+
+
+def one_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message (library errors can span many lines)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in binary units for messages, e.g. ``"227.4 TiB"``."""
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+
+
 def check_unit_interval(name: str, value: float) -> float:
     """Return ``value`` as float if it lies in [0, 1], else raise naming ``name``."""
     value = float(value)
@@ -40,8 +64,19 @@ def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> 
 
 
 def check_probabilities(name: str, prob: np.ndarray) -> None:
-    """Raise unless every value of ``prob`` lies in [0, 1] (e.g. logits passed by mistake)."""
+    """Raise unless every value of ``prob`` is finite and lies in [0, 1].
+
+    Catches logits passed by mistake and NaN/inf from a diverged network, which thresholds
+    would otherwise silently treat as boundary.
+    """
     lo, hi = float(np.min(prob)), float(np.max(prob))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = ~np.isfinite(prob)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise EmsegInputError(
+            f"{name} holds {int(bad.sum())} NaN/inf values (first at index {first}); "
+            "probabilities must be finite numbers in [0, 1]"
+        )
     if lo < 0.0 or hi > 1.0:
         raise EmsegInputError(
             f"{name} must hold probabilities in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "

@@ -27,6 +27,7 @@ from emseg_lib.data.targets import instance_boundary
 from emseg_lib.errors import (
     EmsegInputError,
     check_ndim,
+    check_probabilities,
     check_same_shape,
     check_unit_interval,
 )
@@ -41,6 +42,7 @@ def pixel_accuracy(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5)
         threshold: decision threshold in [0, 1].
     """
     check_same_shape("prob", prob, "target", target)
+    check_probabilities("prob", prob)
     check_unit_interval("threshold", threshold)
     return float(np.mean((prob > threshold) == (target > 0.5)))
 

@@ -20,6 +20,7 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
+from emseg_lib.atomic import atomic_path
 from emseg_lib.data.cremi import LABELS_KEY
 from emseg_lib.errors import EmsegInputError, check_probabilities
 from emseg_lib.inference import predict_volume
@@ -89,7 +90,7 @@ def _write_labels(chunks: Iterator[tuple[int, int, np.ndarray]], out_path: Path,
     n_slices, height, width = shape
     last_id, zeros = 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
-    with h5py.File(out_path, "w") as out:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         labels = out.create_dataset(LABELS_KEY, shape, dtype=np.uint64,
                                     chunks=(1, height, width), compression="gzip")
         datasets = [labels]
@@ -110,6 +111,16 @@ def _write_labels(chunks: Iterator[tuple[int, int, np.ndarray]], out_path: Path,
     return SegmentationRun(n_slices, time.perf_counter() - started, last_id, zeros)
 
 
+def output_bytes_bound(shape: tuple[int, int, int]) -> int:
+    """Upper bound in bytes of a segmentation file for a volume of ``shape`` (Z, Y, X):
+    uint64 labels and float32 probabilities, uncompressed (gzip usually writes far less).
+
+    For :func:`~emseg_lib.atomic.check_output`'s ``expected_bytes``.
+    """
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    return n_voxels * (np.dtype(np.uint64).itemsize + np.dtype(np.float32).itemsize)
+
+
 def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, post: Postprocessing, *,
                     tiling: Tiling, resolution: tuple[float, float, float],
                     chunk_slices: int = 8, device: str | None = None,
@@ -118,10 +129,16 @@ def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, post: Postproce
 
     Writes ``volumes/labels/neuron_ids`` (uint64, ids unique across the volume; dense unless
     ``post.keep_boundaries``) and ``volumes/predictions/cell_probability`` (float32), both
-    with the ``resolution`` attribute (nm, ``(z, y, x)``), in the CREMI layout.
+    with the ``resolution`` attribute (nm, ``(z, y, x)``), in the CREMI layout. The file
+    appears at ``out_path`` only when complete (:func:`~emseg_lib.atomic.atomic_path`); an
+    existing file there is replaced, so check the location first with
+    :func:`~emseg_lib.atomic.check_output`.
     """
     if len(raw.shape) != 3:
         raise EmsegInputError(f"raw data must be (Z, Y, X), got shape {raw.shape}")
+    if np.dtype(raw.dtype) != np.uint8:
+        raise EmsegInputError(f"raw data is {np.dtype(raw.dtype)}, expected uint8; load it with "
+                              "--rescale (load_stack(..., rescale=True)) to map it to 0..255")
     n_slices = raw.shape[0]
     context = tiling.tile[0] // 2 if model_entry(model).dims == 3 else 0
 

@@ -1,7 +1,8 @@
 """Writing figures and tables where ``run_all.sh`` collects them.
 
 Every table is written twice, as ``NAME.csv`` and ``NAME.md`` (Markdown, via pandas/tabulate);
-every figure as ``NAME.png``.
+every figure as ``NAME.png``; each file is written atomically
+(:func:`~emseg_lib.atomic.atomic_path`), so an interrupted notebook never leaves half a file.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emseg_lib.atomic import atomic_path, atomic_write_text
+
 
 def save_table(table: pd.DataFrame, out_dir: str | Path, name: str, *, caption: str = "",
                index: bool = True, floatfmt: str = ".4f") -> tuple[Path, Path]:
@@ -18,10 +21,11 @@ def save_table(table: pd.DataFrame, out_dir: str | Path, name: str, *, caption: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
-    table.to_csv(csv_path, index=index)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=index)
     readable = table.reset_index() if index and table.index.nlevels > 1 else table
     markdown = readable.to_markdown(index=index and readable is table, floatfmt=floatfmt)
-    md_path.write_text(f"{caption}\n\n{markdown}\n" if caption else f"{markdown}\n")
+    atomic_write_text(md_path, f"{caption}\n\n{markdown}\n" if caption else f"{markdown}\n")
     return csv_path, md_path
 
 
@@ -30,7 +34,8 @@ def save_figure(figure: Figure, out_dir: str | Path, name: str, *, dpi: int = 11
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
-    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return path
 
 

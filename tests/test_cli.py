@@ -20,6 +20,7 @@ from emseg_lib.data.targets import instance_boundary
 from emseg_lib.evaluation import evaluate_slices, score_volume
 from emseg_lib.pipeline import PROBABILITY_KEY
 from emseg_lib.postprocess import segment_volume, watershed_postprocess
+from emseg_lib.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +143,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, stacks, capsys):
 
 def test_checkpoint_from_another_architecture(tmp_path, stacks, capsys):
     root, _ = stacks
-    torch.save({"model": {"weight": torch.zeros(3)}, "model_spec": {
-        "name": "unet2d", "config": {"base_width": 4, "depth": 3}}}, tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "other.pt", {"model": {"weight": torch.zeros(3)}, "model_spec": {
+        "name": "unet2d", "config": {"base_width": 4, "depth": 3}}})
     _expect_error(capsys, ["segment", "--checkpoint", tmp_path / "other.pt", "--data",
                            root / "raw.tif", "--out", tmp_path / "s.h5"],
                   "other.pt", "different architecture")

@@ -16,6 +16,7 @@ from emseg_lib.data import (
     open_volume,
     save_cremi,
 )
+from emseg_lib.data.formats import load_stack
 
 
 def _write(path, raw=None, labels=None, resolution=(40.0, 4.0, 4.0)):
@@ -116,3 +117,81 @@ def test_open_volume_does_not_hide_a_broken_file(tmp_path):
     path.write_bytes(b"\x00" * 64)
     with pytest.raises(EmsegInputError, match="not an HDF5 file"):
         open_volume(path)
+
+
+def test_float_raw_needs_rescale_which_maps_min_max_to_0_255(tmp_path):
+    raw = np.linspace(-1.0, 3.0, 2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    path = _write(tmp_path / "float.hdf", raw, np.ones((2, 4, 4), np.uint64))
+    with pytest.raises(EmsegInputError, match=r"float\.hdf: 'volumes/raw' must be uint8, got "
+                                              r"float32; pass --rescale"):
+        load_cremi(path)
+    loaded = load_cremi(path, rescale=True)
+    assert loaded.raw.dtype == np.uint8
+    assert loaded.raw.min() == 0 and loaded.raw.max() == 255
+    np.testing.assert_array_equal(loaded.raw, np.rint((raw + 1) / 4 * 255).astype(np.uint8))
+    assert load_stack(path, rescale=True).raw.max() == 255  # the generic loader passes it on
+
+
+def test_nan_raw_is_refused_naming_the_slice_even_with_rescale(tmp_path):
+    raw = np.ones((4, 4, 4), np.float32)
+    raw[2, 1, 1] = np.nan
+    path = _write(tmp_path / "nan.hdf", raw, np.ones((4, 4, 4), np.uint64))
+    with pytest.raises(EmsegInputError, match=r"nan\.hdf: raw slice 2 holds 1 NaN/inf values"):
+        load_cremi(path, rescale=True)
+
+
+def test_negative_label_ids_are_refused(tmp_path):
+    labels = np.ones((3, 4, 4), np.int64)
+    labels[1, 0, 0] = -5
+    path = _write(tmp_path / "neg.hdf", np.zeros((3, 4, 4), np.uint8), labels)
+    with pytest.raises(EmsegInputError, match=r"neg\.hdf: labels hold negative ids \(lowest -5,"
+                                              r" first in slice 1\)"):
+        load_cremi(path)
+
+
+def test_a_header_claiming_terabytes_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.hdf"
+    with h5py.File(path, "w") as f:  # chunked and never written: a tiny file
+        raw = f.create_dataset(RAW_KEY, shape=(62_500, 62_500, 62_500), dtype=np.uint8,
+                               chunks=(1, 64, 64))
+        raw.attrs["resolution"] = (40.0, 4.0, 4.0)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(EmsegInputError, match=r"huge\.hdf: volumes/raw \(62500, 62500, 62500\) "
+                                              r"uint8 would need 222\.0 TiB of memory") as err:
+        load_cremi(path, require_labels=False)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_or_corrupt_file_is_one_line(tmp_path):
+    raw = np.random.default_rng(0).integers(0, 256, (8, 64, 64), dtype=np.uint8)
+    path = tmp_path / "cut.hdf"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(RAW_KEY, data=raw, compression="gzip", chunks=(1, 64, 64))
+        ds.attrs["resolution"] = (40.0, 4.0, 4.0)
+        f.create_dataset(LABELS_KEY, data=np.ones((8, 64, 64), np.uint64))
+        chunk = ds.id.get_chunk_info(3).byte_offset
+    data = bytearray(path.read_bytes())
+    data[chunk:chunk + 64] = bytes(64)  # a damaged chunk: the header still reads fine
+    corrupt = tmp_path / "corrupt.hdf"
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(EmsegInputError, match=r"corrupt\.hdf: dataset 'volumes/raw' cannot be "
+                                              r"read \(.*\); the file may be truncated") as err:
+        load_cremi(corrupt)
+    assert "\n" not in str(err.value)
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(EmsegInputError, match=r"cut\.hdf: cannot be opened as HDF5 \(.*"
+                                              r"truncated file") as err:
+        load_cremi(path)
+    assert "\n" not in str(err.value)
+
+
+def test_save_cremi_replaces_a_file_only_when_complete(tmp_path):
+    path = save_cremi(EMVolume(np.zeros((1, 4, 4), np.uint8), None, (40.0, 4.0, 4.0), "a"),
+                      tmp_path / "v.hdf")
+    before = path.read_bytes()
+    unwritable = EMVolume(np.zeros((1, 4, 4), np.uint8), np.full((1, 4, 4), "x", object),
+                          (40.0, 4.0, 4.0), "b")
+    with pytest.raises(ValueError, match="invalid literal"):  # fails after raw was written
+        save_cremi(unwritable, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["v.hdf"]

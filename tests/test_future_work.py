@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from emseg_lib import EmsegInputError
 from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.evaluation import protocol_scores, thinned_segmentation
@@ -66,7 +67,13 @@ def test_adversarial_fit_updates_both_networks(tmp_path, small_volume):
     assert history[["train_adv_loss", "train_d_loss"]].notna().all().all()
     assert any(not torch.equal(a, b) for a, b in zip(before, discriminator.parameters(),
                                                       strict=True))
+    with pytest.raises(EmsegInputError, match=r"different adversary \(adversary.weight was "
+                                              r"0.05, now 0.01\)"):
+        fit(UNet2D(base_width=4, depth=3), train, val,
+            TrainConfig(epochs=3, batch_size=2, device="cpu"), tmp_path, progress=False,
+            adversary=SegmentationAdversary(PairDiscriminator(4, 2)))
     resumed = fit(UNet2D(base_width=4, depth=3), train, val,
                   TrainConfig(epochs=3, batch_size=2, device="cpu"), tmp_path,
-                  progress=False, adversary=SegmentationAdversary(PairDiscriminator(4, 2)))
+                  progress=False,
+                  adversary=SegmentationAdversary(PairDiscriminator(4, 2), weight=0.05))
     assert len(resumed) == 3

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scipy.special import expit
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data.labels import stack_slices
+from emseg_lib.evaluation import threshold_grid
+from emseg_lib.metrics import pixel_accuracy
 from emseg_lib.postprocess import (
     METHODS,
     flood_boundaries,
@@ -151,3 +152,18 @@ def test_volume_in_3d_links_slices():
     labels = segment_volume(prob, "seeded", {"seed_th": 0.8, "smooth_px": 1.0}, dims=3,
                             resolution=(40.0, 4.0, 4.0))
     assert labels.max() == 2 and len(np.unique(labels[:, 20, 5])) == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_probabilities_are_refused(bad):
+    prob = _opened_membrane(0.88)
+    prob[3, 4] = bad
+    message = r"prob holds 1 NaN/inf values \(first at index \(3, 4\)\)"
+    for segment in (lambda p: watershed_postprocess(p, 0.83, 0.91),
+                    lambda p: label_cells(p, 0.83),
+                    lambda p: pixel_accuracy(p, np.ones_like(p))):
+        with pytest.raises(EmsegInputError, match=message):
+            segment(prob)
+    with pytest.raises(EmsegInputError, match=r"first at index \(1, 3, 4\)"):
+        threshold_grid(np.stack([_opened_membrane(0.88), prob]), np.ones((2, 40, 60), int),
+                       [0.83], [0.08], pixel_nm=4.0)

@@ -6,16 +6,22 @@ import pytest
 import torch
 
 from emseg_lib import EmsegInputError
+from emseg_lib.models import UNet2D, model_spec
 from emseg_lib.models.boundless import BoundlessGenerator
 from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
+from emseg_lib.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _save_model(model, path, **extra):
+    save_checkpoint(path, {"model": model.state_dict(), "model_spec": model_spec(model),
+                           **extra})
+    return path
 
 
 def _generator_file(tmp_path, width=4, seed=1):
     torch.manual_seed(seed)
     generator = BoundlessGenerator(width=width)
-    path = tmp_path / f"generator_w{width}.pt"
-    torch.save({"config": generator.config, "state_dict": generator.state_dict(),
-                "mask_kind": "right"}, path)
+    path = _save_model(generator, tmp_path / f"generator_w{width}.pt", mask_kind="right")
     return generator, path
 
 
@@ -93,8 +99,12 @@ def test_mismatched_weights_raise_a_clear_error(tmp_path):
         load_pretrained(BoundlessSegmenter(width=4), path, n_layers=8)
     not_weights = tmp_path / "history.pt"
     torch.save({"something": 1}, not_weights)
-    with pytest.raises(EmsegInputError, match="not Boundless generator weights"):
+    with pytest.raises(EmsegInputError, match=r"history\.pt: not an emseg checkpoint"):
         load_pretrained(BoundlessSegmenter(width=4), not_weights, 8)
+    unet = _save_model(UNet2D(base_width=2, depth=2), tmp_path / "best.pt")
+    with pytest.raises(EmsegInputError, match=r"best\.pt: not Boundless generator weights "
+                                              r"\(it holds a 'unet2d'\)"):
+        load_pretrained(BoundlessSegmenter(width=4), unet, 8)
     with pytest.raises(EmsegInputError, match="generator weights not found"):
         load_pretrained(BoundlessSegmenter(width=4), tmp_path / "nope.pt", 8)
     with pytest.raises(EmsegInputError, match=r"n_layers must lie in \[0, 17\]"):
@@ -102,12 +112,22 @@ def test_mismatched_weights_raise_a_clear_error(tmp_path):
 
 
 def test_tampered_shapes_are_named(tmp_path):
-    generator, path = _generator_file(tmp_path)
-    saved = torch.load(path, weights_only=False)
-    saved["state_dict"]["layers.2.feature.weight"] = torch.zeros(1, 1, 3, 3)
-    torch.save(saved, path)
+    _, path = _generator_file(tmp_path)
+    saved = load_checkpoint(path)
+    saved["model"]["layers.2.feature.weight"] = torch.zeros(1, 1, 3, 3)
+    save_checkpoint(path, saved)  # a consistent checksum: the shape check must catch it
     with pytest.raises(EmsegInputError, match=r"parameter 'layers.2.feature.weight' does not "
                                               r"match the architecture"):
+        load_pretrained(BoundlessSegmenter(width=4), path, 8)
+
+
+def test_modified_weights_fail_their_checksum(tmp_path):
+    _, path = _generator_file(tmp_path)
+    saved = load_checkpoint(path)
+    saved["model"]["layers.2.feature.weight"].add_(1e-3)
+    torch.save(saved, path)  # the stored SHA-256 is now stale
+    with pytest.raises(EmsegInputError, match=r"generator_w4\.pt: the weights do not match "
+                                              r"their SHA-256"):
         load_pretrained(BoundlessSegmenter(width=4), path, 8)
 
 

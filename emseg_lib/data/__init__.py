@@ -10,6 +10,7 @@ from emseg_lib.data.cremi import (
     save_cremi,
 )
 from emseg_lib.data.datasets import EMCropDataset
+from emseg_lib.data.fingerprint import array_sha256, volume_fingerprint
 from emseg_lib.data.source import DEFAULT_CREMI_FILE, SyntheticDataWarning, open_volume
 from emseg_lib.data.splits import THESIS_SPLIT, ZSplit, split_slices
 from emseg_lib.data.synthetic import DEFAULT_SHAPE, SyntheticEMConfig, synthetic_em_volume
@@ -28,10 +29,12 @@ __all__ = [
     "SyntheticDataWarning",
     "SyntheticEMConfig",
     "ZSplit",
+    "array_sha256",
     "augment_crop",
     "load_cremi",
     "open_volume",
     "save_cremi",
     "split_slices",
     "synthetic_em_volume",
+    "volume_fingerprint",
 ]

@@ -17,7 +17,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.atomic import atomic_path
+from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
+from emseg_lib.errors import EmsegInputError, one_line
 
 RAW_KEY = "volumes/raw"
 LABELS_KEY = "volumes/labels/neuron_ids"
@@ -66,7 +68,8 @@ class EMVolume:
                         self.label_kind)
 
 
-def _read_dataset(handle: h5py.File, key: str, path: Path) -> np.ndarray:
+def _dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """The 3-D dataset ``key``, checked from the header alone (nothing read yet)."""
     if key not in handle:
         present = sorted(_dataset_names(handle))
         raise EmsegInputError(
@@ -76,12 +79,20 @@ def _read_dataset(handle: h5py.File, key: str, path: Path) -> np.ndarray:
     node = handle[key]
     if not isinstance(node, h5py.Dataset):
         raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")
-    array = node[()]
-    if array.ndim != 3:
+    if node.ndim != 3:
         raise EmsegInputError(
-            f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {array.shape}"
+            f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {node.shape}"
         )
-    return array
+    return node
+
+
+def _read(node: h5py.Dataset, path: Path) -> np.ndarray:
+    try:
+        return node[()]
+    except (OSError, ValueError, RuntimeError) as err:
+        raise EmsegInputError(f"{path}: dataset '{node.name.lstrip('/')}' cannot be read "
+                              f"({one_line(err)}); the file may be truncated or corrupt"
+                              ) from err
 
 
 def _dataset_names(handle: h5py.File) -> list[str]:
@@ -112,8 +123,12 @@ def load_cremi(
     *,
     require_labels: bool = True,
     resolution: tuple[float, float, float] | None = None,
+    rescale: bool = False,
 ) -> EMVolume:
     """Load a CREMI HDF5 file.
+
+    Everything that can be checked from the file's header (datasets, shapes, dtypes, the
+    memory the arrays need) is checked before any voxel is read.
 
     Args:
         path: the ``.hdf`` / ``.h5`` file.
@@ -121,13 +136,17 @@ def load_cremi(
             unlabelled file (e.g. a CREMI test volume) loads with ``labels=None``.
         resolution: voxel size in nm ``(z, y, x)`` used when the file has no ``resolution``
             attribute; without it such a file is an error.
+        rescale: map non-uint8 raw intensities linearly from their min..max to 0..255
+            (:func:`~emseg_lib.data.validate.raw_as_uint8`); otherwise they are an error.
 
     Returns:
-        The volume, raw ``(Z, Y, X)`` and labels ``(Z, Y, X)``.
+        The volume, raw ``(Z, Y, X)`` uint8 and labels ``(Z, Y, X)``.
 
     Raises:
-        EmsegInputError: missing file, not an HDF5 file, missing dataset, not 3-D, or
-            raw/labels shape mismatch. The message names the file.
+        EmsegInputError: missing file, not an HDF5 file, missing dataset, not 3-D,
+            raw/labels shape mismatch, non-uint8 raw without ``rescale``, NaN/inf raw,
+            non-integer or negative label ids, arrays larger than the available memory, or
+            a truncated/corrupt file. The message names the file.
     """
     path = Path(path)
     if not path.exists():
@@ -142,35 +161,50 @@ def load_cremi(
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
-        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({err})") from err
+        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
     with handle:
-        raw = _read_dataset(handle, RAW_KEY, path)
+        raw_node = _dataset(handle, RAW_KEY, path)
         if resolution is None:
             resolution = _read_resolution(handle, path)
-        labels = None
+        labels_node = None
         if LABELS_KEY in handle or require_labels:
-            labels = _read_dataset(handle, LABELS_KEY, path)
+            labels_node = _dataset(handle, LABELS_KEY, path)
+            _check_labels_header(labels_node, raw_node, path)
+        if raw_node.dtype != np.uint8 and not rescale:
+            raise EmsegInputError(f"{path}: '{RAW_KEY}' must be uint8, got {raw_node.dtype}; "
+                                  "pass --rescale to map its min..max to 0..255")
+        nodes = [raw_node] if labels_node is None else [raw_node, labels_node]
+        arrays = [(node.name.lstrip("/"), node.shape, node.dtype) for node in nodes]
+        if raw_node.dtype != np.uint8:
+            arrays.append(("rescaled raw", raw_node.shape, np.dtype(np.uint8)))
+        check_fits_in_memory(path, arrays)
+        raw = raw_as_uint8(_read(raw_node, path), path, rescale=rescale)
+        labels = None if labels_node is None else _read(labels_node, path)
         synthetic = bool(handle.attrs.get("emseg_synthetic", False))
-    if raw.dtype != np.uint8:
-        raise EmsegInputError(f"{path}: '{RAW_KEY}' must be uint8, got {raw.dtype}")
     if labels is not None:
-        if labels.shape != raw.shape:
-            raise EmsegInputError(
-                f"{path}: '{LABELS_KEY}' has shape {labels.shape} but '{RAW_KEY}' has shape "
-                f"{raw.shape}; they must match"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise EmsegInputError(
-                f"{path}: '{LABELS_KEY}' must hold integer ids, got {labels.dtype}"
-            )
+        check_label_ids(labels, path)
     return EMVolume(raw, labels, tuple(resolution), str(path), synthetic)
 
 
+def _check_labels_header(labels: h5py.Dataset, raw: h5py.Dataset, path: Path) -> None:
+    if labels.shape != raw.shape:
+        raise EmsegInputError(
+            f"{path}: '{LABELS_KEY}' has shape {labels.shape} but '{RAW_KEY}' has shape "
+            f"{raw.shape}; they must match"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise EmsegInputError(f"{path}: '{LABELS_KEY}' must hold integer ids, got {labels.dtype}")
+
+
 def save_cremi(volume: EMVolume, path: str | Path) -> Path:
-    """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path."""
+    """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path.
+
+    The file is written atomically (:func:`~emseg_lib.atomic.atomic_path`): an interrupted
+    write leaves any previous file at ``path`` as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         raw = handle.create_dataset(RAW_KEY, data=volume.raw, compression="gzip")
         raw.attrs["resolution"] = np.asarray(volume.resolution, dtype=np.float64)
         if volume.labels is not None:

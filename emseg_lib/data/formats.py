@@ -14,7 +14,10 @@ unique across the stack). :func:`describe` says what was loaded.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +27,8 @@ import tifffile
 from skimage.measure import label
 
 from emseg_lib.data.cremi import EMVolume, load_cremi
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
+from emseg_lib.errors import EmsegInputError, one_line
 
 HDF5_SUFFIXES = (".hdf", ".h5", ".hdf5")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -36,16 +40,39 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's log lines while reading: a problem becomes one error line."""
+    logger = logging.getLogger("tifffile")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     try:
-        array = tifffile.imread(path)
-    except Exception as err:
-        raise EmsegInputError(f"{path}: cannot be read as TIFF ({err}); is the file "
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            check_fits_in_memory(path, [("TIFF stack", series.shape, series.dtype)])
+            array = series.asarray()
+    except EmsegInputError:
+        raise
+    except Exception as err:  # tifffile raises many kinds for corrupt or truncated files
+        raise EmsegInputError(f"{path}: cannot be read as TIFF ({one_line(err)}); is the file "
                               "complete?") from err
     if array.size == 0:
         raise EmsegInputError(f"{path}: cannot be read as a TIFF stack (no image data); the "
                               "file may be corrupt or truncated")
     return array[None] if array.ndim == 2 else array
+
+
+def _read_image(file: Path) -> np.ndarray:
+    try:
+        return iio.imread(file)
+    except Exception as err:  # imageio raises many kinds for unreadable images
+        raise EmsegInputError(f"{file}: cannot be read as an image ({one_line(err)})") from err
 
 
 def _read_folder(path: Path) -> np.ndarray:
@@ -56,13 +83,13 @@ def _read_folder(path: Path) -> np.ndarray:
                               "slice there (e.g. slice_000.png, slice_001.png, ...)")
     slices = []
     for file in files:
-        try:
-            image = iio.imread(file)
-        except Exception as err:
-            raise EmsegInputError(f"{file}: cannot be read as an image ({err})") from err
+        image = _read_image(file)
         if image.ndim != 2:
             raise EmsegInputError(f"{file}: expected a single-channel slice, got shape "
                                   f"{image.shape}; save grey-scale images")
+        if not slices:  # the whole stack, if every slice is the size of the first
+            check_fits_in_memory(path, [(f"{len(files)} slices", (len(files), *image.shape),
+                                         image.dtype)])
         slices.append(image)
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
@@ -103,9 +130,15 @@ def membranes_to_instances(membranes: np.ndarray) -> np.ndarray:
 
 
 def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndarray, str]:
-    """Instance ids ``(Z, Y, X)`` uint64 from ids or a membrane mask, and how they were read."""
+    """Instance ids ``(Z, Y, X)`` uint64 from ids or a membrane mask, and how they were read.
+
+    Raises:
+        EmsegInputError: labels that are not integers (or bool), negative ids, or a
+            membrane mask with more than two values.
+    """
     if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
         raise EmsegInputError(f"{source}: labels must be integers, got {array.dtype}")
+    check_label_ids(array, source)
     values = np.unique(array)
     if kind == "auto":
         kind = "membranes" if len(values) <= 2 else "instances"
@@ -127,25 +160,21 @@ def load_stack(path: str | Path, labels: str | Path | None = None, *,
         labels: labels for TIFF/folder raw data (HDF5 files carry their own).
         label_kind: ``"instances"``, ``"membranes"`` or ``"auto"`` (two values = membranes).
         resolution: voxel size in nm ``(z, y, x)`` for formats that do not store it.
-        rescale: map a non-uint8 raw stack linearly from its min..max to 0..255 (otherwise
-            such a stack is an error, nothing is converted silently).
+        rescale: map a non-uint8 raw stack (any format) linearly from its min..max to
+            0..255 (otherwise such a stack is an error, nothing is converted silently).
 
     Raises:
-        EmsegInputError: unknown suffix, unreadable or empty input, raw/label shape mismatch,
-            non-uint8 raw without ``rescale``; the message names the file and the fix.
+        EmsegInputError: unknown suffix, unreadable, truncated or empty input, a stack
+            larger than the available memory, raw/label shape mismatch, non-uint8 raw
+            without ``rescale``, NaN/inf raw values, negative label ids; the message names
+            the file and the fix.
     """
     path = Path(path)
     if path.suffix.lower() in HDF5_SUFFIXES:
         if labels is not None:
             raise EmsegInputError(f"{path}: HDF5 files carry their own labels; drop --labels")
-        return load_cremi(path, require_labels=False)
-    raw = read_array(path)
-    if raw.dtype != np.uint8:
-        if not rescale:
-            raise EmsegInputError(f"{path}: raw data is {raw.dtype}, expected uint8; pass "
-                                  "--rescale to map its min..max to 0..255")
-        lo, hi = float(raw.min()), float(raw.max())
-        raw = np.rint((raw.astype(np.float64) - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+        return load_cremi(path, require_labels=False, rescale=rescale)
+    raw = raw_as_uint8(read_array(path), path, rescale=rescale)
     ids, kind = None, "no labels"
     if labels is not None:
         ids, kind = as_labels(read_array(labels), label_kind, Path(labels))

@@ -11,6 +11,7 @@ from scipy import stats
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.evaluation import protocol_scores
+from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_split
 from emseg_lib.metrics import count_merges
 from emseg_lib.models import UNet2D
@@ -72,8 +73,10 @@ def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | P
             config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
                                  device=device)
             name = "adversarial" if adversary else "bce"
+            identity = experiment_identity(volume, profile, seed, plan,
+                                           resumable=("epochs", "early_stop_epochs", "seeds"))
             fit(model, train, val, config, Path(runs_dir) / name / f"seed{seed}",
-                progress=progress, adversary=adversary)
+                progress=progress, adversary=adversary, run_identity=identity)
             prediction = predict_split(model, volume, "val", profile, device=device,
                                        progress=False)
             scores = prediction.scores(sig_th, edge_th)

@@ -13,12 +13,15 @@ from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.data.masks import MaskKind
 from emseg_lib.device import seed_everything
+from emseg_lib.experiments.identity import experiment_identity
+from emseg_lib.models import model_spec
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.profiles import Profile
 from emseg_lib.realism import sliced_wasserstein
 from emseg_lib.thesis_numbers import BOUNDLESS_FINAL_LOSSES
 from emseg_lib.train.boundless import BoundlessConfig, train_boundless
+from emseg_lib.train.checkpoint import save_checkpoint
 from emseg_lib.train.stylegan import StyleGANConfig, train_stylegan
 
 LOSS_COLUMNS = ("d_loss", "g_loss", "adv_loss", "pixel_loss")
@@ -29,8 +32,14 @@ GENERATOR_WEIGHTS = "generator.pt"
 def run_stylegan(volume: EMVolume, profile: Profile, run_dir: str | Path, *, seed: int = 0,
                  device: str | None = None, progress: bool = True
                  ) -> tuple[StyleGenerator, pd.DataFrame]:
-    """Train (or resume) the StyleGAN on the training split; returns the EMA generator."""
+    """Train (or resume) the StyleGAN on the training split; returns the EMA generator.
+
+    The run is identified by the volume's fingerprint, ``seed`` and the profile (its
+    schedule may be extended on resume); see :func:`train_stylegan`.
+    """
     plan = profile.stylegan
+    identity = experiment_identity(volume, profile, seed, plan,
+                                   resumable=("schedule", "sample_every", "realism_crops"))
     train = split_slices(volume.shape[0]).apply(volume)["train"]
     dataset = GanCropDataset(train.raw, plan.crop, plan.samples_per_epoch, seed=seed)
     seed_everything(seed)
@@ -39,7 +48,7 @@ def run_stylegan(volume: EMVolume, profile: Profile, run_dir: str | Path, *, see
     config = StyleGANConfig(schedule=plan.schedule, batch_size=plan.batch_size,
                             sample_every=plan.sample_every, device=device)
     return train_stylegan(generator, discriminator, dataset, config, run_dir,
-                          progress=progress)
+                          progress=progress, run_identity=identity)
 
 
 def real_crops(volume: EMVolume, size: int, count: int, seed: int) -> np.ndarray:
@@ -104,10 +113,15 @@ def run_boundless(volume: EMVolume, mask_kind: MaskKind, profile: Profile,
                   ) -> tuple[BoundlessGenerator, pd.DataFrame]:
     """Train (or resume) the image-extension GAN for one mask kind.
 
-    The trained generator is also written to ``run_dir/generator.pt`` (``config``,
-    ``state_dict``, ``mask_kind``) for transfer learning.
+    The run is identified by the volume's fingerprint, ``seed``, ``mask_kind`` and the
+    profile (its ``steps`` may grow on resume); see :func:`train_boundless`. The trained
+    generator is also written to ``run_dir/generator.pt``, a checkpoint
+    (:mod:`emseg_lib.train.checkpoint`) with ``mask_kind``, ``steps`` and the run's
+    ``identity``, read by :func:`~emseg_lib.models.pretrained.load_pretrained`.
     """
     plan = profile.boundless
+    identity = experiment_identity(volume, profile, seed, plan,
+                                   resumable=("steps", "eval_every"), mask_kind=mask_kind)
     train, val = boundless_datasets(volume, mask_kind, profile, seed)
     seed_everything(seed)
     generator = BoundlessGenerator(width=plan.width)
@@ -116,10 +130,10 @@ def run_boundless(volume: EMVolume, mask_kind: MaskKind, profile: Profile,
                              eval_every=plan.eval_every,
                              sample_every=max(plan.eval_every, plan.steps // 4), device=device)
     history = train_boundless(generator, discriminator, train, val, config, run_dir,
-                              extractor=extractor, progress=progress)
-    torch.save({"config": generator.config, "state_dict": generator.state_dict(),
-                "mask_kind": mask_kind, "steps": plan.steps},
-               Path(run_dir) / GENERATOR_WEIGHTS)
+                              extractor=extractor, progress=progress, run_identity=identity)
+    save_checkpoint(Path(run_dir) / GENERATOR_WEIGHTS, {
+        "model": generator.state_dict(), "model_spec": model_spec(generator),
+        "mask_kind": mask_kind, "steps": plan.steps, "identity": identity})
     return generator, history
 
 

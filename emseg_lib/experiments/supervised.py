@@ -19,6 +19,7 @@ from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
+from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
 from emseg_lib.models import UNet2D, UNet3D, model_entry
 from emseg_lib.profiles import Profile, UNetSchedule
@@ -95,14 +96,24 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
                progress: bool = True) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
+    The run is identified by the volume's fingerprint, ``seed``, the profile's name and
+    plan (its ``epochs`` may grow on resume): resuming ``run_dir`` with any of them changed
+    is refused (:class:`~emseg_lib.EmsegInputError`).
+
     Args:
         workers: processes for the threshold search (None = every core).
+
+    Raises:
+        EmsegInputError: see :func:`fit`.
+        TrainingInterrupted: Ctrl-C, after the last finished epoch was saved.
     """
     plan = schedule(kind, profile)
+    identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",))
     model = make_model(kind, profile, seed)
     train, val = make_datasets(kind, volume, profile, seed)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device)
-    history = fit(model, train, val, config, run_dir, progress=progress)
+    history = fit(model, train, val, config, run_dir, progress=progress,
+                  run_identity=identity)
     best = Path(run_dir) / BEST
     postprocess = learn_postprocessing(best, volume, profile, device=device, workers=workers)
     return TrainingRun(model_from_checkpoint(best), history, postprocess)

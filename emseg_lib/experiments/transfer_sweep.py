@@ -10,6 +10,7 @@ difference exceeds seed noise.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,7 @@ from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS
+from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
 from emseg_lib.profiles import Profile
 from emseg_lib.thesis_numbers import TRANSFER
@@ -122,14 +124,20 @@ def _datasets(spec: TransferSpec, volume: EMVolume, profile: Profile, seed: int
 def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir: str | Path,
                  weights_dir: str | Path, *, seed: int, device: str | None = None,
                  progress: bool = False) -> pd.DataFrame:
-    """Train one configuration for one seed (resuming if ``run_dir`` has a checkpoint)."""
+    """Train one configuration for one seed (resuming if ``run_dir`` has a checkpoint).
+
+    The run is identified by the volume's fingerprint, ``seed``, the profile and ``spec``.
+    """
     plan = profile.transfer
+    identity = experiment_identity(volume, profile, seed, plan,
+                                   resumable=("epochs", "early_stop_epochs", "seeds"),
+                                   spec=dataclasses.asdict(spec))
     model = build_segmenter(spec, profile.boundless.width, weights_dir, seed)
     train, val = _datasets(spec, volume, profile, seed)
     epochs = plan.early_stop_epochs if spec.reduced else round(plan.epochs * spec.epoch_scale)
     config = TrainConfig(epochs=epochs, batch_size=plan.batch_size, max_lr_reductions=0,
                          device=device, **HYPERPARAMETERS[spec.hyper])
-    return fit(model, train, val, config, run_dir, progress=progress)
+    return fit(model, train, val, config, run_dir, progress=progress, run_identity=identity)
 
 
 def run_sweep(volume: EMVolume, profile: Profile, runs_dir: str | Path,

@@ -2,7 +2,8 @@
 
 :data:`MODELS` is the one registry of segmentation networks: how each is built and how it is
 run on a whole stack (:class:`ModelEntry`: whole 2D slices padded to a size multiple, or 3D
-tiles). Every model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
+tiles). :data:`GENERATORS` are the GAN generators whose weights checkpoints also carry. Every
+model keeps its constructor arguments in ``model.config``; :func:`model_spec` and
 :func:`build_model` turn a model into a small description and back, which is how checkpoints
 remember their architecture.
 """
@@ -16,7 +17,8 @@ from typing import Any
 from torch import nn
 
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.models.boundless import BoundlessSegmenter
+from emseg_lib.models.boundless import BoundlessGenerator, BoundlessSegmenter
+from emseg_lib.models.stylegan import StyleGenerator
 from emseg_lib.models.unet2d import UNet2D
 from emseg_lib.models.unet3d import LEE2017_FILTERS, UNet3D
 
@@ -41,19 +43,27 @@ MODELS: dict[str, ModelEntry] = {
     "unet3d": ModelEntry(UNet3D, 3),
     "boundless_segmenter": ModelEntry(BoundlessSegmenter, 2),
 }
+GENERATORS: dict[str, type[nn.Module]] = {"boundless_generator": BoundlessGenerator,
+                                          "style_generator": StyleGenerator}
+_CLASSES = {**{name: entry.cls for name, entry in MODELS.items()}, **GENERATORS}
 
 
 def model_name(model: nn.Module) -> str:
-    """The :data:`MODELS` name of ``model``'s class."""
-    for name, entry in MODELS.items():
-        if type(model) is entry.cls:
+    """The :data:`MODELS` or :data:`GENERATORS` name of ``model``'s class."""
+    for name, cls in _CLASSES.items():
+        if type(model) is cls:
             return name
-    raise EmsegInputError(f"{type(model).__name__} is not a registered model: {sorted(MODELS)}")
+    raise EmsegInputError(f"{type(model).__name__} is not a registered model: "
+                          f"{sorted(_CLASSES)}")
 
 
 def model_entry(model: nn.Module) -> ModelEntry:
-    """How ``model`` is run (:class:`ModelEntry`)."""
-    return MODELS[model_name(model)]
+    """How the segmentation network ``model`` is run (:class:`ModelEntry`)."""
+    name = model_name(model)
+    if name not in MODELS:
+        raise EmsegInputError(f"{name} is not a segmentation network; expected one of "
+                              f"{sorted(MODELS)}")
+    return MODELS[name]
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -64,10 +74,10 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """A freshly initialised model from a :func:`model_spec` description."""
     name = spec.get("name")
-    if name not in MODELS:
-        raise EmsegInputError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name].cls(**spec.get("config", {}))
+    if name not in _CLASSES:
+        raise EmsegInputError(f"unknown model {name!r}; expected one of {sorted(_CLASSES)}")
+    return _CLASSES[name](**spec.get("config", {}))
 
 
-__all__ = ["LEE2017_FILTERS", "MODELS", "BoundlessSegmenter", "ModelEntry", "UNet2D", "UNet3D",
-           "build_model", "model_entry", "model_name", "model_spec"]
+__all__ = ["GENERATORS", "LEE2017_FILTERS", "MODELS", "BoundlessSegmenter", "ModelEntry",
+           "UNet2D", "UNet3D", "build_model", "model_entry", "model_name", "model_spec"]

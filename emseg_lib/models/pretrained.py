@@ -7,19 +7,21 @@ given to the generator with an all-zero mask (nothing unknown) and the ones-chan
 
 The 17 *layers* of the thesis's counting are the 16 gated convolutions and the output conv;
 :func:`freeze_first` freezes the first ``n`` and :func:`load_pretrained` copies the first ``n``
-from a trained generator (``generator.pt`` written by notebook 04), leaving the rest as
-initialised.
+from a trained generator (``generator.pt`` written by notebook 04, a verified checkpoint of
+:mod:`emseg_lib.train.checkpoint`), leaving the rest as initialised.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.models.boundless import N_SEGMENTATION_LAYERS as N_LAYERS
 from emseg_lib.models.boundless import BoundlessSegmenter
+from emseg_lib.train.checkpoint import load_checkpoint
 
 __all__ = ["BoundlessSegmenter", "freeze_first", "load_pretrained", "read_generator_weights"]
 
@@ -46,20 +48,25 @@ def freeze_first(model: BoundlessSegmenter, n_layers: int) -> list[str]:
     return frozen
 
 
-def read_generator_weights(path: str | Path) -> dict:
-    """Read ``generator.pt`` (``config``, ``state_dict``) with a clear error otherwise."""
+def read_generator_weights(path: str | Path) -> dict[str, Any]:
+    """Read Boundless generator weights: ``generator.pt`` or a Boundless run's ``last.pt``.
+
+    Returns:
+        The verified checkpoint: ``model`` (the generator's state dict), ``model_spec``
+        (``name`` ``"boundless_generator"`` and its ``config``), and what else it records.
+
+    Raises:
+        EmsegInputError: the file is missing, not a verified emseg checkpoint (see
+            :func:`~emseg_lib.train.checkpoint.load_checkpoint`), or holds another network.
+    """
     path = Path(path)
     if not path.is_file():
         raise EmsegInputError(f"{path}: generator weights not found (run notebook 04 first)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise EmsegInputError(f"{path}: not a readable torch file ({err})") from err
-    if not isinstance(saved, dict) or "state_dict" not in saved or "config" not in saved:
-        raise EmsegInputError(
-            f"{path}: not Boundless generator weights (expected a dict with 'config' and "
-            "'state_dict', as notebook 04 writes)"
-        )
+    saved = load_checkpoint(path)
+    name = saved["model_spec"].get("name") if isinstance(saved["model_spec"], dict) else None
+    if name != "boundless_generator":
+        raise EmsegInputError(f"{path}: not Boundless generator weights (it holds a {name!r}); "
+                              "use the generator.pt of a Boundless run (notebook 04)")
     return saved
 
 
@@ -77,12 +84,13 @@ def load_pretrained(model: BoundlessSegmenter, path: str | Path, n_layers: int) 
             the difference.
     """
     saved = read_generator_weights(path)
-    if saved["config"] != model.config:
+    config = saved["model_spec"].get("config")
+    if config != model.config:
         raise EmsegInputError(
-            f"{path}: weights are from BoundlessGenerator({saved['config']}) but the model is "
+            f"{path}: weights are from BoundlessGenerator({config}) but the model is "
             f"BoundlessSegmenter({model.config}); build the segmenter with the same width"
         )
-    source = saved["state_dict"]
+    source = saved["model"]
     target = model.state_dict()
     prefixes = tuple(_layer_prefixes(n_layers))
     copied = [name for name in target if prefixes and name.startswith(prefixes)]

@@ -41,6 +41,7 @@ UNTUNED_EDGE_TH = 0.81
 
 def label_cells(prob: np.ndarray, sig_th: float) -> np.ndarray:
     """Segmentation *before* watershed: connected components of ``prob > sig_th``."""
+    check_probabilities("prob", prob)
     check_unit_interval("sig_th", sig_th)
     return label(prob > sig_th, connectivity=1)
 
@@ -61,6 +62,7 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
     """
     if seed_h <= 0:
         raise EmsegInputError(f"seed_h must be > 0 px, got {seed_h}")
+    check_probabilities("prob", prob)
     cells = prob > sig_th
     distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
     markers = label(h_maxima(distance, seed_h), connectivity=prob.ndim)
@@ -91,6 +93,7 @@ def close_boundaries(prob: np.ndarray, sig_th: float, edge_th: float, segments: 
         edge_th: acceptance threshold in [0, 1].
         segments, means: from :func:`candidate_segments` (same ``prob`` and ``sig_th``).
     """
+    check_probabilities("prob", prob)
     check_unit_interval("edge_th", edge_th)
     accepted = np.concatenate([[False], means < edge_th])
     boundary = (prob <= sig_th) | accepted[segments]

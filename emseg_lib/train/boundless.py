@@ -12,6 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,17 +23,19 @@ from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
 from emseg_lib.train.gan_common import (
     SAMPLES,
     endless_batches,
+    gan_identity,
     resume_state,
     save_image_grid,
     set_trainable,
     write_state,
 )
 from emseg_lib.train.losses import hinge_discriminator_loss
+from emseg_lib.train.runs import training_run
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class BoundlessConfig:
     eval_every: int = 50
     sample_every: int = 200
     device: str | None = None
+
+
+#: :class:`BoundlessConfig` fields a resumed run may change
+RESUMABLE = ("steps", "eval_every", "sample_every", "device")
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
@@ -130,6 +137,7 @@ def train_boundless(
     extractor: nn.Module | None = None,
     resume: bool = True,
     progress: bool = True,
+    run_identity: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train the image-extension GAN; returns one history row per ``eval_every`` steps.
 
@@ -140,10 +148,21 @@ def train_boundless(
         config: hyper-parameters.
         run_dir: ``last.pt``, ``history.csv`` and ``samples/step_NNNNNN.png`` go here.
         extractor: semantic conditioning network (InceptionV3-style) or None (disabled).
+        resume: continue from ``run_dir/last.pt`` when it exists (False refuses such a
+            folder rather than overwrite it).
+        run_identity: what else identifies the run (JSON values: data fingerprint, seed,
+            profile, mask kind); with the networks and the settings but :data:`RESUMABLE`
+            it is recorded and a resume with any difference is refused, as in
+            :func:`~emseg_lib.train.fit`.
 
     Returns:
         Columns ``step``, ``train_*`` and ``val_*`` for ``d_loss``, ``g_loss``, ``adv_loss``,
         ``pixel_loss``; ``val_masked_l1``, ``val_mean_fill_masked_l1``, ``seconds_per_step``.
+
+    Raises:
+        EmsegInputError: datasets without masks; ``run_dir`` is refused (see
+            :func:`~emseg_lib.train.runs.training_run`).
+        TrainingInterrupted: Ctrl-C; ``last.pt`` holds the last evaluated step.
     """
     if train_set.mask_kind is None or val_set.mask_kind is None:
         raise EmsegInputError("Boundless training needs datasets built with a mask_kind")
@@ -158,7 +177,29 @@ def train_boundless(
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
     modules = {"generator": generator, "discriminator": discriminator}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
-    step, history = resume_state(run_dir, modules, optimizers, resume)
+    extra = {"extractor": None if extractor is None else type(extractor).__name__}
+    identity = gan_identity(modules, config, RESUMABLE, {**(run_identity or {}), **extra})
+    with training_run(run_dir, identity) as identity:
+        step, history = resume_state(run_dir, modules, optimizers, resume, identity)
+        try:
+            _steps(modules, optimizers, train_set, val_set, config, run_dir, extractor, step,
+                   history, identity, progress)
+        except KeyboardInterrupt:
+            saved = history[-1]["step"] if history else 0
+            raise TrainingInterrupted(
+                f"{run_dir}: interrupted; run the same command again to resume from the last "
+                f"saved step ({saved})") from None
+    return pd.DataFrame(history)
+
+
+def _steps(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+           train_set: GanCropDataset, val_set: GanCropDataset, config: BoundlessConfig,
+           run_dir: Path, extractor: nn.Module | None, step: int,
+           history: list[dict[str, Any]], identity: dict[str, Any], progress: bool) -> None:
+    """The training steps from ``step`` on; appends the evaluations to ``history``."""
+    generator, discriminator = modules["generator"], modules["discriminator"]
+    opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+    device = next(generator.parameters()).device
     val_batches = list(torch.utils.data.DataLoader(val_set, batch_size=config.batch_size))
     batches = endless_batches(train_set, config.batch_size,
                               first_epoch=step * config.batch_size // len(train_set))
@@ -192,7 +233,7 @@ def train_boundless(
                 extractor).items()})
             history.append(record)
             bar.set_postfix(l1=f"{record['val_pixel_loss']:.3f}")
-            write_state(run_dir, step, modules, optimizers, history, dataclasses.asdict(config))
+            write_state(run_dir, step, modules, optimizers, history, dataclasses.asdict(config),
+                        identity)
             window, started = [], time.perf_counter()
     bar.close()
-    return pd.DataFrame(history)

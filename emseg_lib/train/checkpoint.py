@@ -1,48 +1,153 @@
-"""Training checkpoints: everything needed to resume a run exactly.
+"""Checkpoints: one verified, code-free format for every trained network.
 
-A run directory holds ``last.pt``, ``best.pt`` and ``history.csv``.
-A checkpoint is a ``torch.save`` dict with the model, optimizer and scheduler states, the
-last finished epoch, the torch RNG state, the model's constructor description and the
-training configuration. ``last.pt`` is written after every epoch, ``best.pt`` whenever the
-validation VOI after watershed improves.
+A run directory holds ``last.pt``, ``best.pt``, ``history.csv`` and ``run.json``
+(:mod:`emseg_lib.train.runs`). Every checkpoint, supervised or GAN, and the Boundless
+``generator.pt`` used for transfer learning, is a ``torch.save`` dict holding only tensors
+and plain values (str, int, float, bool, None, lists, tuples, dicts) with
+
+* ``format`` (``"emseg-checkpoint"``) and ``version`` (1);
+* ``model``: the state dict of the network used afterwards (UNet, segmenter, GAN generator);
+* ``model_spec``: ``{"name", "config"}`` to rebuild it (:func:`~emseg_lib.models.build_model`);
+* ``weights_sha256``: :func:`weights_sha256` of the weights, checked at every load;
+
+plus what its writer needs to resume: ``optimizer``, ``scheduler``, ``epoch``, ``history``,
+``torch_rng``, ``config`` and ``identity`` (:func:`~emseg_lib.train.fit`); ``modules``,
+``optimizers`` and ``step`` (the GAN loops); entries added later by
+:func:`annotate_checkpoint` (e.g. ``postprocess``).
+
+Files are read with ``torch.load(weights_only=True)``: a file holding anything else, such
+as a pickled object whose ``__reduce__`` would run code, is refused before any of it runs.
+``last.pt`` is written after every epoch, ``best.pt`` whenever the validation VOI after
+watershed improves; both atomically (:func:`~emseg_lib.atomic.atomic_path`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from emseg_lib.errors import EmsegInputError
-from emseg_lib.models import build_model
+from emseg_lib.atomic import atomic_path
+from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.models import MODELS, build_model
 
 LAST = "last.pt"
 BEST = "best.pt"
 HISTORY = "history.csv"
+FORMAT = "emseg-checkpoint"
+VERSION = 1
+#: entries whose tensors :func:`weights_sha256` covers
+WEIGHT_KEYS = ("model", "modules", "adversary")
+_RESERVED = ("format", "version", "weights_sha256", "model", "model_spec")
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (a crash mid-write leaves the previous file intact)."""
+def _tensors(value: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{name}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _tensors(item, f"{name}[{index}]")
+
+
+def weights_sha256(state: dict[str, Any]) -> str:
+    """Hex SHA-256 over every tensor under ``model``, ``modules`` and ``adversary``.
+
+    Each tensor contributes its name, dtype and shape and then its bytes, in the state
+    dicts' key order, so a changed value, shape or name changes the digest.
+    """
+    digest = hashlib.sha256()
+    for key in WEIGHT_KEYS:
+        for name, tensor in _tensors(state.get(key), key):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}\n".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` with numpy scalars made Python ones; anything not plain is a TypeError."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, dict):
+        items = ((key, _plain(item, f"{where}.{key}")) for key, item in value.items())
+        return OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
+    if isinstance(value, list | tuple):
+        items = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}; checkpoints hold "
+                    "only tensors, str, int, float, bool, None, lists, tuples and dicts")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (with ``model`` and ``model_spec``) as a verified checkpoint, atomically.
+
+    Adds ``format``, ``version`` and ``weights_sha256``; a crash or Ctrl-C mid-write leaves
+    the previous file intact.
+    """
+    path = Path(path)
+    missing = [key for key in ("model", "model_spec") if key not in state]
+    if missing:
+        raise ValueError(f"{path}: a checkpoint needs {missing}")
+    plain = _plain(dict(state), "state")
+    plain.update(format=FORMAT, version=VERSION, weights_sha256=weights_sha256(plain))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(plain, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                     ) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`, with a clear error if it is not."""
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        EmsegInputError: one line naming the file: missing, unreadable or truncated, holding
+            objects that are not tensors or plain values, not in the emseg format, or with
+            weights that do not match their SHA-256.
+    """
     path = Path(path)
     if not path.is_file():
         raise EmsegInputError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # torch raises many kinds for corrupt files
-        raise EmsegInputError(f"{path}: not a readable torch checkpoint ({err})") from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise EmsegInputError(f"{path}: not an emseg checkpoint (no 'model' state)")
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "unsupported global" in str(err).lower():
+            raise EmsegInputError(
+                f"{path}: refused: the file holds Python objects besides tensors and plain "
+                "values (such a file can run code when loaded); use a checkpoint written by "
+                "emseg"
+            ) from err
+        raise EmsegInputError(f"{path}: not a readable torch checkpoint (damaged, or not a "
+                              "file written by torch.save)") from err
+    except Exception as err:  # torch raises many kinds for corrupt or truncated files
+        raise EmsegInputError(f"{path}: not a readable torch checkpoint ({one_line(err)}); "
+                              "is the file complete?") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise EmsegInputError(
+            f"{path}: not an emseg checkpoint (no '{FORMAT}' marker: written by another tool "
+            "or by an emseg without verified checkpoints); retrain to get one"
+        )
+    version = state.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise EmsegInputError(f"{path}: checkpoint format version {version!r} is not one this "
+                              f"emseg reads (<= {VERSION}); update emseg")
+    if state.get("weights_sha256") != weights_sha256(state):
+        raise EmsegInputError(
+            f"{path}: the weights do not match their SHA-256 checksum (the file was corrupted "
+            "or modified after it was written); use another copy or retrain"
+        )
     return state
 
 
@@ -50,8 +155,12 @@ def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
     """Add (or replace) the entry ``key`` of the checkpoint at ``path``, atomically.
 
     Used to store what is learned after training, e.g. post-processing thresholds tuned on the
-    validation split (``key="postprocess"``).
+    validation split (``key="postprocess"``, a dict of floats and strings). ``value`` must be
+    plain (numpy scalars are converted); the weights and format entries cannot be replaced.
     """
+    if key in _RESERVED:
+        raise EmsegInputError(f"checkpoint entry {key!r} is written by emseg itself; choose "
+                              "another key")
     path = Path(path)
     state = load_checkpoint(path)
     state[key] = value
@@ -60,11 +169,19 @@ def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
 
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                           ) -> nn.Module:
-    """Rebuild the model saved in a checkpoint, with its weights, in eval mode."""
+    """Rebuild the segmentation network saved in a checkpoint, with its weights, in eval mode.
+
+    Raises:
+        EmsegInputError: see :func:`load_checkpoint`; also a checkpoint without an
+            architecture, or one holding a GAN generator rather than a segmentation network.
+    """
     state = load_checkpoint(path, map_location)
-    if "model_spec" not in state:
-        raise EmsegInputError(f"{path}: checkpoint does not record its model architecture")
-    model = build_model(state["model_spec"])
+    spec = state["model_spec"]
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name not in MODELS:
+        raise EmsegInputError(f"{path}: holds a {name!r}, not a segmentation network "
+                              f"({', '.join(sorted(MODELS))}); pass a UNet run's best.pt")
+    model = build_model(spec)
     load_model_state(model, state, str(path))
     return model.eval()
 
@@ -74,8 +191,8 @@ def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> No
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
         raise EmsegInputError(
             f"{source}: checkpoint was saved from a different architecture "
-            f"({state.get('model_spec', 'unknown')}) than {type(model).__name__}: {first}"
+            f"({state.get('model_spec', 'unknown')}) than {type(model).__name__}: "
+            f"{one_line(err)}"
         ) from err

@@ -4,7 +4,7 @@ BCEWithLogits loss, Adam (lr 0.01, betas 0.9/0.999, eps 0.01), ReduceLROnPlateau
 validation loss (factor 0.5, patience 5, at most 4 reductions). Each epoch is validated with
 pixel accuracy, VOI before/after watershed, VOI split/merge and adapted Rand error
 (:mod:`emseg_lib.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
-every epoch and a run resumes from it.
+every epoch and a run resumes from it, if it is the same run (:mod:`emseg_lib.train.runs`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,19 +24,19 @@ from tqdm.auto import tqdm
 
 from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.device import pick_device
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.evaluation import evaluate_slices
 from emseg_lib.models import model_spec
 from emseg_lib.postprocess import UNTUNED_EDGE_TH, UNTUNED_SIG_TH
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
-    HISTORY,
     LAST,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
 )
+from emseg_lib.train.runs import check_identity, training_run, write_history
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,20 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: 
             **{f"val_{key}": value for key, value in scores.items()}}
 
 
+#: :class:`TrainConfig` fields a resumed run may change (they are not part of its identity)
+RESUMABLE = ("epochs", "device", "num_workers")
+
+
+def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
+              run_identity: dict[str, Any] | None) -> dict[str, Any]:
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE}
+    adversarial = None if adversary is None else {
+        "weight": adversary.weight, "discriminator": type(adversary.discriminator).__name__,
+        "config": getattr(adversary.discriminator, "config", None)}
+    return {**(run_identity or {}), "model_spec": model_spec(model), "config": settings,
+            "adversary": adversarial}
+
+
 def fit(
     model: nn.Module,
     train_set: EMCropDataset,
@@ -101,8 +116,13 @@ def fit(
     resume: bool = True,
     progress: bool = True,
     adversary: SegmentationAdversary | None = None,
+    run_identity: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` and return its per-epoch history.
+
+    After every epoch ``best.pt`` (when the validation VOI improved, or when there is none
+    yet) and then ``last.pt`` are written, atomically, so ``best.pt`` exists whenever
+    ``last.pt`` does.
 
     Args:
         model: a network mapping ``image`` batches to logits of ``target``'s shape.
@@ -110,21 +130,44 @@ def fit(
             every epoch.
         val_set: fixed validation crops.
         config: hyper-parameters.
-        run_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` are written.
-        resume: continue from ``run_dir/last.pt`` when it exists.
+        run_dir: where ``last.pt``, ``best.pt``, ``history.csv`` and ``run.json`` are
+            written; locked while training (:mod:`emseg_lib.train.runs`).
+        resume: continue from ``run_dir/last.pt`` when it exists; with False a folder that
+            already holds a run is refused rather than overwritten.
         progress: show tqdm bars.
         adversary: optional discriminator on (image, cell map) pairs; its weighted
             adversarial term joins the BCE and it is updated after every network step.
+        run_identity: what else identifies the run, as JSON values, e.g.
+            ``{"data": volume_fingerprint(volume), "seed": 0, "profile": "quick"}``. With the
+            architecture and the settings (all but :data:`RESUMABLE`) it is recorded in
+            ``run.json`` and the checkpoints; resuming with any difference is refused.
 
     Returns:
         One row per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_acc``, ``val_loss``,
         ``val_acc``, ``val_voi_before``, ``val_voi``, ``val_voi_split``, ``val_voi_merge``,
         ``val_arand`` and the CREMI-protocol scores, ``epoch_s``, ``samples_per_s``; with an
         adversary also ``train_adv_loss`` and ``train_d_loss``.
+
+    Raises:
+        EmsegInputError: ``epochs < 1``; ``run_dir`` holds other files, another run (another
+            identity, or any run with ``resume=False``) or is locked by another trainer.
+        TrainingInterrupted: Ctrl-C; the checkpoints hold the last finished epoch and the
+            same call resumes from it.
     """
     if config.epochs < 1:
         raise EmsegInputError(f"epochs must be >= 1, got {config.epochs}")
     run_dir = Path(run_dir)
+    with training_run(run_dir, _identity(model, config, adversary, run_identity)) as identity:
+        if not resume and (run_dir / LAST).exists():
+            raise EmsegInputError(f"{run_dir}: already holds a run ({LAST}); resume it, or use "
+                                  "another output folder")
+        return _train(model, train_set, val_set, config, run_dir, identity, progress,
+                      adversary)
+
+
+def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
+           config: TrainConfig, run_dir: Path, identity: dict[str, Any], progress: bool,
+           adversary: SegmentationAdversary | None) -> pd.DataFrame:
     device = pick_device(config.device)
     model.to(device)
     if adversary is not None:
@@ -138,12 +181,13 @@ def fit(
     )
     history: list[dict[str, float]] = []
     start_epoch = 0
-    if resume and (run_dir / LAST).exists():
+    if (run_dir / LAST).exists():
         state = load_checkpoint(run_dir / LAST, map_location=device)
+        check_identity(run_dir, LAST, state.get("identity"), identity)
         load_model_state(model, state, str(run_dir / LAST))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         if adversary is not None:
             adversary.load_state_dict(state["adversary"])
         history = state["history"]
@@ -156,51 +200,67 @@ def fit(
 
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not progress,
                   initial=start_epoch, total=config.epochs)
-    for epoch in epochs:
-        started = time.perf_counter()
-        train_set.set_epoch(epoch)
-        model.train()
-        losses, accs, adversarial = [], [], []
-        for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False,
-                          disable=not progress):
-            image = batch["image"].to(device)
-            logits = model(image)
-            target = batch["target"].to(device)
-            loss = loss_fn(logits, target)
-            total = loss
+    epoch = start_epoch
+    try:
+        for epoch in epochs:
+            row = _epoch(model, train_loader, val_loader, loss_fn, optimizer, device, config,
+                         epoch, adversary, progress)
+            scheduler.step(row["val_loss"])
+            history.append(row)
+            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_voi=f"{row['val_voi']:.3f}")
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
+                "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
+                "config": dataclasses.asdict(config), "identity": identity,
+            }
             if adversary is not None:
-                adv_loss = adversary.generator_loss(image, logits)
-                total = loss + adversary.weight * adv_loss
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            if adversary is not None:
-                d_loss = adversary.discriminator_step(image, logits, target)
-                adversarial.append((adv_loss.item(), d_loss))
-            losses.append(loss.item())
-            accs.append(pixel_accuracy_torch(logits.detach(), target))
-        train_s = time.perf_counter() - started
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
-        if adversary is not None:
-            row["train_adv_loss"], row["train_d_loss"] = np.mean(adversarial, axis=0).tolist()
-        row.update(_validate(model, val_loader, loss_fn, device, config))
-        scheduler.step(row["val_loss"])
-        row["epoch_s"] = time.perf_counter() - started
-        row["samples_per_s"] = len(train_set) / train_s
-        history.append(row)
-        epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_voi=f"{row['val_voi']:.3f}")
-        state = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-            "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
-            "config": dataclasses.asdict(config),
-        }
-        if adversary is not None:
-            state["adversary"] = adversary.state_dict()
-        save_checkpoint(run_dir / LAST, state)
-        if row["val_voi"] < best_voi:
-            best_voi = row["val_voi"]
-            save_checkpoint(run_dir / BEST, state)
-        pd.DataFrame(history).to_csv(run_dir / HISTORY, index=False)
+                state["adversary"] = adversary.state_dict()
+            if row["val_voi"] < best_voi or not (run_dir / BEST).exists():
+                best_voi = min(best_voi, row["val_voi"])
+                save_checkpoint(run_dir / BEST, state)
+            save_checkpoint(run_dir / LAST, state)
+            write_history(run_dir, history)
+    except KeyboardInterrupt:
+        epochs.close()
+        raise TrainingInterrupted(f"{run_dir}: interrupted at epoch {epoch}; run the same "
+                                  "command again to resume") from None
     return pd.DataFrame(history)
+
+
+def _epoch(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+           loss_fn: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+           config: TrainConfig, epoch: int, adversary: SegmentationAdversary | None,
+           progress: bool) -> dict[str, float]:
+    """Train one epoch and validate; returns the history row (without the scheduler step)."""
+    started = time.perf_counter()
+    train_set = train_loader.dataset
+    train_set.set_epoch(epoch)
+    model.train()
+    losses, accs, adversarial = [], [], []
+    for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        image = batch["image"].to(device)
+        logits = model(image)
+        target = batch["target"].to(device)
+        loss = loss_fn(logits, target)
+        total = loss
+        if adversary is not None:
+            adv_loss = adversary.generator_loss(image, logits)
+            total = loss + adversary.weight * adv_loss
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        if adversary is not None:
+            d_loss = adversary.discriminator_step(image, logits, target)
+            adversarial.append((adv_loss.item(), d_loss))
+        losses.append(loss.item())
+        accs.append(pixel_accuracy_torch(logits.detach(), target))
+    train_s = time.perf_counter() - started
+    row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+           "train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
+    if adversary is not None:
+        row["train_adv_loss"], row["train_d_loss"] = np.mean(adversarial, axis=0).tolist()
+    row.update(_validate(model, val_loader, loss_fn, device, config))
+    row["epoch_s"] = time.perf_counter() - started
+    row["samples_per_s"] = len(train_set) / train_s
+    return row

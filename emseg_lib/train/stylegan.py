@@ -18,6 +18,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -26,17 +27,19 @@ from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.train.gan_common import (
     SAMPLES,
     ema_update,
     endless_batches,
+    gan_identity,
     resume_state,
     save_image_grid,
     set_trainable,
     write_state,
 )
+from emseg_lib.train.runs import training_run
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class StyleGANConfig:
     ema_decay: float = 0.999
     sample_every: int = 200
     device: str | None = None
+
+
+#: :class:`StyleGANConfig` fields a resumed run may change (a schedule may be extended)
+RESUMABLE = ("schedule", "sample_every", "device")
 
 
 def phase_at(schedule: tuple[tuple[int, int], ...], iteration: int) -> tuple[int, float]:
@@ -108,15 +115,23 @@ def train_stylegan(
     *,
     resume: bool = True,
     progress: bool = True,
+    run_identity: dict[str, Any] | None = None,
 ) -> tuple[StyleGenerator, pd.DataFrame]:
     """Train with progressive growing; returns the EMA generator and the per-iteration history.
 
     The dataset's crops (e.g. 128 px) are average-pooled to each phase's resolution. Sample
     grids of 16 fixed latent vectors from the EMA generator go to ``run_dir/samples``.
+    ``run_dir`` is locked and identified as in :func:`~emseg_lib.train.fit`
+    (``run_identity``, the networks, the settings but :data:`RESUMABLE`).
 
     Returns:
         ``(ema_generator, history)`` with columns ``iteration``, ``resolution``, ``alpha``,
         ``d_loss``, ``r1``, ``g_loss``.
+
+    Raises:
+        EmsegInputError: schedule and crops disagree; ``run_dir`` is refused (see
+            :func:`~emseg_lib.train.runs.training_run`).
+        TrainingInterrupted: Ctrl-C; ``last.pt`` holds the last saved iteration.
     """
     top = max(resolution for resolution, _ in config.schedule)
     if top > dataset.size or 4 * 2 ** generator.max_step < top:
@@ -138,7 +153,26 @@ def train_stylegan(
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     modules = {"generator": generator, "discriminator": discriminator, "ema": ema}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
-    iteration, history = resume_state(run_dir, modules, optimizers, resume)
+    with training_run(run_dir, gan_identity(modules, config, RESUMABLE, run_identity)
+                      ) as identity:
+        iteration, history = resume_state(run_dir, modules, optimizers, resume, identity)
+        try:
+            _iterate(modules, optimizers, dataset, config, run_dir, iteration, history,
+                     identity, progress)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"{run_dir}: interrupted at iteration {len(history)}; run the same command "
+                "again to resume (from the last saved iteration)") from None
+    return ema, pd.DataFrame(history)
+
+
+def _iterate(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+             dataset: GanCropDataset, config: StyleGANConfig, run_dir: Path, iteration: int,
+             history: list[dict[str, Any]], identity: dict[str, Any], progress: bool) -> None:
+    """The training iterations from ``iteration`` on; appends to ``history``."""
+    generator, discriminator, ema = (modules[k] for k in ("generator", "discriminator", "ema"))
+    opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+    device = next(generator.parameters()).device
     total = sum(length for _, length in config.schedule)
     fixed_z = torch.randn(16, generator.style_dim, generator=torch.Generator().manual_seed(0)
                           ).to(device)
@@ -163,6 +197,5 @@ def train_stylegan(
                 save_image_grid(ema(fixed_z, step, alpha),
                                 run_dir / SAMPLES / f"iter_{iteration:06d}.png", ncols=4)
             write_state(run_dir, iteration, modules, optimizers, history,
-                        dataclasses.asdict(config))
+                        dataclasses.asdict(config), identity)
     bar.close()
-    return ema, pd.DataFrame(history)
