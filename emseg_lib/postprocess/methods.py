@@ -119,7 +119,7 @@ class PostprocessMethod:
         if self.name == "thesis":
             segments, means = candidate_segments(prob, outer_value, sampling=sampling)
             for delta in inner:
-                edge_th = min(1.0, outer_value + delta)
+                edge_th = round(min(1.0, outer_value + delta), 4)
                 labels = close_boundaries(prob, outer_value, edge_th, segments, means)
                 yield ({"sig_th": outer_value, "edge_th": edge_th},
                        flood_boundaries(labels, prob))
@@ -132,18 +132,19 @@ class PostprocessMethod:
 
 
 def _steps(first: float, last: float, step: float) -> tuple[float, ...]:
-    return tuple(round(v, 4) for v in np.arange(first, last + step / 2, step))
+    return tuple(round(float(v), 4) for v in np.arange(first, last + step / 2, step))
 
 
 METHODS: dict[str, PostprocessMethod] = {
     "thesis": PostprocessMethod(
         "thesis", "the thesis's watershed (sig_th, edge_th), boundaries flooded afterwards",
         defaults={"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH},
-        grid={"sig_th": _steps(0.3, 0.9, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
+        grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": PostprocessMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
         defaults={"seed_th": 0.8, "smooth_px": 1.0},
-        grid={"smooth_px": (0.0, 1.0, 2.0), "seed_th": _steps(0.5, 0.95, 0.05)}),
+        grid={"smooth_px": (0.0, 1.0, 2.0),
+              "seed_th": (*_steps(0.5, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)}),
 }
 DEFAULT_METHOD = "seeded"
 

@@ -55,7 +55,8 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
         sig_th: threshold turning ``prob`` into the cell mask.
         seed_h: depth in px of the distance maxima used as seeds (larger = fewer seeds).
         sampling: voxel size per axis for the distance transform (e.g. ``(40, 4, 4)`` nm);
-            default isotropic.
+            default isotropic. Distances are measured in units of the smallest voxel side,
+            so ``seed_h`` stays in (in-plane) pixels.
 
     Returns:
         ``bool`` mask of the input's shape, True on candidate segments.
@@ -64,6 +65,8 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
         raise EmsegInputError(f"seed_h must be > 0 px, got {seed_h}")
     check_probabilities("prob", prob)
     cells = prob > sig_th
+    if sampling is not None:
+        sampling = np.asarray(sampling, dtype=np.float64) / min(sampling)
     distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
     markers = label(h_maxima(distance, seed_h), connectivity=prob.ndim)
     regions = watershed(-distance, markers, connectivity=1, watershed_line=True)

@@ -1,0 +1,78 @@
+"""Real EM stacks end to end (train -> learned thresholds -> segment -> score), as a user does.
+
+:func:`real_data_results` trains (or resumes) a network on a real stack with the thesis's split
+proportions, then scores its test split under the CREMI protocol with: the thesis method at the
+thesis's thresholds, each method at the thresholds learned on the validation split (what
+``emseg segment`` uses), the ``emseg postprocess`` defaults, and, as an upper bound no user
+gets, each method at the best thresholds of its grid *on the test split itself*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emseg_lib.data import EMVolume
+from emseg_lib.evaluation import score_volume
+from emseg_lib.experiments.supervised import ModelKind, predict_split, train_unet
+from emseg_lib.fetch import DATASETS
+from emseg_lib.models import model_entry
+from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH, segment_volume
+from emseg_lib.profiles import Profile
+from emseg_lib.tuning import tune_thresholds
+
+SCORE_COLUMNS = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
+
+
+def real_stack_paths(folder: str | Path) -> dict[str, Path]:
+    """``{name: path}`` of the public real stacks (``emseg fetch vnc|fibsem``) in ``folder``
+    that exist there."""
+    paths = {name: Path(folder) / dataset.filename for name, dataset in DATASETS.items()}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
+                      run_dir: str | Path, *, seed: int = 0, device: str | None = None,
+                      workers: int | None = None) -> pd.DataFrame:
+    """Test-split scores (CREMI protocol, mean over slices) of one network on a real stack.
+
+    Returns:
+        One row per setting: ``method``, ``thresholds`` (a readable string), ``chosen on``
+        (``thesis``, ``validation``, ``defaults`` or ``test (oracle)``) and the mean
+        ``voi_split``, ``voi_merge``, ``voi``, ``arand``, ``cremi_score``.
+    """
+    trained = train_unet(kind, volume, profile, run_dir, seed=seed, device=device,
+                         workers=workers, progress=False)
+    test = predict_split(trained.model, volume, "test", profile, device=device,
+                         progress=False)
+    dims = model_entry(trained.model).dims
+    settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
+    for name, method in METHODS.items():
+        settings.append((name, trained.postprocess["thresholds"][name], "validation"))
+        settings.append((name, dict(method.defaults), "defaults"))
+    rows = []
+    for name, thresholds, source in settings:
+        seg = segment_volume(test.prob, name, thresholds, dims=dims,
+                             resolution=volume.resolution, workers=workers)
+        scores = score_volume(seg, test.gt, "cremi", pixel_nm=test.pixel_nm)
+        rows.append(_row(name, thresholds, source, scores[SCORE_COLUMNS].mean()))
+    for name in METHODS:
+        oracle = tune_thresholds(test.prob, test.gt, name, pixel_nm=test.pixel_nm, dims=dims,
+                                 resolution=volume.resolution, workers=workers)
+        rows.append(_row(name, oracle.thresholds, "test (oracle)", pd.Series(oracle.scores)))
+    return pd.DataFrame(rows)
+
+
+def _row(method: str, thresholds: dict[str, float], source: str, scores: pd.Series) -> dict:
+    values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
+    return {"method": method, "thresholds": values, "chosen on": source,
+            **{column: float(scores[column]) for column in SCORE_COLUMNS}}
+
+
+def within_best(results: pd.DataFrame, method: str, source: str = "validation") -> float:
+    """VOI of ``method`` at the thresholds chosen on ``source`` divided by its oracle VOI."""
+    pick = results[(results["method"] == method) & (results["chosen on"] == source)]
+    oracle = results[(results["method"] == method) & (results["chosen on"] == "test (oracle)")]
+    return float(np.asarray(pick["voi"])[0] / np.asarray(oracle["voi"])[0])
