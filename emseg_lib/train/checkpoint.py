@@ -104,8 +104,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     plain = _plain(dict(state), "state")
     plain.update(format=FORMAT, version=VERSION, weights_sha256=weights_sha256(plain))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(plain, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        torch.save(plain, handle)  # a file object: a full disk is an OSError, not a RuntimeError
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
