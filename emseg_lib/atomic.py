@@ -2,7 +2,8 @@
 
 :func:`atomic_path` gives every writer (``torch.save``, h5py, pandas, matplotlib) a hidden
 temporary file beside the target and renames it onto the target only once it is complete
-and on disk; :func:`atomic_hdf5` does the same for HDF5 files and survives a full disk.
+and on disk; :func:`atomic_stream` and :func:`atomic_hdf5` do the same for writers that take
+a file object (``torch.save``) and for HDF5 files, and turn a full disk into an ``OSError``.
 :func:`check_output` refuses a bad output location before any long work starts, and
 :func:`remove_stale_temporaries` clears what a killed writer left behind.
 """
@@ -118,14 +119,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-class _GuardedFile(io.RawIOBase):
-    """The temporary file as HDF5 sees it through h5py's file-object driver.
+class GuardedFile(io.RawIOBase):
+    """A temporary file for writers that cannot survive a failing file (see :func:`atomic_stream`).
 
-    HDF5 cannot close a file once a write to it has failed: the handle stays open and the
-    library crashes when the process exits. So any failure inside HDF5's calls (disk full,
-    file too large, an I/O error, a Ctrl-C arriving there) is recorded here, HDF5 is told
-    that all went well, and later writes are dropped; :meth:`raise_pending` raises the
-    failure between HDF5 calls, and the half-written temporary is removed.
+    HDF5 cannot close a file once a write to it has failed (the handle stays open and the
+    library crashes when the process exits), and ``torch.save``'s zip writer replaces the
+    error by a RuntimeError of its own. So any failure inside the writer's calls (disk full,
+    file too large, an I/O error, a Ctrl-C arriving there) is recorded here, the writer is
+    told that all went well, and later writes are dropped; :meth:`raise_pending` raises the
+    failure between the writer's calls.
     """
 
     def __init__(self, file: BinaryIO, target: Path) -> None:
@@ -192,7 +194,7 @@ class _GuardedFile(io.RawIOBase):
 class Hdf5Output:
     """An HDF5 file being written by :func:`atomic_hdf5`: ``file`` and :meth:`flush`."""
 
-    def __init__(self, file: h5py.File, guard: _GuardedFile) -> None:
+    def __init__(self, file: h5py.File, guard: GuardedFile) -> None:
         self.file = file
         self._guard = guard
 
@@ -204,8 +206,29 @@ class Hdf5Output:
 
 
 @contextmanager
+def atomic_stream(target: str | Path) -> Iterator[GuardedFile]:
+    """Write ``target`` atomically (see :func:`atomic_path`) through a :class:`GuardedFile`.
+
+    For writers that take a file object and cannot survive a failing file (``torch.save``,
+    h5py): every write seems to succeed, and the first failure (disk full, quota, file-size
+    limit, Ctrl-C) is raised when the block ends, an ``OSError`` naming ``target``; the
+    temporary is then removed and ``target`` left as it was.
+
+    Example::
+
+        with atomic_stream(run_dir / "last.pt") as stream:
+            torch.save(state, stream)
+    """
+    target = Path(target)
+    with atomic_path(target) as tmp, tmp.open("w+b", buffering=0) as raw:
+        stream = GuardedFile(raw, target)
+        yield stream
+        stream.raise_pending()
+
+
+@contextmanager
 def atomic_hdf5(target: str | Path) -> Iterator[Hdf5Output]:
-    """Write an HDF5 file to ``target`` atomically (see :func:`atomic_path`).
+    """Write an HDF5 file to ``target`` atomically, through :func:`atomic_stream`.
 
     Unlike ``h5py.File`` on a path, a write that fails (disk full, quota, file-size limit)
     does not leave HDF5 unable to close the file: the failure is raised as an ``OSError``
@@ -218,12 +241,8 @@ def atomic_hdf5(target: str | Path) -> Iterator[Hdf5Output]:
         with atomic_hdf5("seg.h5") as out:
             out.file.create_dataset("labels", data=labels)
     """
-    target = Path(target)
-    with atomic_path(target) as tmp, tmp.open("w+b", buffering=0) as raw:
-        guard = _GuardedFile(raw, target)
-        with h5py.File(guard, "w") as handle:
-            yield Hdf5Output(handle, guard)
-        guard.raise_pending()
+    with atomic_stream(target) as stream, h5py.File(stream, "w") as handle:
+        yield Hdf5Output(handle, stream)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -124,11 +124,11 @@ def check_writable_location(path: Path) -> None:
         raise EmsegInputError(f"{path}: folder {existing} is not writable")
 
 
-def _reason(err: OSError) -> str:
-    if err.strerror:
-        named = f" ({err.filename})" if err.filename else ""
-        return f"{err.strerror}{named}"
-    return one_line(err)
+def _reason(err: OSError, path: Path) -> str:
+    if not err.strerror:
+        return one_line(err)
+    other = err.filename is not None and Path(os.fsdecode(err.filename)) != path
+    return f"{err.strerror} ({err.filename})" if other else err.strerror
 
 
 @contextmanager
@@ -141,7 +141,7 @@ def environment_errors(path: Path, what: str) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        raise EmsegInputError(f"{path}: {what}: {_reason(err)}") from err
+        raise EmsegInputError(f"{path}: {what}: {_reason(err, path)}") from err
 
 
 def write_output(path: Path, write: Callable[[], T]) -> T:
