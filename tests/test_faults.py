@@ -118,7 +118,10 @@ def the_line(err: str, prefix: str) -> str:
 
 def cli(capsys, args: Sequence) -> tuple[int, str, str]:
     """``emseg ARGS`` in this process: exit code, stdout, stderr."""
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse refuses an argument by exiting
+        code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -436,6 +439,15 @@ def test_bad_numbers_are_refused_before_any_data_is_read(capsys, case, command, 
             "train": ["train", "--model", "unet2d", "--data", absent, "--labels", absent,
                       "--out", case / "run", *extra]}[command]
     refused(capsys, case.dir, args, fragment)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--workers", "abc"], "argument --workers: invalid int value: 'abc'"),
+    (["--method", "magic"], "argument --method: invalid choice: 'magic'"),
+])
+def test_unreadable_values_are_one_line_too(capsys, case, extra, fragment):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", *extra), fragment,
+            "(see emseg postprocess --help)")
 
 
 def test_segment_workers(capsys, case):

@@ -17,25 +17,33 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from emseg_lib import __version__
 from emseg_lib.cli import evaluate, fetch, segment, train
 from emseg_lib.cli.common import report_error
 from emseg_lib.errors import EmsegInputError
 
+#: exit codes
+BAD_INPUT, INTERRUPTED = 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors (a missing flag, an invalid value) are one ``emseg: error:``
+    line and exit code 2, like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(BAD_INPUT, f"emseg: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``emseg`` argument parser."""
-    parser = argparse.ArgumentParser(prog="emseg", description=__doc__.split("\n\n")[0])
+    """The ``emseg`` argument parser (its subcommands' parsers are :class:`Parser` too)."""
+    parser = Parser(prog="emseg", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"emseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (fetch, train, segment, evaluate):
         module.add_parsers(commands)
     return parser
-
-
-#: exit codes
-BAD_INPUT, INTERRUPTED = 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
