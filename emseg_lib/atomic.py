@@ -2,25 +2,67 @@
 
 :func:`atomic_path` gives every writer (``torch.save``, h5py, pandas, matplotlib) a hidden
 temporary file beside the target and renames it onto the target only once it is complete
-and on disk. :func:`check_output` refuses a bad output location before any long work starts.
+and on disk; :func:`atomic_stream` and :func:`atomic_hdf5` do the same for writers that take
+a file object (``torch.save``) and for HDF5 files, and turn a full disk into an ``OSError``.
+:func:`check_output` refuses a bad output location before any long work starts, and
+:func:`remove_stale_temporaries` clears what a killed writer left behind.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import h5py
 
 from emseg_lib.errors import EmsegInputError, format_bytes
 
+T = TypeVar("T")
+
 
 def _temporary_beside(target: Path) -> Path:
-    """``.NAME.XXXXXXXX.tmp.SUFFIX`` in the target's folder (same file system, same suffix)."""
-    return target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    """``.NAME.PID-XXXXXXXX.tmp.SUFFIX`` in the target's folder (same file system, same
+    suffix; the writer's process id tells :func:`remove_stale_temporaries` whether it lives)."""
+    return target.with_name(
+        f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Remove the hidden temporaries of ``target`` left by writers that were killed outright.
+
+    Only files named as :func:`atomic_path` names them (``.NAME.PID-XXXXXXXX.tmp.SUFFIX``)
+    whose process no longer runs on this machine are removed; returns their paths.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.tmp"
+                         rf"{re.escape(target.suffix)}")
+    removed = []
+    for entry in target.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_file() and not _writer_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def _fsync(path: Path) -> None:
@@ -77,10 +119,149 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+class GuardedFile(io.RawIOBase):
+    """A temporary file for writers that cannot survive a failing file (see :func:`atomic_stream`).
+
+    HDF5 cannot close a file once a write to it has failed (the handle stays open and the
+    library crashes when the process exits), and ``torch.save``'s zip writer replaces the
+    error by a RuntimeError of its own. So any failure inside the writer's calls (disk full,
+    file too large, an I/O error, a Ctrl-C arriving there) is recorded here, the writer is
+    told that all went well, and later writes are dropped; :meth:`raise_pending` raises the
+    failure between the writer's calls.
+    """
+
+    def __init__(self, file: BinaryIO, target: Path) -> None:
+        super().__init__()
+        self._file = file
+        self._target = target
+        self._failure: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def _guarded(self, call: Callable[[], T], fallback: T, *, writes: bool = False) -> T:
+        if writes and self._failure is not None:
+            return fallback
+        try:
+            return call()
+        except BaseException as err:  # noqa: B036 - HDF5 must not see it, see the class
+            self._failure = self._failure or err
+            return fallback
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._guarded(lambda: self._file.seek(offset, whence), offset)
+
+    def tell(self) -> int:
+        return self._guarded(self._file.tell, 0)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._guarded(lambda: self._file.readinto(buffer), len(buffer))
+
+    def _write_all(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):  # an unbuffered file may take part of the data per call
+            done += self._file.write(view[done:])
+        return done
+
+    def write(self, data: Any) -> int:
+        return self._guarded(lambda: self._write_all(data), len(data), writes=True)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._guarded(lambda: self._file.truncate(size), size or 0, writes=True)
+
+    def flush(self) -> None:
+        self._guarded(self._file.flush, None, writes=True)
+
+    def raise_pending(self) -> None:
+        """Raise the recorded failure: a KeyboardInterrupt as it was, an OSError naming the
+        target (the temporary's name would mean nothing to the user)."""
+        failure = self._failure
+        if failure is None:
+            return
+        if isinstance(failure, OSError):
+            raise OSError(failure.errno, failure.strerror or str(failure),
+                          str(self._target)) from failure
+        raise failure
+
+
+class Hdf5Output:
+    """An HDF5 file being written by :func:`atomic_hdf5`: ``file`` and :meth:`flush`."""
+
+    def __init__(self, file: h5py.File, guard: GuardedFile) -> None:
+        self.file = file
+        self._guard = guard
+
+    def flush(self) -> None:
+        """Write what HDF5 holds in memory to the file; raise the first failure so far
+        (disk full: OSError naming the target; Ctrl-C: KeyboardInterrupt)."""
+        self.file.flush()
+        self._guard.raise_pending()
+
+
+@contextmanager
+def atomic_stream(target: str | Path) -> Iterator[GuardedFile]:
+    """Write ``target`` atomically (see :func:`atomic_path`) through a :class:`GuardedFile`.
+
+    For writers that take a file object and cannot survive a failing file (``torch.save``,
+    h5py): every write seems to succeed, and the first failure (disk full, quota, file-size
+    limit, Ctrl-C) is raised when the block ends, an ``OSError`` naming ``target``; the
+    temporary is then removed and ``target`` left as it was.
+
+    Example::
+
+        with atomic_stream(run_dir / "last.pt") as stream:
+            torch.save(state, stream)
+    """
+    target = Path(target)
+    with atomic_path(target) as tmp, tmp.open("w+b", buffering=0) as raw:
+        stream = GuardedFile(raw, target)
+        yield stream
+        stream.raise_pending()
+
+
+@contextmanager
+def atomic_hdf5(target: str | Path) -> Iterator[Hdf5Output]:
+    """Write an HDF5 file to ``target`` atomically, through :func:`atomic_stream`.
+
+    Unlike ``h5py.File`` on a path, a write that fails (disk full, quota, file-size limit)
+    does not leave HDF5 unable to close the file: the failure is raised as an ``OSError``
+    naming ``target`` at the next :meth:`Hdf5Output.flush` or at the end of the block, the
+    temporary is removed and ``target`` left as it was. Call ``flush()`` after each chunk of
+    a long write to stop at the first failure.
+
+    Example::
+
+        with atomic_hdf5("seg.h5") as out:
+            out.file.create_dataset("labels", data=labels)
+    """
+    with atomic_stream(target) as stream, h5py.File(stream, "w") as handle:
+        yield Hdf5Output(handle, stream)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
     return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Raise unless ``path`` is none of ``inputs``, also not through a symbolic or hard link.
+
+    Raises:
+        EmsegInputError: one line naming ``path`` and the input it would destroy.
+    """
+    path = Path(path)
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise EmsegInputError(f"{path}: is the input {source}; writing there would "
+                                  "destroy it, choose another output")
 
 
 def check_output(path: str | Path, *, inputs: Sequence[str | Path] = (),
@@ -101,16 +282,15 @@ def check_output(path: str | Path, *, inputs: Sequence[str | Path] = (),
             or there is too little free disk space.
     """
     path = Path(path)
+    check_not_input(path, inputs)
     if path.is_dir():
         raise EmsegInputError(f"{path}: is a folder; give the output file's name")
-    for source in inputs:
-        if _same_file(path, Path(source)):
-            raise EmsegInputError(f"{path}: is the input {source}; writing there would "
-                                  "destroy it, choose another output")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise EmsegInputError(f"{path}: already exists; choose another output or pass "
                               "--overwrite to replace it")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise EmsegInputError(f"{path}: {folder} is not a folder")
     if not folder.is_dir():
         raise EmsegInputError(f"{path}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):

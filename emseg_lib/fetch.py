@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data.cremi import load_cremi
 from emseg_lib.data.upstream import (
     FIBSEM_RESOLUTION_NM,
@@ -236,8 +237,7 @@ def _verified_output(path: Path) -> bool:
 
 
 def _write_sidecar(path: Path) -> None:
-    sidecar = path.with_name(path.name + ".sha256")
-    sidecar.write_text(f"{sha256_of(path)}  {path.name}\n")
+    atomic_write_text(path.with_name(path.name + ".sha256"), f"{sha256_of(path)}  {path.name}\n")
 
 
 def fetch_cremi(sample: str, dest_dir: str | Path, *, base_url: str = CREMI_BASE_URL,

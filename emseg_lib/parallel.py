@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -58,17 +59,31 @@ class ProcessPool:
         return self._executor.map(fn, items)
 
 
+def _ignore_ctrl_c() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; the parent handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def worker_pool(workers: int | None = None) -> Iterator[SerialPool | ProcessPool]:
-    """A pool of ``workers`` processes (default: every core); serial when 1."""
+    """A pool of ``workers`` processes (default: every core); serial when 1.
+
+    Workers ignore Ctrl-C (no traceback per worker): the parent gets the KeyboardInterrupt,
+    and when the ``with`` block ends with an exception the work not yet started is cancelled.
+    """
     count = resolve_workers(workers)
     if count == 1:
         yield SerialPool()
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(count, mp_context=context) as executor:
+    executor = ProcessPoolExecutor(count, mp_context=context, initializer=_ignore_ctrl_c)
+    try:
         yield ProcessPool(executor)
+    except BaseException:
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
 
 
 def parallel_map(fn: Callable[[Any], R], items: list[Any], workers: int | None = None

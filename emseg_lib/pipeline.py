@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from emseg_lib.atomic import atomic_path
+from emseg_lib.atomic import atomic_hdf5
 from emseg_lib.data.cremi import LABELS_KEY
 from emseg_lib.errors import EmsegInputError, check_probabilities
 from emseg_lib.inference import predict_volume
@@ -90,7 +89,8 @@ def _write_labels(chunks: Iterator[tuple[int, int, np.ndarray]], out_path: Path,
     n_slices, height, width = shape
     last_id, zeros = 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    with atomic_hdf5(out_path) as output:
+        out = output.file
         labels = out.create_dataset(LABELS_KEY, shape, dtype=np.uint64,
                                     chunks=(1, height, width), compression="gzip")
         datasets = [labels]
@@ -108,6 +108,7 @@ def _write_labels(chunks: Iterator[tuple[int, int, np.ndarray]], out_path: Path,
             labels[z0:z1] = cells.astype(np.uint64)
             last_id = max(last_id, int(cells.max(initial=0)))
             zeros += int(np.count_nonzero(cells == 0))
+            output.flush()  # a full disk stops the run here, not at the end
     return SegmentationRun(n_slices, time.perf_counter() - started, last_id, zeros)
 
 
@@ -130,7 +131,7 @@ def segment_to_hdf5(model: nn.Module, raw, out_path: str | Path, post: Postproce
     Writes ``volumes/labels/neuron_ids`` (uint64, ids unique across the volume; dense unless
     ``post.keep_boundaries``) and ``volumes/predictions/cell_probability`` (float32), both
     with the ``resolution`` attribute (nm, ``(z, y, x)``), in the CREMI layout. The file
-    appears at ``out_path`` only when complete (:func:`~emseg_lib.atomic.atomic_path`); an
+    appears at ``out_path`` only when complete (:func:`~emseg_lib.atomic.atomic_hdf5`); an
     existing file there is replaced, so check the location first with
     :func:`~emseg_lib.atomic.check_output`.
     """

@@ -224,6 +224,9 @@ def test_evaluate_warns_about_boundaries_and_matches_the_notebooks(tmp_path, pro
     assert scores["arand"] == pytest.approx(notebook["arand"])
     code, stdout, err = _run(["evaluate", "--seg", out, "--gt", stack_root / "labels.tif"],
                              capsys)
+    assert code == 2 and "kept.scores.json: already exists" in err  # the thesis scores stay
+    code, stdout, err = _run(["evaluate", "--seg", out, "--gt", stack_root / "labels.tif",
+                              "--overwrite"], capsys)
     assert code == 0 and "% of voxels" in err and "are 0" in err
 
 

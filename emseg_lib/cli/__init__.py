@@ -6,24 +6,39 @@
     emseg postprocess --prob probabilities.h5 --out seg.h5
     emseg evaluate --seg seg.h5 --gt labels.tif
 
-Bad input ends with one line ``emseg: error: ...`` naming the file and the fix, exit code 2.
-One module per command; :mod:`.common` holds the arguments and readers they share.
+Bad input, and an error of the environment while writing (disk full, permission denied),
+ends with one line ``emseg: error: ...`` naming the file or flag and the fix, exit code 2;
+Ctrl-C with one line ``emseg: interrupted; ...``, exit code 130. Outputs are written
+atomically and never over an input; an existing output is replaced only with --overwrite.
+One module per command; :mod:`.common` holds the arguments, checks and readers they share.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from emseg_lib import __version__
 from emseg_lib.cli import evaluate, fetch, segment, train
+from emseg_lib.cli.common import report_error
 from emseg_lib.errors import EmsegInputError
+
+#: exit codes
+BAD_INPUT, INTERRUPTED = 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors (a missing flag, an invalid value) are one ``emseg: error:``
+    line and exit code 2, like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(BAD_INPUT, f"emseg: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``emseg`` argument parser."""
-    parser = argparse.ArgumentParser(prog="emseg", description=__doc__.split("\n\n")[0])
+    """The ``emseg`` argument parser (its subcommands' parsers are :class:`Parser` too)."""
+    parser = Parser(prog="emseg", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"emseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (fetch, train, segment, evaluate):
@@ -32,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``emseg`` command; returns the exit code (2 for bad input)."""
+    """Run one ``emseg`` command; returns the exit code (0, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except EmsegInputError as err:
-        print(f"emseg: error: {err}", file=sys.stderr)
-        return 2
+        lines = (line.strip() for line in str(err).splitlines())
+        report_error(f"emseg: error: {' '.join(line for line in lines if line)}")
+        return BAD_INPUT
+    except KeyboardInterrupt as err:  # TrainingInterrupted included
+        report_error(args.interrupted(args, err))
+        return INTERRUPTED

@@ -1,16 +1,31 @@
-"""Arguments and readers shared by the ``emseg`` commands."""
+"""Arguments, checks and readers shared by the ``emseg`` commands.
+
+Every command checks its arguments and output location before it reads big data or starts
+long work (:func:`check_postprocess_arguments`, :func:`check_out_file`), writes its outputs
+atomically, and turns an error of the user's environment while writing (disk full,
+permission denied, read-only file system) into one line (:func:`environment_errors`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 
+from emseg_lib.atomic import check_output, remove_stale_temporaries
 from emseg_lib.data.cremi import EMVolume
-from emseg_lib.data.formats import describe, load_stack
-from emseg_lib.errors import EmsegInputError
-from emseg_lib.postprocess import METHODS
+from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
+from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.parallel import resolve_workers
+from emseg_lib.postprocess import METHODS, get_method
+
+T = TypeVar("T")
 
 #: every method's threshold flags, ``--sig-th`` ... (argparse dest = threshold name)
 THRESHOLD_FLAGS = tuple(dict.fromkeys(name for method in METHODS.values()
@@ -38,6 +53,13 @@ def add_resolution_argument(parser: argparse.ArgumentParser) -> None:
                              "(default 40 4 4, CREMI)")
 
 
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: replace an existing output file (atomically, at the end)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (only once the new one is "
+                             "complete)")
+
+
 def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
     """``--method``, every method's threshold flags, ``--keep-boundaries``, ``--workers``."""
     group = parser.add_argument_group("post-processing")
@@ -61,6 +83,87 @@ def given_thresholds(args: argparse.Namespace) -> dict[str, float | None]:
     return {name: getattr(args, name) for name in THRESHOLD_FLAGS}
 
 
+def check_postprocess_arguments(args: argparse.Namespace) -> None:
+    """Check the post-processing flags that need no data or checkpoint.
+
+    ``--chunk-slices`` and ``--workers`` at least 1, every given threshold within its range
+    and, with ``--method``, one of that method's thresholds.
+    """
+    if args.chunk_slices < 1:
+        raise EmsegInputError(f"--chunk-slices must be >= 1, got {args.chunk_slices}")
+    resolve_workers(args.workers)
+    given = given_thresholds(args)
+    for name, value in given.items():
+        if value is not None:
+            next(m for m in METHODS.values() if name in m.parameters).thresholds({name: value})
+    if args.method is not None:
+        get_method(args.method).thresholds(given)
+
+
+def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
+                   expected_bytes: int | None = None) -> None:
+    """Check an HDF5 output file (``--out``) before any work: not an input (also not through
+    a link), not existing unless ``overwrite``, an ``.h5`` name in a writable folder with
+    room for ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
+    check_output(path, inputs=[p for p in inputs if p is not None], overwrite=overwrite,
+                 expected_bytes=expected_bytes)
+    if path.suffix.lower() not in HDF5_SUFFIXES:
+        raise EmsegInputError(f"{path}: the output is an HDF5 file; give it an .h5 name "
+                              f"({', '.join(HDF5_SUFFIXES)})")
+
+
+def check_writable_location(path: Path) -> None:
+    """Raise unless ``path`` (a folder, existing or to be created) can be written: it, or the
+    nearest folder above it that exists, must be a writable folder."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EmsegInputError(f"{path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EmsegInputError(f"{path}: folder {existing} is not writable")
+
+
+def _reason(err: OSError, path: Path) -> str:
+    if not err.strerror:
+        return one_line(err)
+    other = err.filename is not None and Path(os.fsdecode(err.filename)) != path
+    return f"{err.strerror} ({err.filename})" if other else err.strerror
+
+
+@contextmanager
+def environment_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the block (disk full, permission denied, read-only file system,
+    an I/O error) into one :class:`EmsegInputError` line: ``PATH: WHAT: reason``.
+
+    Only for blocks that write ``path``; their outputs are atomic, so nothing partial stays.
+    """
+    try:
+        yield
+    except OSError as err:
+        raise EmsegInputError(f"{path}: {what}: {_reason(err, path)}") from err
+
+
+def write_output(path: Path, write: Callable[[], T]) -> T:
+    """Run ``write`` (which writes ``path`` atomically) after removing the hidden temporaries
+    a killed earlier run left beside ``path``; an environment error is one line."""
+    for stale in remove_stale_temporaries(path):
+        print(f"removed {stale}, a partial file left by an interrupted earlier run")
+    with environment_errors(path, "not written"):
+        return write()
+
+
+def interrupted_output(path: Path) -> str:
+    """The Ctrl-C line of a command writing ``path``."""
+    return f"emseg: interrupted; nothing was written to {path}"
+
+
+def report_error(message: str) -> None:
+    """Print ``message`` as the last line on stderr, after whatever stdout holds."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+
+
 def open_hdf5(path: Path) -> h5py.File:
     """``path`` opened read-only, or one clear error line."""
     if not path.is_file():
@@ -70,7 +173,7 @@ def open_hdf5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({err})") from err
+        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
 
 
 def load_volume(args: argparse.Namespace) -> EMVolume:

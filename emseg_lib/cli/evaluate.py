@@ -10,9 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg_lib.cli.common import add_resolution_argument, open_hdf5
-from emseg_lib.data.cremi import LABELS_KEY
+from emseg_lib.atomic import atomic_write_text, check_output
+from emseg_lib.cli.common import (
+    add_overwrite_argument,
+    add_resolution_argument,
+    interrupted_output,
+    open_hdf5,
+    write_output,
+)
+from emseg_lib.data.cremi import LABELS_KEY, read_dataset, volume_dataset
 from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, load_stack, read_array
+from emseg_lib.data.validate import check_label_ids
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import PROTOCOLS, score_volume
 
@@ -20,14 +28,21 @@ SCORES = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
 
 
 def read_segmentation(path: Path) -> np.ndarray:
-    """``(Z, Y, X)`` ids from an ``emseg segment`` HDF5 file or a TIFF stack / slice folder."""
-    if path.suffix.lower() not in HDF5_SUFFIXES:
-        return read_array(path)
-    with open_hdf5(path) as handle:
-        if LABELS_KEY not in handle:
-            raise EmsegInputError(f"{path}: dataset '{LABELS_KEY}' not found; is this an "
-                                  "'emseg segment' output?")
-        return handle[LABELS_KEY][()]
+    """``(Z, Y, X)`` ids from an ``emseg segment`` HDF5 file or a TIFF stack / slice folder.
+
+    Raises:
+        EmsegInputError: missing dataset, not 3-D, larger than memory, damaged, not integer
+            ids, or negative ids.
+    """
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(path) as handle:
+            seg = read_dataset(volume_dataset(handle, LABELS_KEY, path), path)
+    else:
+        seg = read_array(path)
+    if not np.issubdtype(seg.dtype, np.integer):
+        raise EmsegInputError(f"{path}: segment ids must be integers, got {seg.dtype}")
+    check_label_ids(seg, path)
+    return seg
 
 
 def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...]
@@ -41,15 +56,20 @@ def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...]
     return as_labels(read_array(path), label_kind, path)[0], resolution
 
 
+def scores_path(args: argparse.Namespace) -> Path:
+    """``--json``, by default ``SEG.scores.json``."""
+    return args.json or args.seg.with_suffix(".scores.json")
+
+
 def run(args: argparse.Namespace) -> int:
     """Score ``args.seg`` against ``args.gt``; print the means, write the JSON."""
+    json_path = scores_path(args)
+    check_output(json_path, inputs=[args.seg, args.gt], overwrite=args.overwrite)
     seg = read_segmentation(args.seg)
     gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution))
     if gt.shape != seg.shape:
         raise EmsegInputError(f"{args.gt}: ground truth has shape {gt.shape} but {args.seg} "
                               f"has shape {seg.shape}; they must match")
-    if not np.issubdtype(seg.dtype, np.integer):
-        raise EmsegInputError(f"{args.seg}: segment ids must be integers, got {seg.dtype}")
     zero_pct = 100.0 * np.count_nonzero(seg == 0) / seg.size
     if zero_pct > 0 and args.protocol == "cremi":
         print(f"emseg: warning: {zero_pct:.1f} % of voxels of {args.seg} are 0; the cremi "
@@ -64,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
               "cremi_score_definition": "sqrt(VOI * ARAND), VOI in bits"}
     print(f"protocol {args.protocol}, {len(table)} slices, pixel {resolution[1]:g} nm")
     print(means.to_frame("mean over slices").to_markdown(floatfmt=".4f"))
-    json_path = args.json or args.seg.with_suffix(".scores.json")
-    json_path.write_text(json.dumps(result, indent=2))
+    write_output(json_path, lambda: atomic_write_text(json_path, json.dumps(result, indent=2)))
     print(f"written {json_path}")
     return 0
+
+
+def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """The Ctrl-C line of ``evaluate``."""
+    return interrupted_output(scores_path(args))
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -84,4 +108,5 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                "as given) or thesis (boundary-target cells, label 0 a segment)")
     add_resolution_argument(evaluate)
     evaluate.add_argument("--json", type=Path, help="default: SEG.scores.json")
-    evaluate.set_defaults(run=run)
+    add_overwrite_argument(evaluate)
+    evaluate.set_defaults(run=run, interrupted=interrupted)

@@ -14,16 +14,34 @@ import numpy as np
 
 from emseg_lib.cli.common import (
     add_data_arguments,
+    add_overwrite_argument,
     add_postprocess_arguments,
     add_resolution_argument,
+    check_out_file,
+    check_postprocess_arguments,
     given_thresholds,
+    interrupted_output,
     load_volume,
     open_hdf5,
+    write_output,
 )
-from emseg_lib.data.cremi import RAW_KEY
+from emseg_lib.cli.volumes import (
+    CheckedVolume,
+    check_volume_header,
+    hdf5_resolution,
+    probability_volume,
+    raw_volume,
+)
+from emseg_lib.data.cremi import RAW_KEY, volume_dataset
 from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
+from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.pipeline import PROBABILITY_KEY, Postprocessing, SegmentationRun
+from emseg_lib.pipeline import (
+    PROBABILITY_KEY,
+    Postprocessing,
+    SegmentationRun,
+    output_bytes_bound,
+)
 from emseg_lib.postprocess import DEFAULT_METHOD, get_method
 from emseg_lib.profiles import PROFILES, get_profile
 
@@ -63,29 +81,56 @@ def report(out: Path, run: SegmentationRun) -> None:
           f"{run.slices_per_second:.2f} slices/s")
 
 
+def _segment_inputs(args: argparse.Namespace) -> list[Path | None]:
+    return [args.checkpoint, args.data, args.labels]
+
+
+@contextmanager
+def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float, float]]]:
+    """The ``--data`` raw volume and its resolution: an HDF5 file's ``volumes/raw`` read chunk
+    by chunk (:func:`~emseg_lib.cli.volumes.raw_volume`), any other format loaded whole."""
+    if args.data.suffix.lower() not in HDF5_SUFFIXES:
+        volume = load_volume(args)
+        yield volume.raw, volume.resolution
+        return
+    if args.labels is not None:
+        raise EmsegInputError(f"{args.data}: segmenting needs no labels; drop --labels")
+    with open_hdf5(args.data) as handle:
+        dataset = volume_dataset(handle, RAW_KEY, args.data)
+        check_volume_header(dataset, args.data, f"'{RAW_KEY}'", args.chunk_slices)
+        resolution = hdf5_resolution(dataset, args.data, tuple(args.resolution))
+        raw = raw_volume(dataset, args.data, rescale=args.rescale,
+                         chunk_slices=args.chunk_slices)
+        print(f"{args.data}: '{RAW_KEY}' shape {raw.shape} (Z, Y, X), {dataset.dtype}"
+              f"{', rescaled to 0..255' if dataset.dtype != np.uint8 else ''}, resolution "
+              f"{resolution} nm")
+        yield raw, resolution
+
+
 def run_segment(args: argparse.Namespace) -> int:
-    """Network inference, then post-processing, into ``args.out``."""
+    """Network inference, then post-processing, into ``args.out``.
+
+    Every argument, the device and the output location are checked before the checkpoint
+    and the data are read; the data are read once and checked before any work.
+    """
     from emseg_lib.models import model_entry
     from emseg_lib.pipeline import segment_to_hdf5
     from emseg_lib.train import load_checkpoint, model_from_checkpoint
 
+    check_postprocess_arguments(args)
+    pick_device(args.device)
+    check_out_file(args.out, _segment_inputs(args), args.overwrite)
     learned = load_checkpoint(args.checkpoint).get("postprocess")
     model = model_from_checkpoint(args.checkpoint)
     post, message = choose_postprocessing(args, learned, model_entry(model).dims)
-    print(message)
     tiling = get_profile(args.profile).tiling_3d
-    options = {"tiling": tiling, "chunk_slices": args.chunk_slices, "device": args.device}
-    if args.data.suffix.lower() in HDF5_SUFFIXES:
-        with open_hdf5(args.data) as handle:  # read chunk by chunk from the file
-            if RAW_KEY not in handle:
-                raise EmsegInputError(f"{args.data}: dataset '{RAW_KEY}' not found")
-            raw = handle[RAW_KEY]
-            resolution = tuple(float(r) for r in raw.attrs.get("resolution", args.resolution))
-            run = segment_to_hdf5(model, raw, args.out, post, resolution=resolution, **options)
-    else:
-        volume = load_volume(args)
-        run = segment_to_hdf5(model, volume.raw, args.out, post, resolution=volume.resolution,
-                              **options)
+    with open_raw(args) as (raw, resolution):
+        check_out_file(args.out, _segment_inputs(args), args.overwrite,
+                       expected_bytes=output_bytes_bound(tuple(raw.shape)))
+        print(message)
+        run = write_output(args.out, lambda: segment_to_hdf5(
+            model, raw, args.out, post, resolution=resolution, tiling=tiling,
+            chunk_slices=args.chunk_slices, device=args.device))
     report(args.out, run)
     return 0
 
@@ -107,39 +152,48 @@ def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str
 
 
 @contextmanager
-def open_probabilities(path: Path, key: str | None
-                       ) -> Iterator[tuple[Any, tuple[float, ...] | None]]:
-    """The probability volume (array or h5py dataset) and its resolution if stored."""
+def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
+                       chunk_slices: int) -> Iterator[tuple[CheckedVolume, tuple[float, ...]]]:
+    """The probability volume, read and checked once (NaN, range, damage: naming the slice)
+    and then served chunk by chunk, and its resolution (stored, else ``default``)."""
     if path.suffix.lower() in HDF5_SUFFIXES:
         with open_hdf5(path) as handle:
             dataset = handle[_hdf5_probability_key(handle, path, key)]
-            resolution = dataset.attrs.get("resolution")
-            yield dataset, None if resolution is None else tuple(float(r) for r in resolution)
+            check_volume_header(dataset, path, f"'{dataset.name.lstrip('/')}'", chunk_slices)
+            resolution = hdf5_resolution(dataset, path, default)
+            yield probability_volume(dataset, path, chunk_slices=chunk_slices), resolution
         return
     if key is not None:
         raise EmsegInputError(f"--prob-key applies to HDF5 files, not to {path}")
-    yield read_array(path), None
+    array = read_array(path)
+    check_volume_header(array, path, "the probability map", chunk_slices)
+    yield probability_volume(array, path, chunk_slices=chunk_slices), default
 
 
 def run_postprocess(args: argparse.Namespace) -> int:
     """A probability volume from any network to a dense segmentation in ``args.out``."""
     from emseg_lib.pipeline import postprocess_to_hdf5
 
+    check_postprocess_arguments(args)
     post, message = choose_postprocessing(args, None, args.dims)
-    with open_probabilities(args.prob, args.prob_key) as (prob, stored):
-        if not (np.issubdtype(prob.dtype, np.floating) or prob.dtype == np.uint8):
-            raise EmsegInputError(f"{args.prob}: probabilities must be float in [0, 1] (or "
-                                  f"uint8 0..255), got {prob.dtype}")
-        if prob.dtype == np.uint8:
-            print(f"{args.prob}: uint8 values read as probabilities value / 255")
-        resolution = stored or tuple(args.resolution)
-        print(f"{args.prob}: shape {tuple(prob.shape)} (Z, Y, X), resolution {resolution} nm"
+    check_out_file(args.out, [args.prob], args.overwrite)
+    with open_probabilities(args.prob, args.prob_key, tuple(args.resolution),
+                            args.chunk_slices) as (prob, resolution):
+        check_out_file(args.out, [args.prob], args.overwrite,
+                       expected_bytes=output_bytes_bound(prob.shape))
+        print(f"{args.prob}: shape {prob.shape} (Z, Y, X), resolution {resolution} nm"
               f"{', inverted (1 = boundary)' if args.invert else ''}")
         print(message)
-        run = postprocess_to_hdf5(prob, args.out, post, resolution=resolution,
-                                  invert=args.invert, chunk_slices=args.chunk_slices)
+        run = write_output(args.out, lambda: postprocess_to_hdf5(
+            prob, args.out, post, resolution=resolution, invert=args.invert,
+            chunk_slices=args.chunk_slices))
     report(args.out, run)
     return 0
+
+
+def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """The Ctrl-C line of ``segment`` and ``postprocess``."""
+    return interrupted_output(args.out)
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -148,11 +202,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     segment.add_argument("--checkpoint", type=Path, required=True)
     add_data_arguments(segment)
     segment.add_argument("--out", type=Path, required=True, help="output .h5 file")
+    add_overwrite_argument(segment)
     segment.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                          help="3D tiling of this profile (default quick)")
     segment.add_argument("--device")
     add_postprocess_arguments(segment)
-    segment.set_defaults(run=run_segment)
+    segment.set_defaults(run=run_segment, interrupted=interrupted)
 
     postprocess = commands.add_parser(
         "postprocess", help="segment a probability map from any network")
@@ -164,8 +219,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     postprocess.add_argument("--invert", action="store_true",
                              help="the map is a boundary probability (1 = membrane)")
     postprocess.add_argument("--out", type=Path, required=True, help="output .h5 file")
+    add_overwrite_argument(postprocess)
     postprocess.add_argument("--dims", type=int, choices=(2, 3), default=2,
                              help="2 = per slice (default), 3 = per chunk in 3D")
     add_resolution_argument(postprocess)
     add_postprocess_arguments(postprocess)
-    postprocess.set_defaults(run=run_postprocess)
+    postprocess.set_defaults(run=run_postprocess, interrupted=interrupted)

@@ -5,22 +5,62 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
-from emseg_lib.cli.common import add_data_arguments, load_volume
+from emseg_lib.atomic import atomic_write_text, check_not_input, remove_stale_temporaries
+from emseg_lib.cli.common import (
+    add_data_arguments,
+    check_writable_location,
+    environment_errors,
+    load_volume,
+    write_output,
+)
 from emseg_lib.data.formats import describe
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.device import pick_device
+from emseg_lib.errors import EmsegInputError, TrainingInterrupted
+from emseg_lib.parallel import resolve_workers
 from emseg_lib.profiles import PROFILES, get_profile
-from emseg_lib.train import BEST, LAST
+from emseg_lib.train import BEST, HISTORY, LAST
+from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, check_run_dir, run_lock
 
 SUMMARY = "summary.json"
+
+
+def check_run_folder(args: argparse.Namespace) -> None:
+    """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
+    an emseg run, writable, and not in use by another trainer.
+
+    A run folder's identity (data, seed, profile, architecture) is checked when training
+    starts (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
+    """
+    out = args.out
+    check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
+    check_run_dir(out)
+    check_writable_location(out)
+    if out.is_dir() and (out / LOCK_FILE).exists():
+        with run_lock(out):  # refused at once, not after loading the data, if it is held
+            pass
+    for name in (LAST, BEST, HISTORY, RUN_FILE, SUMMARY):
+        for stale in remove_stale_temporaries(out / name):
+            print(f"removed {stale}, a partial file left by an interrupted earlier run")
+
+
+def check_train_arguments(args: argparse.Namespace) -> None:
+    """``--epochs``, ``--workers`` and ``--device``, before any data is read."""
+    if args.epochs is not None and args.epochs < 1:
+        raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
+    resolve_workers(args.workers)
+    pick_device(args.device)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) into ``args.out``; write ``summary.json``."""
     from emseg_lib.experiments.supervised import describe_postprocess, train_unet
 
+    check_train_arguments(args)
+    check_run_folder(args)
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
@@ -30,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
         profile = dataclasses.replace(profile, **{args.model: dataclasses.replace(
             plan, epochs=args.epochs)})
     started = time.perf_counter()
-    trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
-                         device=args.device, workers=args.workers)
+    with environment_errors(args.out, "training stopped (the checkpoints there hold the last "
+                                      "finished epoch)"):
+        trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
+                             device=args.device, workers=args.workers)
     last = trained.history.iloc[-1]
     summary = {
         "model": args.model, "profile": args.profile, "epochs": int(len(trained.history)),
@@ -42,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         "postprocess": trained.postprocess,
         "checkpoints": {"last": str(Path(args.out) / LAST), "best": str(Path(args.out) / BEST)},
     }
-    (Path(args.out) / SUMMARY).write_text(json.dumps(summary, indent=2))
+    summary_path = Path(args.out) / SUMMARY
+    write_output(summary_path, lambda: atomic_write_text(summary_path,
+                                                         json.dumps(summary, indent=2)))
     print(json.dumps(summary["final"], indent=2))
     print(f"post-processing thresholds learned on the validation split, stored in "
           f"{Path(args.out) / BEST}:\n{describe_postprocess(trained.postprocess)}")
@@ -50,16 +94,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """The Ctrl-C line of ``train``: where it stopped, and that the same command resumes."""
+    epoch = re.search(r"at epoch \d+", str(err)) if isinstance(err, TrainingInterrupted) \
+        else None
+    return (f"emseg: interrupted{' ' + epoch.group() if epoch else ''}; {args.out} keeps "
+            "every finished epoch, run the same command again to resume")
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``train``."""
     train = commands.add_parser("train", help="train a UNet on a labelled stack")
     train.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
     add_data_arguments(train)
-    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument("--out", type=Path, required=True,
+                       help="run folder: new, empty, or a run to resume (same data, seed and "
+                            "profile)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     train.add_argument("--epochs", type=int, help="override the profile's epochs")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     train.add_argument("--workers", type=int,
                        help="processes for the threshold search (default: every core)")
-    train.set_defaults(run=run)
+    train.set_defaults(run=run, interrupted=interrupted)

@@ -68,8 +68,9 @@ class EMVolume:
                         self.label_kind)
 
 
-def _dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
-    """The 3-D dataset ``key``, checked from the header alone (nothing read yet)."""
+def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """The 3-D dataset ``key`` of the open file ``path``, checked from the header alone
+    (nothing read yet); a missing dataset names those present."""
     if key not in handle:
         present = sorted(_dataset_names(handle))
         raise EmsegInputError(
@@ -84,6 +85,13 @@ def _dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
             f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {node.shape}"
         )
     return node
+
+
+def read_dataset(node: h5py.Dataset, path: Path) -> np.ndarray:
+    """The whole dataset ``node`` of the file ``path``, if it fits in the available memory;
+    a damaged or truncated file is one error line."""
+    check_fits_in_memory(path, [(node.name.lstrip("/"), node.shape, node.dtype)])
+    return _read(node, path)
 
 
 def _read(node: h5py.Dataset, path: Path) -> np.ndarray:
@@ -163,12 +171,12 @@ def load_cremi(
     except OSError as err:
         raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
     with handle:
-        raw_node = _dataset(handle, RAW_KEY, path)
+        raw_node = volume_dataset(handle, RAW_KEY, path)
         if resolution is None:
             resolution = _read_resolution(handle, path)
         labels_node = None
         if LABELS_KEY in handle or require_labels:
-            labels_node = _dataset(handle, LABELS_KEY, path)
+            labels_node = volume_dataset(handle, LABELS_KEY, path)
             _check_labels_header(labels_node, raw_node, path)
         if raw_node.dtype != np.uint8 and not rescale:
             raise EmsegInputError(f"{path}: '{RAW_KEY}' must be uint8, got {raw_node.dtype}; "

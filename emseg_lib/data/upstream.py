@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
+from emseg_lib.atomic import atomic_hdf5
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
 from emseg_lib.data.formats import membranes_to_instances
 from emseg_lib.errors import EmsegInputError
@@ -109,20 +108,13 @@ def write_cremi_arrays(arrays: Mapping[str, np.ndarray],
     """Write ``{dataset key: (Z, Y, X) array}`` to ``path`` atomically (gzip, attributes
     ``resolution`` in nm (z, y, x) and ``offset`` on each dataset); returns ``path``.
 
-    The file is written under a temporary name in the same folder and renamed when complete,
-    so ``path`` is never a half-written file.
+    Written through :func:`~emseg_lib.atomic.atomic_hdf5`: ``path`` is never a half-written
+    file, and a full disk is an ``OSError`` naming ``path``.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp")
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as out:
-            for key, array in arrays.items():
-                dataset = out.create_dataset(key, data=array, compression="gzip")
-                dataset.attrs["resolution"] = np.asarray(resolution, dtype=np.float64)
-                dataset.attrs["offset"] = np.zeros(3)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    with atomic_hdf5(path) as output:
+        for key, array in arrays.items():
+            dataset = output.file.create_dataset(key, data=array, compression="gzip")
+            dataset.attrs["resolution"] = np.asarray(resolution, dtype=np.float64)
+            dataset.attrs["offset"] = np.zeros(3)
     return path

@@ -100,15 +100,30 @@ def raw_as_uint8(raw: np.ndarray, source: str | Path, *, rescale: bool) -> np.nd
     if raw.dtype.kind not in "biuf":
         raise EmsegInputError(f"{source}: raw data is {raw.dtype}; only numbers can be "
                               "rescaled to 0..255")
-    if raw.dtype.kind == "f":
-        for z, image in enumerate(raw):
-            bad = int(np.count_nonzero(~np.isfinite(image)))
-            if bad:
-                raise EmsegInputError(
-                    f"{source}: raw slice {z} holds {bad} NaN/inf values; fix or drop that "
-                    "slice (--rescale maps finite intensities only)"
-                )
-    lo, hi = float(raw.min()), float(raw.max())
+    check_finite_raw(raw, source)
+    return rescale_to_uint8(raw, float(raw.min()), float(raw.max()))
+
+
+def check_finite_raw(raw: np.ndarray, source: str | Path, first_slice: int = 0) -> None:
+    """Raise if float ``raw`` ``(Z, Y, X)`` holds NaN or inf, naming the first such slice
+    (numbered from ``first_slice``, for a chunk of a larger stack)."""
+    if raw.dtype.kind != "f":
+        return
+    for z, image in enumerate(raw, start=first_slice):
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        if bad:
+            raise EmsegInputError(
+                f"{source}: raw slice {z} holds {bad} NaN/inf values; fix or drop that "
+                "slice (--rescale maps finite intensities only)"
+            )
+
+
+def rescale_to_uint8(raw: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``raw`` ``(Z, Y, X)`` mapped linearly from ``lo..hi`` to ``0..255`` (rounded) as uint8.
+
+    ``lo`` and ``hi`` are the whole stack's, so that a stack rescaled chunk by chunk equals
+    one rescaled at once (:func:`raw_as_uint8`).
+    """
     out = np.empty(raw.shape, dtype=np.uint8)
     for z, image in enumerate(raw):  # slice by slice: no float64 copy of the whole stack
         out[z] = np.rint((image.astype(np.float64) - lo) / max(hi - lo, 1e-12) * 255)

@@ -18,7 +18,7 @@ plus what its writer needs to resume: ``optimizer``, ``scheduler``, ``epoch``, `
 Files are read with ``torch.load(weights_only=True)``: a file holding anything else, such
 as a pickled object whose ``__reduce__`` would run code, is refused before any of it runs.
 ``last.pt`` is written after every epoch, ``best.pt`` whenever the validation VOI after
-watershed improves; both atomically (:func:`~emseg_lib.atomic.atomic_path`).
+watershed improves; both atomically (:func:`~emseg_lib.atomic.atomic_stream`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emseg_lib.atomic import atomic_path
+from emseg_lib.atomic import atomic_stream
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.models import MODELS, build_model
 
@@ -104,8 +104,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     plain = _plain(dict(state), "state")
     plain.update(format=FORMAT, version=VERSION, weights_sha256=weights_sha256(plain))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(plain, tmp)
+    with atomic_stream(path) as stream:  # a full disk: an OSError naming path
+        torch.save(plain, stream)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"

@@ -1,0 +1,967 @@
+"""Fault suite for the ``emseg`` command line: bad data, bad places, signals, a full disk.
+
+Every case runs a command that must fail and asserts the contract:
+
+* exit code 2 (130 when interrupted);
+* exactly one ``emseg: error:`` (or ``emseg: interrupted``) line, the last one on stderr,
+  naming the file or flag, and no traceback;
+* every file of the case's folder (inputs and earlier outputs) byte-identical afterwards,
+  and no new file (:func:`snapshot` before and after).
+
+Each case works on its own copy of a small data set (:func:`case`); a real training run is
+made once per module (:func:`world`). Signals reach the CLI in a subprocess paused at a known
+point by :data:`PAUSING_CLI` (a wrapper around ``main`` that sleeps at the second
+post-processed chunk and at each training epoch), so the kill and interrupt cases are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import os
+import re
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from emseg_lib.cli import main
+from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
+from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
+from emseg_lib.data.formats import load_stack
+from emseg_lib.data.targets import instance_boundary
+from emseg_lib.models import UNet2D, model_spec
+from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.train.checkpoint import save_checkpoint
+from emseg_lib.train.runs import run_lock
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+SHAPE = (4, 160, 160)  # 160 x 160: the quick profile's crops fit, for the profile case
+TRAIN = ["--model", "unet2d", "--profile", "smoke", "--epochs", "1", "--device", "cpu",
+         "--workers", "1"]
+INPUTS = ("raw.tif", "labels.tif", "cremi.h5", "prob.h5", "seg.h5", "ckpt.pt")
+
+PAUSING_CLI = '''
+"""emseg with pauses: creates $EMSEG_TEST_PAUSED and sleeps at the second post-processed
+chunk (the first one is written) and at the first training epoch."""
+import os
+import sys
+import time
+from pathlib import Path
+
+from emseg_lib import pipeline
+from emseg_lib.cli import main
+from emseg_lib.train import loop
+
+
+def pausing(original, at_call):
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == at_call:
+            Path(os.environ["EMSEG_TEST_PAUSED"]).touch()
+            time.sleep(120)
+        return original(*args, **kwargs)
+    return wrapper
+
+
+pipeline.segment_volume = pausing(pipeline.segment_volume, 2)
+loop._epoch = pausing(loop._epoch, 1)
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``, hidden ones too: SHA-256 of a file, target of a link."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            entries[key] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[key] = "folder"
+    return entries
+
+
+def the_line(err: str, prefix: str) -> str:
+    """The one ``emseg:`` line of ``err``, which must be its last line and start with
+    ``prefix``; no traceback (progress bars may come before)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("emseg:")
+            and not line.startswith("emseg: warning:")]
+    assert len(ours) == 1 and lines[-1] == ours[0], err
+    assert ours[0].startswith(prefix), err
+    return ours[0]
+
+
+def cli(capsys, args: Sequence) -> tuple[int, str, str]:
+    """``emseg ARGS`` in this process: exit code, stdout, stderr."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse refuses an argument by exiting
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli_process(args: Sequence, **options) -> subprocess.CompletedProcess:
+    """``python -m emseg_lib.cli ARGS`` in a subprocess (text output captured)."""
+    return subprocess.run([sys.executable, "-m", "emseg_lib.cli", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300, **options)
+
+
+def refused(capsys, folder: Path, args: Sequence, *fragments: str) -> str:
+    """Run ``emseg ARGS``: exit 2, one error line holding every fragment, ``folder`` intact."""
+    before = snapshot(folder)
+    code, _, err = cli(capsys, args)
+    line = the_line(err, "emseg: error: ")
+    assert code == 2, err
+    for fragment in fragments:
+        assert fragment in line, line
+    assert snapshot(folder) == before
+    return line
+
+
+def write_h5(path: Path, datasets: dict[str, np.ndarray | tuple], resolution=(40.0, 4.0, 4.0)
+             ) -> Path:
+    """An HDF5 file of ``{key: array, or (shape, dtype) for a chunked empty dataset}``."""
+    with h5py.File(path, "w") as handle:
+        for key, data in datasets.items():
+            if isinstance(data, tuple):
+                node = handle.create_dataset(key, shape=data[0], dtype=data[1],
+                                             chunks=(1, 64, 64))
+            else:
+                node = handle.create_dataset(key, data=data, chunks=(1, *data.shape[1:]),
+                                             compression="gzip")
+            if resolution is not None:
+                node.attrs["resolution"] = resolution
+    return path
+
+
+def damage_chunk(path: Path, key: str, z: int) -> None:
+    """Zero 64 bytes of the stored chunk holding slice ``z`` of ``key``; the header reads."""
+    with h5py.File(path, "r") as handle:
+        offset = handle[key].id.get_chunk_info_by_coord((z, 0, 0)).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def link(kind: str, target: Path, name: Path) -> Path:
+    """``name`` as the same file as ``target``: ``path`` (target itself), symlink, hardlink."""
+    if kind == "path":
+        return target
+    if kind == "symlink":
+        name.symlink_to(target)
+    else:
+        os.link(target, name)
+    return name
+
+
+def tiff(path: Path, array: np.ndarray) -> Path:
+    tifffile.imwrite(path, array, photometric="minisblack")
+    return path
+
+
+# -- data ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """The module's data: input files, a real run folder, the volume, the pausing CLI."""
+
+    root: Path
+    volume: EMVolume
+    pausing_cli: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("world")
+    volume = synthetic_em_volume(SHAPE, seed=5)
+    tiff(root / "raw.tif", volume.raw)
+    tiff(root / "labels.tif", volume.labels.astype(np.uint32))
+    save_cremi(volume, root / "cremi.h5")
+    prob = 0.05 + 0.9 * (1.0 - instance_boundary(volume.labels).astype(np.float32))
+    write_h5(root / "prob.h5", {"predictions": prob.astype(np.float32)})
+    write_h5(root / "seg.h5", {LABELS_KEY: volume.labels.astype(np.uint64)})
+    torch.manual_seed(0)
+    model = UNet2D(base_width=2, depth=2)
+    save_checkpoint(root / "ckpt.pt", {"model": model.state_dict(),
+                                       "model_spec": model_spec(model)})
+    code = main([str(a) for a in ["train", *TRAIN, "--data", root / "raw.tif", "--labels",
+                                  root / "labels.tif", "--out", root / "run"]])
+    assert code == 0
+    (root / "pausing_cli.py").write_text(PAUSING_CLI)
+    return World(root, volume, root / "pausing_cli.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One case's folder (watched: byte-identical after a refusal) with copies of the inputs."""
+
+    dir: Path
+    world: World
+
+    def __truediv__(self, name: str) -> Path:
+        return self.dir / name
+
+    def run_folder(self) -> Path:
+        """A copy of the module's trained run folder."""
+        shutil.copytree(self.world.root / "run", self.dir / "run")
+        return self.dir / "run"
+
+
+@pytest.fixture
+def case(tmp_path, world) -> Case:
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for name in INPUTS:
+        shutil.copy2(world.root / name, folder / name)
+    return Case(folder, world)
+
+
+def segment_args(c: Case, out: Path, *extra, data: Path | None = None,
+                 device: str = "cpu") -> list:
+    return ["segment", "--checkpoint", c / "ckpt.pt", "--data", data or c / "cremi.h5",
+            "--out", out, "--device", device, "--workers", "1", "--profile", "smoke", *extra]
+
+
+def postprocess_args(c: Case, out: Path, *extra, prob: Path | None = None) -> list:
+    return ["postprocess", "--prob", prob or c / "prob.h5", "--out", out, "--workers", "1",
+            *extra]
+
+
+def evaluate_args(c: Case, json_path: Path, *extra, seg: Path | None = None,
+                  gt: Path | None = None) -> list:
+    return ["evaluate", "--seg", seg or c / "seg.h5", "--gt", gt or c / "labels.tif",
+            "--json", json_path, *extra]
+
+
+def train_args(c: Case, out: Path, *extra, data: Path | None = None,
+               labels: Path | None = None, tiff_labels: bool = True) -> list:
+    labels_args = ["--labels", labels or c / "labels.tif"] if tiff_labels else []
+    return ["train", *TRAIN, "--data", data or c / "raw.tif", *labels_args, "--out", out,
+            *extra]
+
+
+# -- 1. an output that is an input (also through a link) -------------------------------------
+
+@pytest.mark.parametrize("command, kind, victim", [
+    ("segment", "path", "ckpt.pt"),
+    ("segment", "symlink", "cremi.h5"),
+    ("segment", "hardlink", "ckpt.pt"),
+    ("segment", "symlink", "labels.tif"),
+    ("postprocess", "path", "prob.h5"),
+    ("postprocess", "hardlink", "prob.h5"),
+    ("evaluate", "path", "seg.h5"),
+    ("evaluate", "symlink", "labels.tif"),
+    ("evaluate", "hardlink", "labels.tif"),
+    ("train", "path", "raw.tif"),
+    ("train", "symlink", "labels.tif"),
+    ("train", "hardlink", "raw.tif"),
+])
+def test_an_output_that_is_an_input_is_refused(capsys, case, command, kind, victim):
+    out = link(kind, case / victim, case / "out.h5")
+    tiff_data = ["--labels", case / "labels.tif"] if victim.endswith(".tif") else []
+    args = {
+        "segment": segment_args(case, out, *tiff_data,
+                                data=case / ("raw.tif" if tiff_data else "cremi.h5")),
+        "postprocess": postprocess_args(case, out),
+        "evaluate": evaluate_args(case, out),
+        "train": train_args(case, out),
+    }[command]
+    refused(capsys, case.dir, args, str(out), "is the input", victim)
+
+
+# -- 2. an existing output without --overwrite -----------------------------------------------
+
+@pytest.mark.parametrize("command", ["segment", "postprocess", "evaluate"])
+def test_an_existing_output_needs_overwrite(capsys, case, command):
+    out = case / "previous.h5"
+    out.write_bytes(b"results of an earlier run")
+    args = {"segment": segment_args(case, out), "postprocess": postprocess_args(case, out),
+            "evaluate": evaluate_args(case, out)}[command]
+    refused(capsys, case.dir, args, "previous.h5: already exists", "--overwrite")
+
+
+def test_overwrite_replaces_an_output_only_when_complete(capsys, case):
+    out = case / "previous.h5"
+    out.write_bytes(b"results of an earlier run")
+    code, _, err = cli(capsys, postprocess_args(case, out, "--overwrite"))
+    assert code == 0, err
+    with h5py.File(out) as handle:
+        assert handle[LABELS_KEY].shape == SHAPE
+    assert not [p for p in case.dir.iterdir() if p.name.startswith(".")]
+
+
+# -- 3. where the output goes ----------------------------------------------------------------
+
+def test_output_folder_missing(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "missing" / "seg.h5"),
+            "missing/seg.h5", "does not exist")
+
+
+def test_output_is_a_folder(capsys, case):
+    (case / "results").mkdir()
+    refused(capsys, case.dir, postprocess_args(case, case / "results"), "results: is a folder")
+
+
+def test_json_output_is_a_folder(capsys, case):
+    (case / "scores").mkdir()
+    refused(capsys, case.dir, evaluate_args(case, case / "scores"), "scores: is a folder")
+
+
+def test_output_under_a_file(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "raw.tif" / "seg.h5"),
+            "raw.tif is not a folder")
+
+
+def test_output_not_named_h5(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / "seg.tif"), "seg.tif",
+            "HDF5 file; give it an .h5 name")
+
+
+def test_run_folder_holding_other_files(capsys, case):
+    (case / "notes").mkdir()
+    (case / "notes" / "todo.txt").write_text("mine")
+    refused(capsys, case.dir, train_args(case, case / "notes"), "notes: folder holds other "
+            "files")
+
+
+def test_too_little_free_disk_is_refused_before_work(capsys, case, monkeypatch):
+    usage = shutil.disk_usage(case.dir)
+    monkeypatch.setattr("emseg_lib.atomic.shutil.disk_usage",
+                        lambda folder: usage._replace(free=1000))
+    refused(capsys, case.dir, segment_args(case, case / "seg_out.h5"), "seg_out.h5",
+            "needs about", "only 1000 B is free")
+
+
+def _read_only_run(folder: Path, args: Sequence) -> subprocess.CompletedProcess:
+    """The CLI with ``folder`` read-only: a read-only bind mount in a private mount namespace
+    when root (permission bits do not stop root), else permission bits."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            return cli_process(args)
+        finally:
+            folder.chmod(0o755)
+    if shutil.which("unshare") is None:
+        pytest.skip("root without unshare: cannot make a read-only folder")
+    q = shlex.quote
+    script = (f"mount --bind {q(str(folder))} {q(str(folder))} && mount -o remount,bind,ro "
+              f"{q(str(folder))} && exec {q(sys.executable)} -m emseg_lib.cli "
+              + " ".join(q(str(a)) for a in args))
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                            text=True, env=ENV, timeout=300)
+    if result.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"cannot mount a read-only folder here: {result.stderr.strip()}")
+    return result
+
+
+@pytest.mark.parametrize("command", ["postprocess", "train"])
+def test_read_only_output_folder(case, command):
+    folder = case / "read_only"
+    folder.mkdir()
+    out = folder / ("seg.h5" if command == "postprocess" else "run")
+    args = postprocess_args(case, out) if command == "postprocess" else train_args(case, out)
+    before = snapshot(case.dir)
+    result = _read_only_run(folder, args)
+    line = the_line(result.stderr, "emseg: error: ")
+    assert result.returncode == 2
+    assert f"folder {folder} is not writable" in line
+    assert snapshot(case.dir) == before
+
+
+# -- 4. devices ------------------------------------------------------------------------------
+
+def test_unknown_device_is_refused_before_the_checkpoint_is_read(capsys, case):
+    refused(capsys, case.dir, ["segment", "--checkpoint", case / "absent.pt", "--data",
+                               case / "cremi.h5", "--out", case / "s.h5", "--device", "gpu"],
+            "device='gpu' is not a device emseg can use")
+
+
+def test_absent_gpu_is_refused(capsys, case):
+    line = refused(capsys, case.dir, segment_args(case, case / "s.h5", device="cuda:99"),
+                   "device='cuda:99'")
+    assert "none is available" in line or "CUDA device(s)" in line
+
+
+def test_train_device_is_checked_before_the_data(capsys, case):
+    refused(capsys, case.dir, ["train", "--model", "unet2d", "--data", case / "absent.tif",
+                               "--labels", case / "labels.tif", "--out", case / "run",
+                               "--device", "banana"], "device='banana'")
+
+
+# -- 5. thresholds, workers, chunk size, epochs ----------------------------------------------
+
+@pytest.mark.parametrize("command, extra, fragment", [
+    ("segment", ["--seed-th", "2"], "seed_th must lie in [0, 1], got 2"),
+    ("segment", ["--chunk-slices", "0"], "--chunk-slices must be >= 1, got 0"),
+    ("segment", ["--method", "seeded", "--sig-th", "0.5"], "--sig-th is a threshold of another"),
+    ("postprocess", ["--chunk-slices", "-3"], "--chunk-slices must be >= 1, got -3"),
+    ("postprocess", ["--edge-th", "nan"], "edge_th must lie in [0, 1], got nan"),
+    ("postprocess", ["--smooth-px", "1000"], "smooth_px must lie in [0, 100]"),
+    ("train", ["--workers", "0"], "--workers must be >= 1, got 0"),
+    ("train", ["--epochs", "0"], "--epochs must be >= 1, got 0"),
+])
+def test_bad_numbers_are_refused_before_any_data_is_read(capsys, case, command, extra,
+                                                         fragment):
+    absent = case / "absent.h5"  # never read: the arguments are checked first
+    args = {"segment": ["segment", "--checkpoint", case / "absent.pt", "--data", absent,
+                        "--out", case / "s.h5", *extra],
+            "postprocess": ["postprocess", "--prob", absent, "--out", case / "s.h5", *extra],
+            "train": ["train", "--model", "unet2d", "--data", absent, "--labels", absent,
+                      "--out", case / "run", *extra]}[command]
+    refused(capsys, case.dir, args, fragment)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--workers", "abc"], "argument --workers: invalid int value: 'abc'"),
+    (["--method", "magic"], "argument --method: invalid choice: 'magic'"),
+])
+def test_unreadable_values_are_one_line_too(capsys, case, extra, fragment):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", *extra), fragment,
+            "(see emseg postprocess --help)")
+
+
+def test_segment_workers(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "s.h5") + ["--workers", "0"],
+            "--workers must be >= 1, got 0")
+
+
+# -- 6. dtypes -------------------------------------------------------------------------------
+
+def _uint16_cremi(c: Case) -> Path:
+    raw = c.world.volume.raw.astype(np.uint16) * 200 + 1000
+    return write_h5(c / "raw16.h5", {RAW_KEY: raw})
+
+
+def test_uint16_hdf5_raw_needs_rescale(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=_uint16_cremi(case)),
+            "raw16.h5: raw data is uint16, expected uint8; pass --rescale")
+
+
+def test_uint16_hdf5_raw_with_rescale_is_segmented_chunk_by_chunk_as_if_loaded_whole(
+        capsys, case):
+    raw16 = _uint16_cremi(case)
+    code, out, err = cli(capsys, segment_args(case, case / "a.h5", "--rescale",
+                                              "--chunk-slices", "1", data=raw16))
+    assert code == 0, err
+    assert "uint16, rescaled to 0..255" in out
+    whole = load_stack(raw16, rescale=True).raw  # min..max of the whole stack, at once
+    write_h5(case / "raw8.h5", {RAW_KEY: whole})
+    assert cli(capsys, segment_args(case, case / "b.h5", data=case / "raw8.h5"))[0] == 0
+    with h5py.File(case / "a.h5") as a, h5py.File(case / "b.h5") as b:
+        for key in (LABELS_KEY, PROBABILITY_KEY):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+
+
+def test_uint16_tiff_needs_rescale_for_training(capsys, case):
+    tiff(case / "raw16.tif", case.world.volume.raw.astype(np.uint16))
+    refused(capsys, case.dir, train_args(case, case / "run", data=case / "raw16.tif"),
+            "raw16.tif: raw data is uint16, expected uint8; pass --rescale")
+
+
+def test_integer_probabilities_are_refused(capsys, case):
+    write_h5(case / "int.h5", {"p": np.ones(SHAPE, np.int32)})
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", prob=case / "int.h5"),
+            "int.h5: probabilities must be float in [0, 1] (or uint8 0..255), got int32")
+
+
+def test_uint8_probabilities_are_read_as_value_over_255(capsys, case):
+    with h5py.File(case / "prob.h5") as handle:
+        prob = handle["predictions"][()]
+    write_h5(case / "prob8.h5", {"p": np.rint(prob * 255).astype(np.uint8)})
+    code, out, err = cli(capsys, postprocess_args(case, case / "s.h5", prob=case / "prob8.h5"))
+    assert code == 0, err
+    assert "every voxel has a segment id" in out
+
+
+def test_float_segment_ids_are_refused(capsys, case):
+    tiff(case / "seg_float.tif", case.world.volume.labels.astype(np.float32))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "seg_float.tif"),
+            "seg_float.tif: segment ids must be integers, got float32")
+
+
+# -- 7. NaN / inf ----------------------------------------------------------------------------
+
+def test_nan_hdf5_raw_is_refused_naming_the_slice(capsys, case):
+    raw = case.world.volume.raw.astype(np.float32)
+    raw[2, 5, 5] = np.nan
+    write_h5(case / "nan.h5", {RAW_KEY: raw})
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", "--rescale", "--chunk-slices", "3",
+                                           data=case / "nan.h5"),
+            "nan.h5: raw slice 2 holds 1 NaN/inf values")
+
+
+def test_inf_tiff_raw_is_refused_naming_the_slice(capsys, case):
+    raw = case.world.volume.raw.astype(np.float32)
+    raw[1, 0, :3] = np.inf
+    tiff(case / "inf.tif", raw)
+    refused(capsys, case.dir, train_args(case, case / "run", "--rescale", data=case / "inf.tif"),
+            "inf.tif: raw slice 1 holds 3 NaN/inf")
+
+
+@pytest.mark.parametrize("value, slice_index, fragment", [
+    (np.nan, 3, "probability slice 3 holds 1 NaN/inf values"),
+    (np.inf, 0, "probability slice 0 holds 1 NaN/inf values"),
+    (1.5, 2, "probability slice 2 has values in [0.05, 1.5]"),
+])
+def test_bad_probabilities_are_refused_before_the_output_is_touched(capsys, case, value,
+                                                                    slice_index, fragment):
+    with h5py.File(case / "prob.h5") as handle:
+        prob = handle["predictions"][()]
+    prob[slice_index, 7, 7] = value
+    write_h5(case / "bad.h5", {"p": prob})
+    previous = case / "previous.h5"
+    previous.write_bytes(b"results of an earlier run")
+    refused(capsys, case.dir, postprocess_args(case, previous, "--overwrite", "--chunk-slices", "1",
+                                               prob=case / "bad.h5"), "bad.h5: " + fragment)
+
+
+def test_nan_probabilities_in_a_tiff(capsys, case):
+    prob = np.full(SHAPE, 0.5, np.float32)
+    prob[1, 2, 3] = np.nan
+    tiff(case / "prob.tif", prob)
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", prob=case / "prob.tif"),
+            "prob.tif: probability slice 1 holds 1 NaN/inf values")
+
+
+# -- 8. negative label ids -------------------------------------------------------------------
+
+def _negative(c: Case, name: str, at_slice: int) -> Path:
+    labels = c.world.volume.labels.astype(np.int32)
+    labels[at_slice, 3, 3] = -1
+    return tiff(c / name, labels)
+
+
+def test_negative_training_labels(capsys, case):
+    labels = _negative(case, "neg.tif", 2)
+    refused(capsys, case.dir, train_args(case, case / "run", labels=labels),
+            "neg.tif: labels hold negative ids (lowest -1, first in slice 2)")
+
+
+def test_negative_ground_truth(capsys, case):
+    gt = _negative(case, "neg_gt.tif", 1)
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=gt),
+            "neg_gt.tif: labels hold negative ids")
+
+
+def test_negative_segment_ids(capsys, case):
+    seg = _negative(case, "neg_seg.tif", 3)
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=seg),
+            "neg_seg.tif: labels hold negative ids (lowest -1, first in slice 3)")
+
+
+def test_negative_ids_in_a_cremi_file(capsys, case):
+    labels = case.world.volume.labels.astype(np.int64)
+    labels[0, 0, 0] = -7
+    write_h5(case / "neg.h5", {RAW_KEY: case.world.volume.raw, LABELS_KEY: labels})
+    refused(capsys, case.dir,
+            train_args(case, case / "run", data=case / "neg.h5", tiff_labels=False),
+            "neg.h5: labels hold negative ids (lowest -7")
+
+
+# -- 9. damaged files ------------------------------------------------------------------------
+
+def test_truncated_hdf5_raw(capsys, case):
+    truncate(case / "cremi.h5")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"),
+            "cremi.h5: cannot be opened as HDF5")
+
+
+def test_damaged_hdf5_chunk_is_found_before_the_output_is_started(capsys, case):
+    raw = write_h5(case / "raw.h5", {RAW_KEY: case.world.volume.raw})  # a chunk per slice
+    damage_chunk(raw, RAW_KEY, 2)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", "--chunk-slices", "1",
+                                           data=raw),
+            "raw.h5: slices 2..2 cannot be read", "truncated or corrupt")
+
+
+def test_not_hdf5_at_all(capsys, case):
+    (case / "fake.h5").write_bytes(b"this is not HDF5" * 100)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "fake.h5"),
+            "fake.h5: not an HDF5 file")
+
+
+def test_truncated_tiff(capsys, case):
+    truncate(case / "raw.tif")
+    refused(capsys, case.dir, train_args(case, case / "run"), "raw.tif: cannot be read")
+
+
+def test_corrupt_tiff_for_segment(capsys, case):
+    (case / "garbage.tif").write_bytes(b"II*\x00" + b"\xff" * 200)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "garbage.tif"),
+            "garbage.tif: cannot be read as TIFF")
+
+
+def test_truncated_probabilities(capsys, case):
+    truncate(case / "prob.h5")
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5"),
+            "prob.h5: cannot be opened as HDF5")
+
+
+def test_damaged_segmentation_chunk(capsys, case):
+    damage_chunk(case / "seg.h5", LABELS_KEY, 1)
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json"),
+            "seg.h5: dataset 'volumes/labels/neuron_ids' cannot be read")
+
+
+# -- 10. headers claiming absurd sizes -------------------------------------------------------
+
+HUGE = ((62_500, 62_500, 62_500), np.uint8)
+
+
+def test_huge_raw_header_for_segment(capsys, case):
+    write_h5(case / "huge.h5", {RAW_KEY: HUGE})
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "huge.h5"),
+            "huge.h5: 'volumes/raw' chunk (8, 62500, 62500) uint8", "of memory")
+
+
+def test_huge_raw_header_for_training(capsys, case):
+    write_h5(case / "huge.h5", {RAW_KEY: HUGE, LABELS_KEY: (HUGE[0], np.uint64)})
+    refused(capsys, case.dir,
+            train_args(case, case / "run", data=case / "huge.h5", tiff_labels=False),
+            "huge.h5: volumes/raw (62500, 62500, 62500) uint8", "of memory")
+
+
+def test_huge_probability_header(capsys, case):
+    write_h5(case / "huge.h5", {"p": (HUGE[0], np.float32)})
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", prob=case / "huge.h5"),
+            "huge.h5: 'p' chunk (8, 62500, 62500) float32", "of memory")
+
+
+def test_huge_segmentation_header(capsys, case):
+    write_h5(case / "huge.h5", {LABELS_KEY: (HUGE[0], np.uint64)})
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "huge.h5"),
+            "huge.h5: volumes/labels/neuron_ids (62500, 62500, 62500) uint64", "of memory")
+
+
+# -- 11. missing datasets --------------------------------------------------------------------
+
+def test_missing_raw_dataset(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "seg.h5"),
+            "seg.h5: dataset 'volumes/raw' not found", "volumes/labels/neuron_ids")
+
+
+def test_missing_probability_key(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", "--prob-key", "no"),
+            "prob.h5: dataset 'no' not found (--prob-key)")
+
+
+def test_ambiguous_probability_dataset(capsys, case):
+    write_h5(case / "two.h5", {"a": np.zeros(SHAPE, np.float32),
+                               "b": np.zeros(SHAPE, np.float32)})
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", prob=case / "two.h5"),
+            "two.h5: no 'volumes/predictions/cell_probability' dataset", "--prob-key")
+
+
+def test_missing_segmentation_dataset(capsys, case):
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "prob.h5"),
+            "prob.h5: dataset 'volumes/labels/neuron_ids' not found")
+
+
+def test_ground_truth_without_labels(capsys, case):
+    write_h5(case / "raw_only.h5", {RAW_KEY: case.world.volume.raw})
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=case / "raw_only.h5"),
+            "raw_only.h5: has no 'volumes/labels/neuron_ids'")
+
+
+# -- 12. shapes ------------------------------------------------------------------------------
+
+def test_labels_of_another_shape(capsys, case):
+    tiff(case / "short.tif", case.world.volume.labels[:3].astype(np.uint32))
+    refused(capsys, case.dir, train_args(case, case / "run", labels=case / "short.tif"),
+            "short.tif: labels have shape (3, 160, 160)", "must match")
+
+
+def test_segmentation_and_ground_truth_shapes(capsys, case):
+    tiff(case / "short.tif", case.world.volume.labels[:3].astype(np.uint32))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "short.tif"),
+            "labels.tif: ground truth has shape (4, 160, 160)", "must match")
+
+
+def test_flat_raw_dataset(capsys, case):
+    with h5py.File(case / "flat.h5", "w") as handle:
+        handle[RAW_KEY] = np.zeros((160, 160), np.uint8)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "flat.h5"),
+            "flat.h5: dataset 'volumes/raw' must be 3-D")
+
+
+def test_cremi_raw_and_labels_differ(capsys, case):
+    write_h5(case / "mismatch.h5", {RAW_KEY: case.world.volume.raw,
+                                    LABELS_KEY: np.ones((4, 160, 96), np.uint64)})
+    refused(capsys, case.dir,
+            train_args(case, case / "run", data=case / "mismatch.h5", tiff_labels=False),
+            "mismatch.h5: 'volumes/labels/neuron_ids' has shape (4, 160, 96)")
+
+
+# -- 13. checkpoints -------------------------------------------------------------------------
+
+class _RunsCodeOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_flipped_weight_byte(capsys, case):
+    model = UNet2D(base_width=2, depth=2)
+    with torch.no_grad():
+        model.head.weight.fill_(1234.5)  # a recognisable byte pattern
+    save_checkpoint(case / "ckpt.pt", {"model": model.state_dict(),
+                                       "model_spec": model_spec(model)})
+    data = bytearray((case / "ckpt.pt").read_bytes())
+    data[data.find(np.float32(1234.5).tobytes())] ^= 0x01
+    (case / "ckpt.pt").write_bytes(bytes(data))
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"),
+            "ckpt.pt: the weights do not match their SHA-256")
+
+
+def test_pickle_that_would_run_code(capsys, case, tmp_path):
+    marker = tmp_path / "code_ran"
+    state = torch.load(case / "ckpt.pt", weights_only=True)
+    state["payload"] = _RunsCodeOnLoad(marker)
+    torch.save(state, case / "ckpt.pt")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"),
+            "ckpt.pt: refused: the file holds Python objects")
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint(capsys, case):
+    truncate(case / "ckpt.pt")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"),
+            "ckpt.pt: not a readable torch checkpoint")
+
+
+def test_foreign_checkpoint(capsys, case):
+    torch.save({"state_dict": UNet2D(base_width=2, depth=2).state_dict()}, case / "ckpt.pt")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"),
+            "ckpt.pt: not an emseg checkpoint")
+
+
+def test_resuming_a_run_whose_last_checkpoint_has_a_flipped_weight_byte(capsys, case):
+    run = case.run_folder()
+    weights = torch.load(run / "last.pt", weights_only=True)["model"]
+    tensor = next(t for t in weights.values() if t.numel() >= 64)
+    data = bytearray((run / "last.pt").read_bytes())
+    data[data.find(tensor.numpy().tobytes()) + 5] ^= 0x01
+    (run / "last.pt").write_bytes(bytes(data))
+    refused(capsys, case.dir, train_args(case, run, "--epochs", "2"),
+            "last.pt: the weights do not match their SHA-256")
+
+
+# -- 14. run folders: identity and lock ------------------------------------------------------
+
+def test_resuming_with_other_data(capsys, case):
+    run = case.run_folder()
+    tiff(case / "other.tif", case.world.volume.raw[::-1])
+    refused(capsys, case.dir, train_args(case, run, data=case / "other.tif"),
+            f"{run}: this run folder (run.json) was trained with different data")
+
+
+def test_resuming_with_another_seed(capsys, case):
+    run = case.run_folder()
+    refused(capsys, case.dir, train_args(case, run, "--seed", "1"),
+            "trained with a different seed (seed was 0, now 1)")
+
+
+def test_resuming_with_another_profile(capsys, case):
+    run = case.run_folder()
+    args = train_args(case, run)
+    args[args.index("smoke")] = "quick"
+    refused(capsys, case.dir, args, "trained with a different profile (profile was 'smoke', "
+                                    "now 'quick'")
+
+
+def test_a_second_trainer_is_refused_before_loading_data(capsys, case):
+    run = case.run_folder()
+    with run_lock(run):
+        refused(capsys, case.dir, train_args(case, run, data=case / "absent.tif"),
+                f"{run}: another trainer is using this run folder (PID {os.getpid()}")
+
+
+# -- 15. downloads ---------------------------------------------------------------------------
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_with_a_wrong_checksum_keeps_the_users_file(capsys, case, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "sample_A_20160501.hdf").write_bytes((case / "cremi.h5").read_bytes())
+    dest = case / "data"
+    dest.mkdir()
+    (dest / "sample_A_20160501.hdf").write_bytes(b"the user's own older copy")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        refused(capsys, case.dir, ["fetch", "cremi", "--sample", "A", "--dest", dest,
+                                   "--base-url", f"http://127.0.0.1:{server.server_address[1]}"],
+                "sample_A_20160501.hdf: downloaded file has SHA-256", "expected the pinned")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- 16. interrupts and kills ----------------------------------------------------------------
+
+def _start_paused(c: Case, args: Sequence, scratch: Path, **options) -> subprocess.Popen:
+    """The CLI in a subprocess, once it is paused mid-run (see :data:`PAUSING_CLI`)."""
+    marker = scratch / "paused"
+    process = subprocess.Popen([sys.executable, str(c.world.pausing_cli), *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**ENV, "EMSEG_TEST_PAUSED": str(marker)}, **options)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the CLI never paused: {process.communicate()[1]}")
+        time.sleep(0.05)
+    return process
+
+
+def _previous_output(c: Case) -> Path:
+    out = c / "previous.h5"
+    out.write_bytes(b"results of an earlier run")
+    return out
+
+
+@pytest.mark.parametrize("command", ["segment", "postprocess"])
+def test_sigkill_mid_write_keeps_the_previous_output(capsys, case, tmp_path, command):
+    out = _previous_output(case)
+    builder = segment_args if command == "segment" else postprocess_args
+    args = builder(case, out, "--chunk-slices", "1", "--overwrite")
+    before = snapshot(case.dir)
+    process = _start_paused(case, args, tmp_path)
+    process.kill()
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    after = snapshot(case.dir)
+    partial = [name for name in after if name not in before]
+    assert len(partial) == 1 and re.fullmatch(r"\.previous\.\d+-[0-9a-f]{8}\.tmp\.h5",
+                                               partial[0])
+    assert (case / partial[0]).stat().st_size > 0  # the first chunk was being written
+    assert {k: v for k, v in after.items() if k != partial[0]} == before
+    code, stdout, err = cli(capsys, args)  # the next run clears what the killed one left
+    assert code == 0, err
+    assert f"removed {case / partial[0]}, a partial file left by an interrupted" in stdout
+    assert not [p for p in case.dir.iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_while_segmenting(case, tmp_path):
+    out = _previous_output(case)
+    before = snapshot(case.dir)
+    process = _start_paused(case, segment_args(case, out, "--chunk-slices", "1", "--overwrite"),
+                            tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert the_line(err, "emseg: interrupted") == \
+        f"emseg: interrupted; nothing was written to {out}"
+    assert snapshot(case.dir) == before
+
+
+def test_ctrl_c_to_the_whole_process_group_with_worker_processes(case, tmp_path):
+    out = _previous_output(case)
+    before = snapshot(case.dir)
+    args = postprocess_args(case, out, "--chunk-slices", "2", "--overwrite")
+    args[args.index("--workers") + 1] = "2"
+    process = _start_paused(case, args, tmp_path, start_new_session=True)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert the_line(err, "emseg: interrupted") == \
+        f"emseg: interrupted; nothing was written to {out}"
+    assert snapshot(case.dir) == before
+
+
+def test_ctrl_c_while_training_keeps_the_run(case, tmp_path):
+    run = case.run_folder()
+    before = snapshot(case.dir)
+    process = _start_paused(case, train_args(case, run, "--epochs", "2"), tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert the_line(err, "emseg: interrupted") == (
+        f"emseg: interrupted at epoch 1; {run} keeps every finished epoch, run the same "
+        "command again to resume")
+    assert snapshot(case.dir) == before
+
+
+def test_ctrl_c_while_scoring(capsys, case, monkeypatch):
+    scores = case / "seg.scores.json"
+    scores.write_text("{}")
+    before = snapshot(case.dir)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emseg_lib.cli.evaluate.score_volume", interrupted)
+    code, _, err = cli(capsys, evaluate_args(case, scores, "--overwrite"))
+    assert code == 130
+    assert the_line(err, "emseg: interrupted") == \
+        f"emseg: interrupted; nothing was written to {scores}"
+    assert snapshot(case.dir) == before
+
+
+# -- 17. the environment fails while writing (file-size limit: like a full disk) --------------
+
+def _limited(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_segmentation_that_cannot_be_written(case):
+    out = _previous_output(case)
+    before = snapshot(case.dir)
+    result = cli_process(segment_args(case, out, "--chunk-slices", "1", "--overwrite"),
+                         preexec_fn=_limited(4096))
+    line = the_line(result.stderr, "emseg: error: ")
+    assert result.returncode == 2
+    assert line == f"emseg: error: {out}: not written: File too large"
+    assert snapshot(case.dir) == before
+
+
+def test_training_that_cannot_save_its_checkpoint(case):
+    run = case.run_folder()
+    before = snapshot(case.dir)
+    result = cli_process(train_args(case, run, "--epochs", "2"),
+                         preexec_fn=_limited(4096))
+    line = the_line(result.stderr, "emseg: error: ")
+    assert result.returncode == 2
+    assert line.startswith(f"emseg: error: {run}: training stopped (the checkpoints there "
+                           "hold the last finished epoch): File too large")
+    assert snapshot(case.dir) == before
