@@ -24,7 +24,10 @@ def windows(size: int, tile: int, overlap: int) -> int:
 
 
 def _training_s(fit: dict[str, float], epochs: int, samples: int) -> float:
-    return epochs * (samples / fit["samples_per_s"] + fit["val_s"] + fit["other_s"])
+    """One run: start-up, then per epoch training, validation and (at most) two checkpoint
+    writes (``last.pt`` and, when the validation VOI improved, ``best.pt``)."""
+    return fit["start_s"] + epochs * (samples / fit["samples_per_s"] + fit["val_s"]
+                                      + 2 * fit["checkpoint_s"])
 
 
 class Estimator:
@@ -74,8 +77,8 @@ class Estimator:
         plan = self.profile.unet2d if kind == "unet2d" else self.profile.unet3d
         fit = self.m["models"][kind]["fit"]
         self.add(notebook, "training", _training_s(fit, plan.epochs, plan.samples_per_epoch),
-                 f"{plan.epochs} epochs x ({plan.samples_per_epoch} samples / fit rate + "
-                 "validation + checkpoints)")
+                 f"start-up + {plan.epochs} epochs x ({plan.samples_per_epoch} samples / fit "
+                 "rate + validation + 2 checkpoint writes)")
         self.add(notebook, "predictions", 2 * self.predict_s(kind, "val")
                  + 2 * self.predict_s(kind, "test"), "val split x2, test split x2")
         self.add(notebook, "threshold tuning", self.tuning_s(2 if kind == "unet2d" else 3),
@@ -121,7 +124,7 @@ class Estimator:
         side = plan.crop // 16 * 16
         unet = self.m["models"]["unet2d"]["fit"]
         pixels = side ** 2 / math.prod(self.profile.unet2d.crop)
-        scaled = {"samples_per_s": unet["samples_per_s"] / pixels, "other_s": unet["other_s"],
+        scaled = {**unet, "samples_per_s": unet["samples_per_s"] / pixels,
                   "val_s": unet["val_s"] * pixels * plan.val_crops / self.profile.unet2d.val_crops}
         self.add("05_transfer_learning", "adversarial comparison",
                  len(plan.seeds) * 2 * (_training_s(scaled, plan.epochs, plan.samples_per_epoch)

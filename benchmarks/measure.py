@@ -11,6 +11,7 @@ import copy
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,9 @@ from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.postprocess import METHODS, segment_volume
 from emseg_lib.profiles import BoundlessPlan, StyleGANPlan, Tiling
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
-from emseg_lib.train import TrainConfig, fit
+from emseg_lib.train import LAST, TrainConfig, fit, load_checkpoint
 from emseg_lib.train.boundless import BoundlessConfig, discriminator_step, generator_step
+from emseg_lib.train.checkpoint import save_checkpoint
 from emseg_lib.train.feed import Placement
 from emseg_lib.train.stylegan import StyleGANConfig, train_iteration
 from emseg_lib.tuning import tune_thresholds
@@ -100,17 +102,23 @@ def fit_rates(model: nn.Module, train: EMCropDataset, val: EMCropDataset, config
 
     Returns:
         ``samples_per_s`` (last epoch), ``first_epoch_samples_per_s``, ``val_s`` (mean per
-        epoch), ``other_s`` (per epoch: wall time outside fit's epochs, i.e. start-up and
-        checkpoint writing).
+        epoch), ``checkpoint_s`` (one write of ``last.pt`` or ``best.pt``, timed again after
+        the run) and ``start_s`` (the rest of the run's wall time: start-up and the loaders'
+        worker processes, once per run).
     """
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         history = fit(copy.deepcopy(model), train, val, config, run_dir, progress=False)
         wall = time.perf_counter() - start
+        state = load_checkpoint(Path(run_dir) / LAST)
+        checkpoint_s = seconds(lambda: save_checkpoint(Path(run_dir) / "timed.pt", state))
+    voi = history["val_voi"].to_numpy()
+    best_writes = 1 + int(np.sum(voi[1:] < np.minimum.accumulate(voi)[:-1]))
     return {"samples_per_s": float(history["samples_per_s"].iloc[-1]),
             "first_epoch_samples_per_s": float(history["samples_per_s"].iloc[0]),
-            "val_s": float(history["val_s"].mean()),
-            "other_s": (wall - float(history["epoch_s"].sum())) / len(history)}
+            "val_s": float(history["val_s"].mean()), "checkpoint_s": checkpoint_s,
+            "start_s": max(0.0, wall - float(history["epoch_s"].sum())
+                           - (len(history) + best_writes) * checkpoint_s)}
 
 
 def inference_rate(model: nn.Module, stack: np.ndarray, tiling: Tiling, device: torch.device

@@ -265,8 +265,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"made); synthetic generation {result['synthetic_s_per_mpx']:.2f} s per megapixel.",
              "", "## Models (samples/s unless noted)", "",
              "| model | crop | batch | sample ms (1 process) | bare fp32 | bare bf16(+cl) | "
-             "fit() last epoch | fit / bare | val s/epoch | other s/epoch | fit workers | "
-             "inference |", "|" + "---|" * 12]
+             "fit() last epoch | fit / bare | val s/epoch | checkpoint s | start s | "
+             "fit workers | inference |", "|" + "---|" * 13]
     for kind, model in result["models"].items():
         steps = model["bare_step_samples_per_s"]
         fast = next((v for k, v in steps.items() if k != "fp32"), None)
@@ -278,7 +278,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {kind} | {'x'.join(map(str, model['crop']))} | {model['batch_size']} | "
             f"{model['sample_ms']:.2f} | {_rate(steps['fp32'])} | {_rate(fast)} | "
             f"{_rate(fit['samples_per_s'])} | {100 * share:.0f} % | {fit['val_s']:.2f} | "
-            f"{fit['other_s']:.2f} | {model['fit_workers']} | {inference} |")
+            f"{fit['checkpoint_s']:.2f} | {fit['start_s']:.2f} | {model['fit_workers']} | "
+            f"{inference} |")
     lines += ["", f"## Post-processing ({result['slab_px']}² slices/s)", "",
               "| method | " + " | ".join(f"{n} process(es)" for n in
                                         next(iter(result["postprocess_slices_per_s"].values())))
