@@ -97,11 +97,15 @@ class Profile:
         tiling_3d: tiled 3D inference on whole volumes.
         stylegan, boundless: the GAN experiments.
         transfer: the transfer-learning sweep.
+        num_workers: DataLoader worker processes of every training run (``"auto"`` in the
+            TOML file, None here: chosen from the device and the CPU cores,
+            :func:`~emseg_lib.train.feed.resolve_loader_workers`; 0: in-process).
     """
 
     name: str
     synthetic_shape: tuple[int, int, int]
     validation_seed: int
+    num_workers: int | None
     unet2d_width: int
     unet2d_depth: int
     unet3d_filters: tuple[int, ...]
@@ -120,10 +124,21 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {key: convert(value) for key, value in values.items()}
 
 
+def _workers(name: str, value: Any) -> int | None:
+    """``num_workers`` of a profile: ``"auto"`` -> None, else an int >= 0."""
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EmsegInputError(f"profile {name}: num_workers must be \"auto\" or an integer "
+                              f">= 0, got {value!r}")
+    return value
+
+
 def _profile(name: str, values: dict[str, Any]) -> Profile:
     plans = {"unet2d": UNetSchedule, "unet3d": UNetSchedule, "stylegan": StyleGANPlan,
              "boundless": BoundlessPlan, "transfer": TransferPlan, "tiling_3d": Tiling}
     fields = _tuples({key: value for key, value in values.items() if key not in plans})
+    fields["num_workers"] = _workers(name, fields.get("num_workers"))
     nested = {key: plan(**_tuples(values[key])) for key, plan in plans.items()}
     return Profile(name=name, **fields, **nested)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from skimage.transform import resize
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import NO_AUGMENTATION, AugmentConfig, EMCropDataset, augment_crop
+from emseg_lib.data.augment import random_crop
 from emseg_lib.data.targets import instance_boundary
 
 
@@ -89,3 +93,28 @@ def test_dataset_epochs_draw_new_samples_reproducibly(small_volume):
 def test_dataset_rejects_crop_too_large(small_volume):
     with pytest.raises(EmsegInputError, match="larger than the volume"):
         EMCropDataset(small_volume, (20, 48, 48), 2)
+
+
+def _skimage_crop(raw, labels, crop_shape, rng, config):
+    """The crop as it was made with skimage's resize (the reference for the fast resize)."""
+    scale = rng.uniform(*config.scale_range)
+    window = (crop_shape[0], math.ceil(crop_shape[1] / scale), math.ceil(crop_shape[2] / scale))
+    start = [int(rng.integers(0, size - w + 1)) for size, w in zip(raw.shape, window, strict=True)]
+    region = tuple(slice(s, s + w) for s, w in zip(start, window, strict=True))
+    image = raw[region].astype(np.float32) / 255.0
+    crop_labels = labels[region].astype(np.int64)
+    return (resize(image, crop_shape, order=1, anti_aliasing=False, preserve_range=True),
+            resize(crop_labels, crop_shape, order=0, anti_aliasing=False, preserve_range=True))
+
+
+@pytest.mark.parametrize(("seed", "crop"), [(0, (1, 64, 64)), (1, (1, 57, 80)), (2, (5, 48, 48)),
+                                            (3, (3, 33, 70))])
+def test_random_crop_is_the_skimage_crop(small_volume, seed, crop):
+    config = AugmentConfig(scale_range=(0.72, 1.3))
+    image, labels = random_crop(small_volume.raw, small_volume.labels, crop,
+                                np.random.default_rng(seed), config)
+    ref_image, ref_labels = _skimage_crop(small_volume.raw, small_volume.labels, crop,
+                                          np.random.default_rng(seed), config)
+    assert image.dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(image, ref_image, rtol=0, atol=1e-6)

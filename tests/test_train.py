@@ -1,6 +1,8 @@
-"""The training loop: history, checkpoints, exact resume, architecture mismatch."""
+"""The training loop: history, checkpoints, exact resume, architecture mismatch, workers."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pandas as pd
 import pytest
@@ -34,7 +36,7 @@ def test_history_and_files(tmp_path, datasets):
     assert list(history["epoch"]) == [0, 1, 2]
     for column in ("train_loss", "val_loss", "val_acc", "val_voi_before", "val_voi",
                    "val_voi_split", "val_voi_merge", "val_arand", "val_cremi_score",
-                   "samples_per_s"):
+                   "samples_per_s", "epoch_s", "val_s"):
         assert history[column].notna().all(), column
     assert (tmp_path / LAST).exists() and (tmp_path / BEST).exists()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / HISTORY), history,
@@ -59,6 +61,29 @@ def test_resume_refuses_another_architecture(tmp_path, datasets):
         progress=False)
     with pytest.raises(EmsegInputError, match="different architecture"):
         fit(UNet3D(filters=(4, 4, 6, 6, 8)), *datasets, CONFIG, tmp_path, progress=False)
+
+
+def test_worker_processes_do_not_change_the_result(tmp_path, datasets):
+    runs = {}
+    for workers in (0, 2):
+        model = _model(0)
+        config = dataclasses.replace(CONFIG, epochs=2, num_workers=workers)
+        history = fit(model, *datasets, config, tmp_path / str(workers), progress=False)
+        runs[workers] = history.drop(columns=["epoch_s", "val_s", "samples_per_s"]), model
+    pd.testing.assert_frame_equal(runs[0][0], runs[2][0], check_exact=True)
+    for (name, a), (_, b) in zip(runs[0][1].state_dict().items(),
+                                 runs[2][1].state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_cpu_training_runs_in_float32_without_autocast(tmp_path, datasets):
+    model = _model(0)
+    seen = set()
+    model.register_forward_hook(lambda module, inputs, output: seen.add(
+        (torch.is_autocast_enabled("cpu"), output.dtype, inputs[0].is_contiguous())))
+    fit(model, *datasets, dataclasses.replace(CONFIG, epochs=1, amp=True), tmp_path,
+        progress=False)
+    assert seen == {(False, torch.float32, True)}
 
 
 def test_bad_checkpoint_file(tmp_path):

@@ -14,6 +14,7 @@ from emseg_lib.data.fingerprint import array_sha256, volume_fingerprint
 from emseg_lib.data.source import DEFAULT_CREMI_FILE, SyntheticDataWarning, open_volume
 from emseg_lib.data.splits import THESIS_SPLIT, ZSplit, split_slices
 from emseg_lib.data.synthetic import DEFAULT_SHAPE, SyntheticEMConfig, synthetic_em_volume
+from emseg_lib.data.synthetic_cache import cached_synthetic_volume
 
 __all__ = [
     "CREMI_RESOLUTION_NM",
@@ -31,6 +32,7 @@ __all__ = [
     "ZSplit",
     "array_sha256",
     "augment_crop",
+    "cached_synthetic_volume",
     "load_cremi",
     "open_volume",
     "save_cremi",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.transform import resize
 
+from emseg_lib.data.resize import resize_linear, resize_nearest
 from emseg_lib.errors import EmsegInputError, check_crop_fits, check_same_shape
 
 BLUR_KERNEL_SIZE = 11
@@ -80,7 +80,8 @@ def random_crop(raw: np.ndarray, labels: np.ndarray, crop_shape: tuple[int, int,
 
     Returns:
         ``float32`` image and ``int64`` labels, both ``(D, H, W)``; the window read from the
-        volume is ``(D, H / s, W / s)`` for the drawn scale ``s``.
+        volume is ``(D, H / s, W / s)`` for the drawn scale ``s``, resized in-plane
+        (:mod:`emseg_lib.data.resize`: bilinear image, nearest-neighbour labels).
     """
     check_same_shape("raw", raw, "labels", labels)
     check_crop_fits("crop_shape", crop_shape, raw.shape)
@@ -93,13 +94,11 @@ def random_crop(raw: np.ndarray, labels: np.ndarray, crop_shape: tuple[int, int,
     image = raw[region].astype(np.float32)
     if raw.dtype == np.uint8:
         image /= 255.0
-    crop_labels = labels[region].astype(np.int64)
+    crop_labels = labels[region]
     if window != tuple(crop_shape):
-        image = resize(image, crop_shape, order=1, anti_aliasing=False,
-                       preserve_range=True).astype(np.float32)
-        crop_labels = resize(crop_labels, crop_shape, order=0, anti_aliasing=False,
-                             preserve_range=True).astype(np.int64)
-    return image, crop_labels
+        image = resize_linear(image, (height, width))
+        crop_labels = resize_nearest(crop_labels, (height, width))
+    return image, crop_labels.astype(np.int64)
 
 
 def _elastic(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,

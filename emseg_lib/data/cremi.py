@@ -11,6 +11,7 @@ The synthetic volume is saved in the same layout so that one code path serves bo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,11 +205,15 @@ def _check_labels_header(labels: h5py.Dataset, raw: h5py.Dataset, path: Path) ->
         raise EmsegInputError(f"{path}: '{LABELS_KEY}' must hold integer ids, got {labels.dtype}")
 
 
-def save_cremi(volume: EMVolume, path: str | Path) -> Path:
+def save_cremi(volume: EMVolume, path: str | Path, *,
+               attrs: Mapping[str, str | int | float] | None = None) -> Path:
     """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path.
 
     The file is written atomically (:func:`~emseg_lib.atomic.atomic_path`): an interrupted
     write leaves any previous file at ``path`` as it was.
+
+    Args:
+        attrs: further attributes of the file's root, written with it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,4 +227,5 @@ def save_cremi(volume: EMVolume, path: str | Path) -> Path:
             labels.attrs["resolution"] = np.asarray(volume.resolution, dtype=np.float64)
         handle.attrs["emseg_source"] = volume.source
         handle.attrs["emseg_synthetic"] = volume.synthetic
+        handle.attrs.update(dict(attrs or {}))
     return path

@@ -14,7 +14,7 @@ import torch
 
 from emseg_lib.data.augment import NO_AUGMENTATION, AugmentConfig, augment_crop
 from emseg_lib.data.cremi import EMVolume
-from emseg_lib.data.sampling import EpochSampledDataset
+from emseg_lib.data.sampling import EpochSampledDataset, SampleKey
 from emseg_lib.data.targets import affinities, cell_target, instance_boundary
 from emseg_lib.errors import EmsegInputError, check_crop_fits
 
@@ -73,7 +73,7 @@ class EMCropDataset(EpochSampledDataset):
         self.target = target
         self.boundary_thickness = boundary_thickness
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: SampleKey) -> dict[str, torch.Tensor]:
         image, labels = augment_crop(self.volume.raw, self.volume.labels, self.crop_shape,
                                      self.rng(index), self.augment)
         if self.target == "affinities":

@@ -7,7 +7,7 @@ import torch
 
 from emseg_lib.data.augment import AugmentConfig, augment_crop
 from emseg_lib.data.masks import MaskKind, make_mask
-from emseg_lib.data.sampling import EpochSampledDataset
+from emseg_lib.data.sampling import EpochSampledDataset, SampleKey
 from emseg_lib.errors import check_crop_fits, check_ndim
 
 
@@ -42,7 +42,7 @@ class GanCropDataset(EpochSampledDataset):
         # labels are not needed: a zero-memory broadcast view stands in for them
         self._no_labels = np.broadcast_to(np.zeros(1, dtype=np.uint8), raw.shape)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: SampleKey) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
         image, _ = augment_crop(self.raw, self._no_labels, (1, self.size, self.size), rng,
                                 self.augment)

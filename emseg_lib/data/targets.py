@@ -33,8 +33,17 @@ def _dilate_slices(mask: np.ndarray, radius: int) -> np.ndarray:
         raise EmsegInputError(f"dilation radius must be >= 0, got {radius}")
     if radius == 0:
         return mask
-    square = np.ones((1, 2 * radius + 1, 2 * radius + 1), dtype=bool)
-    return ndi.binary_dilation(mask, structure=square)
+    # a (2r+1)^2 square dilation is one of 2r+1 along y followed by one along x
+    out = mask.copy()
+    for axis in (1, 2):
+        source = out.copy()
+        for shift in range(1, radius + 1):
+            ahead = [slice(None)] * 3
+            behind = [slice(None)] * 3
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            out[tuple(ahead)] |= source[tuple(behind)]
+            out[tuple(behind)] |= source[tuple(ahead)]
+    return out
 
 
 def laplacian_boundary(labels: np.ndarray, dilation: int = 0) -> np.ndarray:

@@ -71,7 +71,7 @@ def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | P
                                   augment=AugmentConfig(), seed=seed)
             val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=profile.validation_seed)
             config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
-                                 device=device)
+                                 device=device, num_workers=profile.num_workers)
             name = "adversarial" if adversary else "bce"
             identity = experiment_identity(volume, profile, seed, plan,
                                            resumable=("epochs", "early_stop_epochs", "seeds"))

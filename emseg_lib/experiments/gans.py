@@ -46,7 +46,8 @@ def run_stylegan(volume: EMVolume, profile: Profile, run_dir: str | Path, *, see
     generator = StyleGenerator(plan.channels, style_dim=plan.style_dim)
     discriminator = StyleDiscriminator(plan.channels)
     config = StyleGANConfig(schedule=plan.schedule, batch_size=plan.batch_size,
-                            sample_every=plan.sample_every, device=device)
+                            sample_every=plan.sample_every, device=device,
+                            num_workers=profile.num_workers)
     return train_stylegan(generator, discriminator, dataset, config, run_dir,
                           progress=progress, run_identity=identity)
 
@@ -128,7 +129,8 @@ def run_boundless(volume: EMVolume, mask_kind: MaskKind, profile: Profile,
     discriminator = BoundlessDiscriminator(widths=plan.d_widths)
     config = BoundlessConfig(steps=plan.steps, batch_size=plan.batch_size,
                              eval_every=plan.eval_every,
-                             sample_every=max(plan.eval_every, plan.steps // 4), device=device)
+                             sample_every=max(plan.eval_every, plan.steps // 4), device=device,
+                             num_workers=profile.num_workers)
     history = train_boundless(generator, discriminator, train, val, config, run_dir,
                               extractor=extractor, progress=progress, run_identity=identity)
     save_checkpoint(Path(run_dir) / GENERATOR_WEIGHTS, {

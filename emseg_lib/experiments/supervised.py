@@ -111,7 +111,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
     identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",))
     model = make_model(kind, profile, seed)
     train, val = make_datasets(kind, volume, profile, seed)
-    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device)
+    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
+                         num_workers=profile.num_workers)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Path(run_dir) / BEST

@@ -136,7 +136,8 @@ def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir
     train, val = _datasets(spec, volume, profile, seed)
     epochs = plan.early_stop_epochs if spec.reduced else round(plan.epochs * spec.epoch_scale)
     config = TrainConfig(epochs=epochs, batch_size=plan.batch_size, max_lr_reductions=0,
-                         device=device, **HYPERPARAMETERS[spec.hyper])
+                         device=device, num_workers=profile.num_workers,
+                         **HYPERPARAMETERS[spec.hyper])
     return fit(model, train, val, config, run_dir, progress=progress, run_identity=identity)
 
 

@@ -25,6 +25,7 @@ from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
+from emseg_lib.train.feed import resolve_loader_workers
 from emseg_lib.train.gan_common import (
     SAMPLES,
     endless_batches,
@@ -40,7 +41,11 @@ from emseg_lib.train.runs import training_run
 
 @dataclass(frozen=True)
 class BoundlessConfig:
-    """Hyper-parameters of :func:`train_boundless` (defaults: thesis 4.4.1)."""
+    """Hyper-parameters of :func:`train_boundless` (defaults: thesis 4.4.1).
+
+    ``num_workers``: DataLoader worker processes making the crops (None chooses,
+    :func:`~emseg_lib.train.feed.resolve_loader_workers`); the result does not depend on it.
+    """
 
     steps: int = 1000
     batch_size: int = 20
@@ -51,10 +56,11 @@ class BoundlessConfig:
     eval_every: int = 50
     sample_every: int = 200
     device: str | None = None
+    num_workers: int | None = None
 
 
 #: :class:`BoundlessConfig` fields a resumed run may change
-RESUMABLE = ("steps", "eval_every", "sample_every", "device")
+RESUMABLE = ("steps", "eval_every", "sample_every", "device", "num_workers")
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
@@ -197,43 +203,63 @@ def _steps(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Opti
            run_dir: Path, extractor: nn.Module | None, step: int,
            history: list[dict[str, Any]], identity: dict[str, Any], progress: bool) -> None:
     """The training steps from ``step`` on; appends the evaluations to ``history``."""
-    generator, discriminator = modules["generator"], modules["discriminator"]
-    opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+    generator = modules["generator"]
     device = next(generator.parameters()).device
     val_batches = list(torch.utils.data.DataLoader(val_set, batch_size=config.batch_size))
     batches = endless_batches(train_set, config.batch_size,
-                              first_epoch=step * config.batch_size // len(train_set))
+                              first_epoch=step * config.batch_size // len(train_set),
+                              workers=resolve_loader_workers(config.num_workers, device),
+                              device=device)
     window: list[dict[str, float]] = []
     started = time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, desc="boundless", disable=not progress)
-    while step < config.steps:
-        batch = next(batches)
-        image, mask = batch["image"].to(device), batch["mask"].to(device)
-        condition = extractor(image) if extractor is not None else None
-        row = generator_step(generator, discriminator, opt_g, image, mask, config.adv_weight,
-                             condition)
-        row.update(discriminator_step(generator, discriminator, opt_d, image, mask, condition))
-        window.append(row)
-        step += 1
-        bar.update(1)
-        if step % config.sample_every == 0 or step == config.steps:
-            with torch.no_grad():
-                preview = val_batches[0]
-                image_v, mask_v = preview["image"][:4].to(device), preview["mask"][:4].to(device)
-                out = composite(image_v, mask_v, generator(image_v, mask_v))
-            save_image_grid(torch.cat([image_v * (1 - mask_v), out, image_v]),
-                            run_dir / SAMPLES / f"step_{step:06d}.png", ncols=4)
-        if step % config.eval_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - started
-            record = {"step": step, "seconds_per_step": elapsed / len(window)}
-            record.update({f"train_{k}": float(np.mean([r[k] for r in window]))
-                           for k in window[0]})
-            record.update({f"val_{k}": v for k, v in evaluate_boundless(
-                generator, discriminator, val_batches, config.adv_weight, device,
-                extractor).items()})
-            history.append(record)
-            bar.set_postfix(l1=f"{record['val_pixel_loss']:.3f}")
-            write_state(run_dir, step, modules, optimizers, history, dataclasses.asdict(config),
-                        identity)
-            window, started = [], time.perf_counter()
-    bar.close()
+    try:
+        while step < config.steps:
+            batch = next(batches)
+            image = batch["image"].to(device, non_blocking=True)
+            mask = batch["mask"].to(device, non_blocking=True)
+            window.append(_train_step(modules, optimizers, image, mask, config, extractor))
+            step += 1
+            bar.update(1)
+            if step % config.sample_every == 0 or step == config.steps:
+                _save_samples(generator, val_batches[0], run_dir, step)
+            if step % config.eval_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - started
+                record = {"step": step, "seconds_per_step": elapsed / len(window)}
+                record.update({f"train_{k}": float(np.mean([r[k] for r in window]))
+                               for k in window[0]})
+                record.update({f"val_{k}": v for k, v in evaluate_boundless(
+                    generator, modules["discriminator"], val_batches, config.adv_weight,
+                    device, extractor).items()})
+                history.append(record)
+                bar.set_postfix(l1=f"{record['val_pixel_loss']:.3f}")
+                write_state(run_dir, step, modules, optimizers, history,
+                            dataclasses.asdict(config), identity)
+                window, started = [], time.perf_counter()
+    finally:
+        bar.close()
+        batches.close()  # stops the loader's worker processes
+
+
+def _train_step(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                image: torch.Tensor, mask: torch.Tensor, config: BoundlessConfig,
+                extractor: nn.Module | None) -> dict[str, float]:
+    """One generator and one discriminator update; their losses."""
+    generator, discriminator = modules["generator"], modules["discriminator"]
+    condition = extractor(image) if extractor is not None else None
+    row = generator_step(generator, discriminator, optimizers["generator"], image, mask,
+                         config.adv_weight, condition)
+    row.update(discriminator_step(generator, discriminator, optimizers["discriminator"], image,
+                                  mask, condition))
+    return row
+
+
+@torch.no_grad()
+def _save_samples(generator: nn.Module, preview: dict[str, torch.Tensor], run_dir: Path,
+                  step: int) -> None:
+    """Masked input, extension and truth of 4 validation crops as ``samples/step_N.png``."""
+    device = next(generator.parameters()).device
+    image, mask = preview["image"][:4].to(device), preview["mask"][:4].to(device)
+    out = composite(image, mask, generator(image, mask))
+    save_image_grid(torch.cat([image * (1 - mask), out, image]),
+                    run_dir / SAMPLES / f"step_{step:06d}.png", ncols=4)

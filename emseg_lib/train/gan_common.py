@@ -11,25 +11,33 @@ import numpy as np
 import torch
 from matplotlib import image as mpl_image
 from torch import nn
-from torch.utils.data import DataLoader
 
 from emseg_lib.atomic import atomic_path
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.models import model_spec
 from emseg_lib.train.checkpoint import LAST, load_checkpoint, save_checkpoint
+from emseg_lib.train.feed import epoch_loader
 from emseg_lib.train.runs import check_identity, write_history
 
 SAMPLES = "samples"
 
 
-def endless_batches(dataset: GanCropDataset, batch_size: int, first_epoch: int = 0
+def endless_batches(dataset: GanCropDataset, batch_size: int, first_epoch: int = 0, *,
+                    workers: int = 0, device: torch.device | None = None
                     ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches forever, redrawing the dataset's samples every epoch."""
+    """Batches forever, redrawing the dataset's samples every epoch.
+
+    Args:
+        workers: DataLoader worker processes (kept across epochs; 0 = in this process).
+        device: where the batches go (pinned memory on CUDA); default the CPU.
+    """
+    loader = epoch_loader(dataset, batch_size, workers=workers,
+                          device=device or torch.device("cpu"), drop_last=True)
     epoch = first_epoch
     while True:
         dataset.set_epoch(epoch)
-        yield from DataLoader(dataset, batch_size=batch_size, drop_last=True)
+        yield from loader
         epoch += 1
 
 

@@ -5,6 +5,10 @@ validation loss (factor 0.5, patience 5, at most 4 reductions). Each epoch is va
 pixel accuracy, VOI before/after watershed, VOI split/merge and adapted Rand error
 (:mod:`emseg_lib.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
 every epoch and a run resumes from it, if it is the same run (:mod:`emseg_lib.train.runs`).
+
+Crops are made in DataLoader worker processes, and on CUDA the network runs under bf16
+autocast (2D networks in channels_last), see :mod:`emseg_lib.train.feed`; the validation
+scores are computed in parallel processes too. Neither changes the result on the CPU.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,8 @@ from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.evaluation import evaluate_slices
-from emseg_lib.models import model_spec
+from emseg_lib.models import model_entry, model_spec
+from emseg_lib.parallel import ProcessPool, SerialPool, available_cores, worker_pool
 from emseg_lib.postprocess import UNTUNED_EDGE_TH, UNTUNED_SIG_TH
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
@@ -36,6 +42,7 @@ from emseg_lib.train.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
+from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
 from emseg_lib.train.runs import check_identity, training_run, write_history
 
 
@@ -50,6 +57,11 @@ class TrainConfig:
             thesis's untuned 0.73 / 0.81). The CREMI band uses the validation volume's pixel
             size.
         device: ``None`` picks CUDA when available.
+        num_workers: DataLoader worker processes making the crops; ``None`` chooses
+            (:func:`~emseg_lib.train.feed.resolve_loader_workers`: up to 8 on CUDA, 0 on the
+            CPU). With any, the validation scores are computed over every available core;
+            0 keeps everything in this process. The result does not depend on it.
+        amp: bf16 autocast of the forward pass and loss on CUDA (never on the CPU).
     """
 
     epochs: int = 10
@@ -63,7 +75,8 @@ class TrainConfig:
     sig_th: float = UNTUNED_SIG_TH
     edge_th: float = UNTUNED_EDGE_TH
     device: str | None = None
-    num_workers: int = 0
+    num_workers: int | None = None
+    amp: bool = True
 
 
 def pixel_accuracy_torch(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -71,29 +84,40 @@ def pixel_accuracy_torch(logits: torch.Tensor, target: torch.Tensor) -> float:
     return float(((logits > 0) == (target > 0.5)).float().mean())
 
 
-def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device,
-              config: TrainConfig) -> dict[str, float]:
+def _slice_scores(job: tuple[np.ndarray, np.ndarray], sig_th: float, edge_th: float,
+                  pixel_nm: float) -> dict[str, float]:
+    """:func:`evaluate_slices` of one ``(prob, labels)`` pair of ``(H, W)`` slices."""
+    prob, labels = job
+    return evaluate_slices(prob[None], labels[None], sig_th, edge_th, pixel_nm=pixel_nm)
+
+
+def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placement: Placement,
+              config: TrainConfig, pool: SerialPool | ProcessPool) -> dict[str, float]:
+    """Validation loss, accuracy and the mean per-slice scores (slices scored in ``pool``)."""
     model.eval()
     losses, accs, probs, labels = [], [], [], []
     with torch.no_grad():
         for batch in loader:
-            logits = model(batch["image"].to(device))
-            target = batch["target"].to(device)
-            losses.append(float(loss_fn(logits, target)))
+            image = placement.batch(batch["image"])
+            target = batch["target"].to(placement.device, non_blocking=True)
+            with placement.autocast():
+                logits = model(image)
+                losses.append(float(loss_fn(logits, target)))
             accs.append(pixel_accuracy_torch(logits, target))
             # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice
-            prob = torch.sigmoid(logits[:, 0]).cpu().numpy()
+            prob = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
             probs.append(prob.reshape(-1, *prob.shape[-2:]))
             labels.append(batch["labels"].numpy().reshape(-1, *prob.shape[-2:]))
-    pixel_nm = loader.dataset.volume.resolution[1]
-    scores = evaluate_slices(np.concatenate(probs), np.concatenate(labels), config.sig_th,
-                             config.edge_th, pixel_nm=pixel_nm)
+    task = partial(_slice_scores, sig_th=config.sig_th, edge_th=config.edge_th,
+                   pixel_nm=loader.dataset.volume.resolution[1])
+    jobs = list(zip(np.concatenate(probs), np.concatenate(labels), strict=True))
+    scores = pd.DataFrame(list(pool.map(task, jobs))).mean().to_dict()
     return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs)),
             **{f"val_{key}": value for key, value in scores.items()}}
 
 
 #: :class:`TrainConfig` fields a resumed run may change (they are not part of its identity)
-RESUMABLE = ("epochs", "device", "num_workers")
+RESUMABLE = ("epochs", "device", "num_workers", "amp")
 
 
 def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
@@ -145,8 +169,10 @@ def fit(
     Returns:
         One row per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_acc``, ``val_loss``,
         ``val_acc``, ``val_voi_before``, ``val_voi``, ``val_voi_split``, ``val_voi_merge``,
-        ``val_arand`` and the CREMI-protocol scores, ``epoch_s``, ``samples_per_s``; with an
-        adversary also ``train_adv_loss`` and ``train_d_loss``.
+        ``val_arand`` and the CREMI-protocol scores, ``epoch_s`` (seconds, training and
+        validation), ``val_s`` (seconds of validation), ``samples_per_s`` (training samples
+        per second, validation excluded); with an adversary also ``train_adv_loss`` and
+        ``train_d_loss``.
 
     Raises:
         EmsegInputError: ``epochs < 1``; ``run_dir`` holds other files, another run (another
@@ -169,7 +195,8 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
            config: TrainConfig, run_dir: Path, identity: dict[str, Any], progress: bool,
            adversary: SegmentationAdversary | None) -> pd.DataFrame:
     device = pick_device(config.device)
-    model.to(device)
+    placement = Placement.choose(device, amp=config.amp, dims=model_entry(model).dims)
+    placement.model(model)
     if adversary is not None:
         adversary.to(device)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -193,74 +220,86 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
         history = state["history"]
         start_epoch = state["epoch"] + 1
     best_voi = min((row["val_voi"] for row in history), default=float("inf"))
-    train_loader = DataLoader(train_set, batch_size=config.batch_size,
-                              num_workers=config.num_workers)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size,
-                            num_workers=config.num_workers)
-
-    epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not progress,
-                  initial=start_epoch, total=config.epochs)
-    epoch = start_epoch
-    try:
-        for epoch in epochs:
-            row = _epoch(model, train_loader, val_loader, loss_fn, optimizer, device, config,
-                         epoch, adversary, progress)
-            scheduler.step(row["val_loss"])
-            history.append(row)
-            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_voi=f"{row['val_voi']:.3f}")
-            state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-                "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
-                "config": dataclasses.asdict(config), "identity": identity,
-            }
-            if adversary is not None:
-                state["adversary"] = adversary.state_dict()
-            if row["val_voi"] < best_voi or not (run_dir / BEST).exists():
-                best_voi = min(best_voi, row["val_voi"])
-                save_checkpoint(run_dir / BEST, state)
-            save_checkpoint(run_dir / LAST, state)
-            write_history(run_dir, history)
-    except KeyboardInterrupt:
-        epochs.close()
-        raise TrainingInterrupted(f"{run_dir}: interrupted at epoch {epoch}; run the same "
-                                  "command again to resume") from None
+    workers = resolve_loader_workers(config.num_workers, device)
+    scorers = 1 if workers == 0 else min(available_cores(), len(val_set) * val_set.crop_shape[0])
+    with worker_pool(scorers) as pool:
+        list(pool.map(abs, range(scorers)))  # fork the scorers now, before the loaders' workers
+        train_loader = epoch_loader(train_set, config.batch_size, workers=workers, device=device)
+        val_loader = epoch_loader(val_set, config.batch_size, workers=workers, device=device)
+        epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not progress,
+                      initial=start_epoch, total=config.epochs)
+        epoch = start_epoch
+        try:
+            for epoch in epochs:
+                row = _epoch(model, train_loader, val_loader, loss_fn, optimizer, placement,
+                             config, epoch, adversary, progress, pool)
+                scheduler.step(row["val_loss"])
+                history.append(row)
+                epochs.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                   val_voi=f"{row['val_voi']:.3f}")
+                state = {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
+                    "torch_rng": torch.get_rng_state(), "model_spec": model_spec(model),
+                    "config": dataclasses.asdict(config), "identity": identity,
+                }
+                if adversary is not None:
+                    state["adversary"] = adversary.state_dict()
+                if row["val_voi"] < best_voi or not (run_dir / BEST).exists():
+                    best_voi = min(best_voi, row["val_voi"])
+                    save_checkpoint(run_dir / BEST, state)
+                save_checkpoint(run_dir / LAST, state)
+                write_history(run_dir, history)
+        except KeyboardInterrupt:
+            epochs.close()
+            raise TrainingInterrupted(f"{run_dir}: interrupted at epoch {epoch}; run the same "
+                                      "command again to resume") from None
     return pd.DataFrame(history)
 
 
 def _epoch(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
-           loss_fn: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+           loss_fn: nn.Module, optimizer: torch.optim.Optimizer, placement: Placement,
            config: TrainConfig, epoch: int, adversary: SegmentationAdversary | None,
-           progress: bool) -> dict[str, float]:
-    """Train one epoch and validate; returns the history row (without the scheduler step)."""
+           progress: bool, pool: SerialPool | ProcessPool) -> dict[str, float]:
+    """Train one epoch and validate; returns the history row (without the scheduler step).
+
+    Losses and accuracies stay on the device until the epoch ends (no synchronisation per
+    step, unless an adversary is trained).
+    """
     started = time.perf_counter()
     train_set = train_loader.dataset
     train_set.set_epoch(epoch)
     model.train()
     losses, accs, adversarial = [], [], []
     for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
-        image = batch["image"].to(device)
-        logits = model(image)
-        target = batch["target"].to(device)
-        loss = loss_fn(logits, target)
-        total = loss
-        if adversary is not None:
-            adv_loss = adversary.generator_loss(image, logits)
-            total = loss + adversary.weight * adv_loss
+        image = placement.batch(batch["image"])
+        target = batch["target"].to(placement.device, non_blocking=True)
+        with placement.autocast():
+            logits = model(image)
+            loss = loss_fn(logits, target)
+            total = loss
+            if adversary is not None:
+                adv_loss = adversary.generator_loss(image, logits)
+                total = loss + adversary.weight * adv_loss
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         if adversary is not None:
-            d_loss = adversary.discriminator_step(image, logits, target)
+            d_loss = adversary.discriminator_step(image, logits.float(), target)
             adversarial.append((adv_loss.item(), d_loss))
-        losses.append(loss.item())
-        accs.append(pixel_accuracy_torch(logits.detach(), target))
+        losses.append(loss.detach())
+        accs.append(((logits.detach() > 0) == (target > 0.5)).float().mean())
+    # float32 values averaged in float64, as Python floats were
+    losses = torch.stack(losses).cpu().numpy().astype(np.float64)
+    accs = torch.stack(accs).cpu().numpy().astype(np.float64)
     train_s = time.perf_counter() - started
     row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
            "train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
     if adversary is not None:
         row["train_adv_loss"], row["train_d_loss"] = np.mean(adversarial, axis=0).tolist()
-    row.update(_validate(model, val_loader, loss_fn, device, config))
+    validation_started = time.perf_counter()
+    row.update(_validate(model, val_loader, loss_fn, placement, config, pool))
+    row["val_s"] = time.perf_counter() - validation_started
     row["epoch_s"] = time.perf_counter() - started
     row["samples_per_s"] = len(train_set) / train_s
     return row

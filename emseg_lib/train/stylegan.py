@@ -29,6 +29,7 @@ from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
+from emseg_lib.train.feed import resolve_loader_workers
 from emseg_lib.train.gan_common import (
     SAMPLES,
     ema_update,
@@ -44,7 +45,11 @@ from emseg_lib.train.runs import training_run
 
 @dataclass(frozen=True)
 class StyleGANConfig:
-    """Hyper-parameters of :func:`train_stylegan` (defaults: the reference implementation)."""
+    """Hyper-parameters of :func:`train_stylegan` (defaults: the reference implementation).
+
+    ``num_workers``: DataLoader worker processes making the crops (None chooses,
+    :func:`~emseg_lib.train.feed.resolve_loader_workers`); the result does not depend on it.
+    """
 
     schedule: tuple[tuple[int, int], ...] = ((8, 400), (16, 400))
     batch_size: int = 16
@@ -55,10 +60,11 @@ class StyleGANConfig:
     ema_decay: float = 0.999
     sample_every: int = 200
     device: str | None = None
+    num_workers: int | None = None
 
 
 #: :class:`StyleGANConfig` fields a resumed run may change (a schedule may be extended)
-RESUMABLE = ("schedule", "sample_every", "device")
+RESUMABLE = ("schedule", "sample_every", "device", "num_workers")
 
 
 def phase_at(schedule: tuple[tuple[int, int], ...], iteration: int) -> tuple[int, float]:
@@ -170,32 +176,54 @@ def _iterate(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.op
              dataset: GanCropDataset, config: StyleGANConfig, run_dir: Path, iteration: int,
              history: list[dict[str, Any]], identity: dict[str, Any], progress: bool) -> None:
     """The training iterations from ``iteration`` on; appends to ``history``."""
-    generator, discriminator, ema = (modules[k] for k in ("generator", "discriminator", "ema"))
-    opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+    generator, ema = modules["generator"], modules["ema"]
     device = next(generator.parameters()).device
     total = sum(length for _, length in config.schedule)
     fixed_z = torch.randn(16, generator.style_dim, generator=torch.Generator().manual_seed(0)
                           ).to(device)
     batches = endless_batches(dataset, config.batch_size,
-                              first_epoch=iteration * config.batch_size // len(dataset))
+                              first_epoch=iteration * config.batch_size // len(dataset),
+                              workers=resolve_loader_workers(config.num_workers, device),
+                              device=device)
     bar = tqdm(total=total, initial=iteration, desc="stylegan", disable=not progress)
-    while iteration < total:
-        step, alpha = phase_at(config.schedule, iteration)
-        real = F.adaptive_avg_pool2d(next(batches)["image"].to(device), 4 * 2 ** step)
-        row = {"iteration": iteration, "resolution": 4 * 2 ** step, "alpha": alpha}
-        row.update(discriminator_step(generator, discriminator, opt_d, real, step, alpha,
-                                      config.r1_gamma))
-        row.update(generator_step(generator, discriminator, opt_g, config.batch_size, step,
-                                  alpha))
-        # warm-up: early on, average over ~10 + iteration steps, not over ~1 / (1 - decay)
-        ema_update(ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
-        history.append(row)
-        iteration += 1
-        bar.update(1)
-        if iteration % config.sample_every == 0 or iteration == total:
-            with torch.no_grad():
-                save_image_grid(ema(fixed_z, step, alpha),
-                                run_dir / SAMPLES / f"iter_{iteration:06d}.png", ncols=4)
-            write_state(run_dir, iteration, modules, optimizers, history,
-                        dataclasses.asdict(config), identity)
-    bar.close()
+    try:
+        while iteration < total:
+            step, alpha = phase_at(config.schedule, iteration)
+            real = next(batches)["image"].to(device, non_blocking=True)
+            history.append(train_iteration(modules, optimizers, real, iteration, config))
+            iteration += 1
+            bar.update(1)
+            if iteration % config.sample_every == 0 or iteration == total:
+                with torch.no_grad():
+                    save_image_grid(ema(fixed_z, step, alpha),
+                                    run_dir / SAMPLES / f"iter_{iteration:06d}.png", ncols=4)
+                write_state(run_dir, iteration, modules, optimizers, history,
+                            dataclasses.asdict(config), identity)
+    finally:
+        bar.close()
+        batches.close()  # stops the loader's worker processes
+
+
+def train_iteration(modules: dict[str, torch.nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer], crops: torch.Tensor,
+                    iteration: int, config: StyleGANConfig) -> dict[str, Any]:
+    """One D and one G update at ``iteration``'s phase, then the EMA update.
+
+    Args:
+        modules: ``generator``, ``discriminator`` and ``ema``.
+        crops: ``(N, 1, S, S)`` real crops on the device, pooled to the phase's resolution.
+
+    Returns:
+        The history row: ``iteration``, ``resolution``, ``alpha`` and the losses.
+    """
+    generator, discriminator, ema = (modules[k] for k in ("generator", "discriminator", "ema"))
+    step, alpha = phase_at(config.schedule, iteration)
+    real = F.adaptive_avg_pool2d(crops, 4 * 2 ** step)
+    row = {"iteration": iteration, "resolution": 4 * 2 ** step, "alpha": alpha}
+    row.update(discriminator_step(generator, discriminator, optimizers["discriminator"], real,
+                                  step, alpha, config.r1_gamma))
+    row.update(generator_step(generator, discriminator, optimizers["generator"],
+                              config.batch_size, step, alpha))
+    # warm-up: early on, average over ~10 + iteration steps, not over ~1 / (1 - decay)
+    ema_update(ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
+    return row
