@@ -20,6 +20,7 @@ from emseg_lib.postprocess import (
     segment_volume,
     watershed_postprocess,
 )
+from emseg_lib.postprocess.thesis import region_interfaces
 
 
 def _opened_membrane(gap_prob: float) -> np.ndarray:
@@ -167,3 +168,9 @@ def test_non_finite_probabilities_are_refused(bad):
     with pytest.raises(EmsegInputError, match=r"first at index \(1, 3, 4\)"):
         threshold_grid(np.stack([_opened_membrane(0.88), prob]), np.ones((2, 40, 60), int),
                        [0.83], [0.08], pixel_nm=4.0)
+
+
+def test_region_interfaces_mark_one_side_of_each_interface():
+    regions = np.array([[[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 3, 0]]])
+    expected = np.array([[[0, 0, 1, 0], [0, 0, 1, 0], [1, 1, 1, 0]]], bool)
+    np.testing.assert_array_equal(region_interfaces(regions), expected)

@@ -50,6 +50,9 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
                        sampling: Sequence[float] | None = None) -> np.ndarray:
     """Candidate new boundary pixels: watershed lines of the distance map inside cells.
 
+    In 2D these are scikit-image's one-pixel watershed lines (the thesis's method); in 3D the
+    interfaces between the watershed regions (:func:`region_interfaces`).
+
     Args:
         prob: ``(Y, X)`` or ``(Z, Y, X)`` cell probability.
         sig_th: threshold turning ``prob`` into the cell mask.
@@ -69,8 +72,26 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
         sampling = np.asarray(sampling, dtype=np.float64) / min(sampling)
     distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
     markers = label(h_maxima(distance, seed_h), connectivity=prob.ndim)
-    regions = watershed(-distance, markers, connectivity=1, watershed_line=True)
-    return (regions == 0) & cells
+    if prob.ndim == 2:
+        regions = watershed(-distance, markers, connectivity=1, watershed_line=True)
+        return (regions == 0) & cells
+    # scikit-image's watershed_line can run for hours on 3D volumes with large plateaus;
+    # in 3D the lines are the voxels facing a region of smaller id (one voxel thick)
+    return region_interfaces(watershed(-distance, markers, connectivity=1)) & cells
+
+
+def region_interfaces(regions: np.ndarray) -> np.ndarray:
+    """``bool`` mask of the voxels with a face-neighbour of smaller, non-zero id: one voxel
+    on one side of every interface between two regions."""
+    interface = np.zeros(regions.shape, dtype=bool)
+    for axis in range(regions.ndim):
+        before = [slice(None)] * regions.ndim
+        after = [slice(None)] * regions.ndim
+        before[axis], after[axis] = slice(None, -1), slice(1, None)
+        low, high = regions[tuple(before)], regions[tuple(after)]
+        interface[tuple(after)] |= (low != high) & (low > 0) & (low < high)
+        interface[tuple(before)] |= (low != high) & (high > 0) & (high < low)
+    return interface
 
 
 def candidate_segments(prob: np.ndarray, sig_th: float, *, seed_h: float = 1.0,
