@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Regenerate every figure and table: executes notebooks/NN_*.ipynb in order with papermill.
+# Regenerate every figure and table: executes notebooks/NN_*.ipynb in order with papermill
+# (01_unet.ipynb once per network kind).
 #
 #   ./run_all.sh [--profile smoke|quick|full] [--data PATH] [--figures DIR] [--runs DIR]
-#                [--out DIR]
+#                [--out DIR] [--real-data DIR]
 #
-# Executed notebooks go to --out (default outputs/<profile>/), figures and tables to
-# --figures (default figures/), checkpoints to --runs (default runs/<profile>/; a rerun resumes
-# from them). Stops at the first failing notebook and names it.
+# Paths follow one rule, shared with the notebooks (emseg_lib/paths.py): data/, figures/,
+# runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
+# notebooks). The profile run is recorded, so notebooks opened afterwards in JupyterLab find
+# its checkpoints. --real-data DIR: where the real EM stacks are (default data/; fetch them
+# with `emseg fetch vnc` and `emseg fetch fibsem`). Progress (epochs, steps, time left) is
+# printed as the notebooks run. Stops at the first failing notebook and names it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="quick"
-data="$root/data/sample_A_20160501.hdf"
-figures="$root/figures"
-runs=""
-out=""
+data="" figures="" runs="" out="" real_data=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
     --figures) figures="$(realpath -m "$2")"; shift 2 ;;
     --runs) runs="$(realpath -m "$2")"; shift 2 ;;
     --out) out="$(realpath -m "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --real-data) real_data="$(realpath -m "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,25 +31,49 @@ case "$profile" in
   smoke|quick|full) ;;
   *) echo "run_all.sh: --profile must be smoke, quick or full, got '$profile'" >&2; exit 2 ;;
 esac
-runs="${runs:-$root/runs/$profile}"
-out="${out:-$root/outputs/$profile}"
+eval "$(EMSEG_ROOT="${EMSEG_ROOT:-$root}" python -m emseg_lib.paths --profile "$profile" --record \
+  | sed 's/^/default_/')"
+data="${data:-$default_data}"
+figures="${figures:-$default_figures}"
+runs="${runs:-$default_runs}"
+out="${out:-$default_outputs}"
+real_data="${real_data:-$(dirname "$default_data")}"
 mkdir -p "$figures" "$runs" "$out"
 [ -f "$data" ] || echo "run_all.sh: $data not found: the notebooks use the SYNTHETIC EM volume"
-
 stamp="$(mktemp)"
+export EMSEG_PROGRESS=log EMSEG_PROGRESS_FILE="$out/progress.log"
+: > "$EMSEG_PROGRESS_FILE"
+tail -n 0 -f "$EMSEG_PROGRESS_FILE" &
+tail_pid=$!
+trap 'kill "$tail_pid" 2>/dev/null; rm -f "$stamp"' EXIT
 started=$(date +%s)
-for notebook in "$root"/notebooks/[0-9][0-9]_*.ipynb; do
-  name="$(basename "$notebook")"
-  echo "== $name (profile $profile)"
-  if ! papermill "$notebook" "$out/$name" --cwd "$root/notebooks" --progress-bar \
-      -p profile "$profile" -p data_path "$data" -p figures_dir "$figures" \
-      -p runs_dir "$runs"; then
-    echo "run_all.sh: FAILED in $name (executed copy with the error: $out/$name)" >&2
+run_notebook() {  # notebook, executed copy, extra papermill arguments...
+  local notebook="$1" executed="$2"
+  shift 2
+  local began=$(date +%s)
+  echo "== $(basename "$executed") (profile $profile)"
+  if ! papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
+      -p profile "$profile" -p data_path "$data" -p figures_dir "$figures" -p runs_dir "$runs" \
+      "$@" 2> "$out/papermill.log"; then
+    tail -n 20 "$out/papermill.log" >&2
+    echo "run_all.sh: FAILED in $(basename "$notebook") (executed copy with the error: $executed)" >&2
     exit 1
   fi
+  echo "== $(basename "$executed") done in $(( $(date +%s) - began )) s"
+}
+for notebook in "$root"/notebooks/[0-9][0-9]_*.ipynb; do
+  name="$(basename "$notebook" .ipynb)"
+  case "$name" in
+    01_unet) for kind in unet2d unet3d; do
+               run_notebook "$notebook" "$out/${name}_$kind.ipynb" -p kind "$kind"
+             done ;;
+    05_threshold_tables) run_notebook "$notebook" "$out/$name.ipynb" -p real_data_dir "$real_data" ;;
+    *) run_notebook "$notebook" "$out/$name.ipynb" ;;
+  esac
 done
 
-echo "== done in $(( $(date +%s) - started )) s; written to $figures:"
+echo "== done in $(( $(date +%s) - started )) s; executed notebooks in $out; written to $figures:"
 find "$figures" -type f -newer "$stamp" \( -name '*.png' -o -name '*.csv' -o -name '*.md' \) \
   | sort | sed "s|^$figures/|  |"
-rm -f "$stamp"
+echo "== checkpoints and saved predictions in $runs use $(du -sh "$runs" | cut -f1) of disk"
+echo "== open the notebooks with: jupyter lab notebooks/   (they find this run's checkpoints)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colormaps
-from skimage.segmentation import expand_labels
+from skimage.segmentation import expand_labels, find_boundaries
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_same_shape
 
@@ -83,14 +83,16 @@ def color_labels(labels: np.ndarray, gap: int = 2) -> np.ndarray:
     return palette[lut[labels]]
 
 
-def overlay(raw: np.ndarray, labels: np.ndarray, alpha: float = 0.4, gap: int = 2
-            ) -> np.ndarray:
+def overlay(raw: np.ndarray, labels: np.ndarray, alpha: float = 0.4, gap: int = 2,
+            edges: bool = True) -> np.ndarray:
     """Colour the segmentation over a grey image: ``(Y, X, 3)`` float in [0, 1].
 
     Args:
         raw: ``(Y, X)`` grey image (uint8 or float in [0, 1]).
         labels: ``(Y, X)`` ids of the same shape.
         alpha: opacity of the colours in [0, 1].
+        edges: draw the segments' outlines in :data:`BOUNDARY_RGB` (a dense segmentation,
+            without label-0 boundaries, stays readable).
     """
     check_same_shape("raw", raw, "labels", labels)
     if not 0.0 <= alpha <= 1.0:
@@ -101,4 +103,7 @@ def overlay(raw: np.ndarray, labels: np.ndarray, alpha: float = 0.4, gap: int = 
     rgb = np.repeat(grey[..., None], 3, axis=2)
     coloured = color_labels(labels, gap)
     cells = (labels != 0)[..., None]
-    return np.where(cells, (1 - alpha) * rgb + alpha * coloured, rgb)
+    out = np.where(cells, (1 - alpha) * rgb + alpha * coloured, rgb)
+    if edges:
+        out[find_boundaries(labels, mode="inner") & (labels != 0)] = BOUNDARY_RGB
+    return out

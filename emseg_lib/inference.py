@@ -18,12 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, check_ndim
 from emseg_lib.models import model_entry
 from emseg_lib.profiles import Tiling
+from emseg_lib.progress import progress_bar
 
 
 def _to_unit(volume: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ def predict_slices(model: nn.Module, volume: np.ndarray, *, multiple: int = 16,
     pad = ((0, 0), (0, -height % multiple), (0, -width % multiple))
     data = np.pad(_to_unit(volume), pad, mode="reflect")
     out = np.empty(volume.shape, dtype=np.float32)
-    for start in tqdm(range(0, len(data), batch_size), desc="slices", disable=not progress):
+    for start in progress_bar(range(0, len(data), batch_size), desc="slices", disable=not progress):
         batch = torch.from_numpy(data[start:start + batch_size, None]).to(dev)
         prob = torch.sigmoid(model(batch))[:, 0, :height, :width]
         out[start:start + batch_size] = prob.cpu().numpy()
@@ -125,7 +125,7 @@ def predict_tiled(
     weights = np.zeros(volume.shape, dtype=np.float64)
     grids = [_starts(s, t, o) for s, t, o in zip(volume.shape, tile, overlap, strict=True)]
     windows = [(z, y, x) for z in grids[0] for y in grids[1] for x in grids[2]]
-    for corner in tqdm(windows, desc="tiles", disable=not progress):
+    for corner in progress_bar(windows, desc="tiles", disable=not progress):
         region = tuple(slice(c, c + t) for c, t in zip(corner, tile, strict=True))
         batch = torch.from_numpy(np.ascontiguousarray(data[region][None, None])).to(dev)
         prob = torch.sigmoid(model(batch))[0].cpu().numpy()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from torch import nn
-from tqdm.auto import tqdm
 
 from emseg_lib.atomic import atomic_hdf5
 from emseg_lib.data.cremi import LABELS_KEY
@@ -27,6 +26,7 @@ from emseg_lib.models import model_entry
 from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
 from emseg_lib.postprocess import get_method, segment_volume
 from emseg_lib.profiles import Tiling
+from emseg_lib.progress import progress_bar
 
 PROBABILITY_KEY = "volumes/predictions/cell_probability"
 
@@ -99,7 +99,7 @@ def _write_labels(chunks: Iterator[tuple[int, int, np.ndarray]], out_path: Path,
                                                chunks=(1, height, width), compression="gzip"))
         for dataset in datasets:
             dataset.attrs["resolution"] = np.asarray(resolution, dtype=np.float64)
-        for z0, z1, prob in tqdm(chunks, total=total, desc="chunks", disable=not progress):
+        for z0, z1, prob in progress_bar(chunks, total=total, desc="chunks", disable=not progress):
             if write_probabilities:
                 datasets[1][z0:z1] = prob
             cells = segment_volume(prob, post.method, thresholds, dims=post.dims,

@@ -1,8 +1,10 @@
-"""Matplotlib figures shared by the notebooks (training curves, segmentation panels).
+"""Matplotlib figures shared by the notebooks (training curves, segmentation panels, 2D/3D
+comparisons, transfer-learning examples).
 
 Each function returns a :class:`matplotlib.figure.Figure` and never saves or shows it; the
-notebook decides. ``caption`` strings (e.g. :attr:`EMVolume.caption`) go into the titles so a
-figure made from synthetic data says so.
+notebook decides (:func:`~emseg_lib.reporting.save_figure` does both). ``caption`` strings
+(e.g. :attr:`EMVolume.caption`) go into the titles so a figure made from synthetic data says
+so. Axes carry units: VOI in bits, accuracy as a fraction of pixels, epochs as integers.
 """
 
 from __future__ import annotations
@@ -10,56 +12,84 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from emseg_lib.display import color_labels, overlay
 
 CURVES = {
-    "accuracy": ("Pixel accuracy", [("train_acc", "train"), ("val_acc", "validation")]),
-    "voi": ("VOI before / after watershed",
+    "accuracy": ("Pixel accuracy", "pixel accuracy (fraction)",
+                 [("train_acc", "train"), ("val_acc", "validation")]),
+    "voi": ("VOI before / after watershed", "VOI (bits)",
             [("val_voi_before", "before watershed"), ("val_voi", "after watershed")]),
-    "voi_merge": ("VOI under-segmentation (merge)",
+    "voi_merge": ("VOI under-segmentation (merge)", "VOI merge (bits)",
                   [("val_voi_merge_before", "before watershed"),
                    ("val_voi_merge", "after watershed")]),
-    "voi_split": ("VOI over-segmentation (split)",
+    "voi_split": ("VOI over-segmentation (split)", "VOI split (bits)",
                   [("val_voi_split_before", "before watershed"),
                    ("val_voi_split", "after watershed")]),
-    "arand": ("Adapted Rand error after watershed", [("val_arand", "validation")]),
-    "loss": ("BCE loss", [("train_loss", "train"), ("val_loss", "validation")]),
+    "arand": ("Adapted Rand error after watershed", "adapted Rand error (0 = perfect)",
+              [("val_arand", "validation")]),
+    "loss": ("BCE loss", "binary cross-entropy", [("train_loss", "train"),
+                                                  ("val_loss", "validation")]),
+}
+
+#: axis labels of history columns (transfer-learning curves)
+COLUMN_LABELS = {
+    "val_acc": "validation pixel accuracy (fraction)",
+    "val_voi_before": "validation VOI before watershed (bits)",
+    "val_voi": "validation VOI after watershed (bits)",
 }
 
 
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def training_curve(history: pd.DataFrame, curve: str, caption: str = "") -> Figure:
-    """One of :data:`CURVES` against the epoch."""
-    title, series = CURVES[curve]
+    """One of :data:`CURVES` against the epoch (validation metrics: thesis protocol)."""
+    title, ylabel, series = CURVES[curve]
     figure = Figure(figsize=(6, 3.6))
     ax = figure.subplots()
     for column, label in series:
         ax.plot(history["epoch"], history[column], label=label, marker="." if
                 len(history) < 30 else None)
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
+    ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3)
     return figure
 
 
+def _probability_image(figure: Figure, ax, prob: np.ndarray, title: str) -> None:
+    image = ax.imshow(prob, cmap="gray", vmin=0, vmax=1)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="P(cell interior)")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
 def segmentation_panel(raw: np.ndarray, prob: np.ndarray, seg: np.ndarray, gt: np.ndarray,
                        title: str) -> Figure:
-    """Input, probability, post-processed segmentation over the input, ground truth.
+    """Input, probability (with colour bar), segmentation over the input, ground truth.
 
     Args:
         raw: ``(Y, X)`` uint8 or float image.
         prob: ``(Y, X)`` cell probability.
-        seg: ``(Y, X)`` predicted labels (0 = boundary).
+        seg: ``(Y, X)`` predicted labels (0 = boundary, if any).
         gt: ``(Y, X)`` ground-truth ids.
     """
-    figure = Figure(figsize=(13, 3.6))
+    figure = Figure(figsize=(14, 3.8))
     axes = figure.subplots(1, 4)
-    panels = [(raw, "input", "gray"), (prob, "cell probability", "gray"),
-              (overlay(raw, seg), f"segmentation ({len(np.unique(seg[seg > 0]))} cells)", None),
-              (color_labels(gt.astype(np.int64)), "ground truth", None)]
-    for ax, (image, name, cmap) in zip(axes, panels, strict=True):
-        ax.imshow(image, cmap=cmap)
+    axes[0].imshow(raw, cmap="gray")
+    axes[0].set_title("input", fontsize=9)
+    axes[0].axis("off")
+    _probability_image(figure, axes[1], prob, "cell probability")
+    for ax, image, name in [
+            (axes[2], overlay(raw, seg), f"segmentation ({len(np.unique(seg[seg > 0]))} "
+                                         "segments)"),
+            (axes[3], color_labels(gt.astype(np.int64)), "ground truth")]:
+        ax.imshow(image)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     figure.suptitle(title, fontsize=10)
@@ -81,9 +111,66 @@ def seed_band_curves(runs: dict[str, list[pd.DataFrame]], column: str, title: st
         line, = ax.plot(values.index, values.mean(axis=1), label=f"{label} (n={len(histories)})")
         ax.fill_between(values.index, values.min(axis=1), values.max(axis=1),
                         color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(column)
+    _epoch_axis(ax)
+    ax.set_ylabel(COLUMN_LABELS.get(column, column))
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return figure
+
+
+def single_image(image: np.ndarray, title: str, *, probability: bool = False) -> Figure:
+    """One image: a grey crop, an RGB overlay, or (``probability``) a map with colour bar."""
+    figure = Figure(figsize=(5, 4.6))
+    ax = figure.subplots()
+    if probability:
+        _probability_image(figure, ax, image, "")
+    else:
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.axis("off")
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def segmentation_difference(seg_a: np.ndarray, seg_b: np.ndarray, title: str,
+                            names: tuple[str, str] = ("2D", "3D")) -> Figure:
+    """Where two segmentations of one crop disagree: outlines of ``seg_a`` only (magenta),
+    of ``seg_b`` only (green), of both (white)."""
+    from skimage.segmentation import find_boundaries
+
+    edges_a, edges_b = find_boundaries(seg_a), find_boundaries(seg_b)
+    rgb = np.zeros((*seg_a.shape, 3))
+    rgb[edges_a & ~edges_b] = (1.0, 0.0, 1.0)
+    rgb[edges_b & ~edges_a] = (0.0, 0.8, 0.0)
+    rgb[edges_a & edges_b] = (1.0, 1.0, 1.0)
+    figure = single_image(rgb, title)
+    figure.axes[0].set_title(f"magenta: {names[0]} only · green: {names[1]} only · white: both",
+                             fontsize=8)
+    return figure
+
+
+def probability_difference(prob_a: np.ndarray, prob_b: np.ndarray, title: str,
+                           names: tuple[str, str] = ("2D", "3D")) -> Figure:
+    """``prob_a - prob_b`` on a diverging scale with its colour bar."""
+    figure = Figure(figsize=(5.2, 4.6))
+    ax = figure.subplots()
+    image = ax.imshow(prob_a - prob_b, cmap="RdBu", vmin=-1, vmax=1)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02,
+                    label=f"P(cell) {names[0]} - P(cell) {names[1]}")
+    ax.axis("off")
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def segmentation_examples(raw: np.ndarray, segmentations: dict[str, np.ndarray], title: str
+                          ) -> Figure:
+    """The input and one segmentation overlay per label, side by side (``(Y, X)`` each)."""
+    panels = [("input", None), *segmentations.items()]
+    figure = Figure(figsize=(4.2 * len(panels), 4.6))
+    axes = figure.subplots(1, len(panels))
+    for ax, (label, seg) in zip(axes, panels, strict=True):
+        ax.imshow(raw if seg is None else overlay(raw, seg), cmap="gray" if seg is None else None)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    figure.suptitle(title, fontsize=10)
     return figure

@@ -89,6 +89,8 @@ class Profile:
 
     Attributes:
         synthetic_shape: ``(Z, Y, X)`` of the synthetic volume used without CREMI files.
+        real_data_crop: largest ``(Z, Y, X)`` of a real stack in the real-data experiments
+            (a centred crop; empty = the whole stack).
         validation_seed: seed of every experiment's validation crops (the same crops for
             every training seed).
         unet2d_width, unet2d_depth: UNet2D base width and number of levels.
@@ -104,6 +106,7 @@ class Profile:
 
     name: str
     synthetic_shape: tuple[int, int, int]
+    real_data_crop: tuple[int, ...]
     validation_seed: int
     num_workers: int | None
     unet2d_width: int

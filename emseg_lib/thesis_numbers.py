@@ -1,8 +1,9 @@
-"""The thesis's published numbers (tables 5.1-5.11), printed beside ours by the notebooks.
+"""The thesis's published numbers (tables 5.1-5.11), printed beside ours by the notebooks, and
+the numbers of its figures and tables, which the notebooks' file names and captions carry.
 
-These are reference values copied from the thesis text, never used as results. The threshold
-grids (tables 5.2-5.4, 5.7-5.9) live in ``resources/thesis_threshold_grids.csv``, indexed by
-``sig_th`` (rows) and ``edge_th - sig_th`` (columns), as in the thesis.
+The values are reference values copied from the thesis text, never used as results. The
+threshold grids (tables 5.2-5.4, 5.7-5.9) live in ``resources/thesis_threshold_grids.csv``,
+indexed by ``sig_th`` (rows) and ``edge_th - sig_th`` (columns), as in the thesis.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from emseg_lib.errors import EmsegInputError
 
 GRID_SIG_TH = (0.73, 0.80, 0.83, 0.86, 0.88, 0.90)
 GRID_EDGE_DELTA = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10)
+
+#: trainable parameters at the thesis's size (3.1, 3.2.4)
+PARAMETER_COUNTS = {"unet2d": 31_036_481, "unet3d": 923_201}
 
 #: tables 5.1 / 5.6: means of the last 5 epochs on validation batches (acc in %).
 LAST_EPOCHS = {
@@ -30,6 +34,64 @@ TEST_RESULTS = {
                "voi_merge": 0.05837, "arand": 0.09029},
     "cremi_best_submission": {"voi_split": 0.339, "voi_merge": 0.115, "arand": 0.108},
 }
+
+
+#: figure and table numbers of the supervised notebook, per model kind
+UNET_NUMBERS = {
+    "unet2d": {"curves": {"accuracy": "5.4", "voi": "5.5", "voi_merge": "5.6", "voi_split": "5.7",
+                          "arand": "5.8"},
+               "examples": {"validation": "5.9", "test": "5.10"},
+               "last_epochs_table": "5.1", "test_table": "5.5",
+               "grid_tables": {"voi": "5.2", "voi_split": "5.3", "voi_merge": "5.4"}},
+    "unet3d": {"curves": {"accuracy": "5.11", "voi": "5.12", "voi_merge": "5.13",
+                          "voi_split": "5.14", "arand": "5.15"},
+               "examples": {"validation": "5.16", "test": "5.17"},
+               "last_epochs_table": "5.6", "test_table": "5.10",
+               "grid_tables": {"voi": "5.7", "voi_split": "5.8", "voi_merge": "5.9"}},
+}
+
+#: figures 5.18-5.29: the same crop by both networks (input, 2D, 3D, difference), three times
+COMPARISON_NUMBERS = (
+    {"what": "segmentation", "input": "5.18", "unet2d": "5.19", "unet3d": "5.20",
+     "difference": "5.21"},
+    {"what": "segmentation", "input": "5.22", "unet2d": "5.23", "unet3d": "5.24",
+     "difference": "5.25"},
+    {"what": "probability", "input": "5.26", "unet2d": "5.27", "unet3d": "5.28",
+     "difference": "5.29"},
+)
+
+#: Boundless figures (examples, losses, adversarial and pixel loss) and table per mask
+BOUNDLESS_NUMBERS = {
+    "right": {"examples": "5.30", "losses": "5.31", "adv_pixel": "5.32", "table": "5.12"},
+    "center": {"examples": "5.33", "losses": "5.34", "adv_pixel": "5.35", "table": "5.13"},
+    "random": {"examples": "5.36", "losses": "5.37", "adv_pixel": "5.38", "table": "5.14"},
+}
+
+#: transfer learning: table, curve figures (number, history column) and the segmentation
+#: examples figure of each experiment
+TRANSFER_NUMBERS = {
+    "masks": {"table": "5.15", "curves": (("5.39", "val_acc"), ("5.40", "val_voi_before"),
+                                          ("5.41", "val_voi")), "examples": "5.42"},
+    "frozen_layers": {"table": "5.16", "curves": (("5.43", "val_acc"),
+                                                  ("5.44", "val_voi_before")),
+                      "examples": "5.45"},
+    "initialisation": {"table": "5.17", "curves": (("5.46", "val_acc"),
+                                                   ("5.47", "val_voi_before")),
+                       "examples": "5.48"},
+    "hyperparameters": {"table": "5.18", "curves": (("5.49", "val_acc"),
+                                                    ("5.50", "val_voi_before"))},
+    "early_stopping": {"table": "5.19", "curves": (("5.51", "val_acc"),
+                                                   ("5.52", "val_voi_before")),
+                       "examples": "5.53"},
+}
+
+#: StyleGAN figures
+STYLEGAN_NUMBERS = {"losses": "5.1", "samples": "5.2", "real_vs_generated": "5.3"}
+
+
+def file_stem(prefix: str, number: str) -> str:
+    """File-name stem of a thesis figure or table: ``file_stem("fig", "5.4") == "fig5_4"``."""
+    return f"{prefix}{number.replace('.', '_')}"
 
 
 def threshold_grid(model: str, metric: str) -> pd.DataFrame:

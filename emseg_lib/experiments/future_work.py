@@ -31,6 +31,7 @@ def fair_comparison(volume: EMVolume, profile: Profile, supervised_runs: str | P
     for kind in KINDS:
         model = model_from_checkpoint(Path(supervised_runs) / kind / BEST)
         test = predict_split(model, volume, "test", profile, device=device,
+                             cache_dir=Path(supervised_runs) / kind,
                              progress=False)
         tables[kind] = protocol_scores(test.prob, test.gt, sig_th, edge_th,
                                        pixel_nm=test.pixel_nm)

@@ -9,12 +9,13 @@ gets, each method at the best thresholds of its grid *on the test split itself*.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from emseg_lib.data import EMVolume
+from emseg_lib.data import EMVolume, load_cremi
 from emseg_lib.evaluation import score_volume
 from emseg_lib.experiments.supervised import ModelKind, predict_split, train_unet
 from emseg_lib.fetch import DATASETS
@@ -31,6 +32,22 @@ def real_stack_paths(folder: str | Path) -> dict[str, Path]:
     that exist there."""
     paths = {name: Path(folder) / dataset.filename for name, dataset in DATASETS.items()}
     return {name: path for name, path in paths.items() if path.is_file()}
+
+
+#: the network trained on each real stack: 2D on the anisotropic ssTEM stack (its labels are
+#: not linked across sections), 3D on the isotropic FIB-SEM cube
+REAL_STACK_MODELS: dict[str, ModelKind] = {"vnc": "unet2d", "fibsem": "unet3d"}
+
+
+def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
+    """A real CREMI-layout stack, centre-cropped to the profile's ``real_data_crop``."""
+    volume = load_cremi(path)
+    if not profile.real_data_crop:
+        return volume
+    window = tuple(slice((size - min(size, limit)) // 2,
+                         (size - min(size, limit)) // 2 + min(size, limit))
+                   for size, limit in zip(volume.shape, profile.real_data_crop, strict=True))
+    return dataclasses.replace(volume, raw=volume.raw[window], labels=volume.labels[window])
 
 
 def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,

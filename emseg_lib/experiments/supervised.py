@@ -6,16 +6,22 @@ inference). Sizes come from a :class:`~emseg_lib.profiles.Profile`.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import h5py
 import numpy as np
 import pandas as pd
 from torch import nn
 
+from emseg_lib.atomic import atomic_path
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.data.fingerprint import array_sha256
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
@@ -32,7 +38,12 @@ from emseg_lib.train import (
     load_checkpoint,
     model_from_checkpoint,
 )
+from emseg_lib.train.checkpoint import weights_sha256
 from emseg_lib.tuning import checkpoint_entry, tune_all
+
+#: folder of a run holding its saved split probabilities
+PREDICTIONS = "predictions"
+PROBABILITY_KEY = "cell_probability"
 
 ModelKind = Literal["unet2d", "unet3d"]
 KINDS = ("unet2d", "unet3d")
@@ -137,7 +148,8 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     if state.get("postprocess", {}).get("epoch") == state["epoch"]:
         return state["postprocess"]
     model = model_from_checkpoint(checkpoint)
-    val = predict_split(model, volume, "val", profile, device=device, progress=False)
+    val = predict_split(model, volume, "val", profile, device=device, progress=False,
+                        cache_dir=Path(checkpoint).parent)
     dims = model_entry(model).dims
     results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
                        resolution=volume.resolution, workers=workers)
@@ -177,11 +189,44 @@ class SplitPrediction:
 
 
 def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profile, *,
-                  device: str | None = None, progress: bool = True) -> SplitPrediction:
-    """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume``."""
+                  device: str | None = None, progress: bool = True,
+                  cache_dir: str | Path | None = None) -> SplitPrediction:
+    """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume``.
+
+    Args:
+        cache_dir: a run folder; the probabilities are saved once in its ``predictions/``
+            (keyed by the weights, the split's raw data and the tiling) and read back by every
+            later call, so notebooks and threshold grids do not predict a split again.
+    """
     part = split_slices(volume.shape[0]).apply(volume)[split]
-    prob = predict_volume(model, part.raw, profile.tiling_3d, device=device, progress=progress)
+    if cache_dir is None:
+        prob = predict_volume(model, part.raw, profile.tiling_3d, device=device,
+                              progress=progress)
+    else:
+        key = hashlib.sha256(json.dumps([
+            weights_sha256({"model": model.state_dict()}), array_sha256(part.raw),
+            dataclasses.asdict(profile.tiling_3d)]).encode()).hexdigest()[:16]
+        path = Path(cache_dir) / PREDICTIONS / f"{split}_{key}.h5"
+        prob = _read_cached(path, part.shape)
+        if prob is None:
+            prob = predict_volume(model, part.raw, profile.tiling_3d, device=device,
+                                  progress=progress)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+                handle.create_dataset(PROBABILITY_KEY, data=prob, compression="gzip")
     return SplitPrediction(prob, part.labels.astype(np.int64), volume.resolution[1])
+
+
+def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Saved probabilities of ``shape``, or None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as handle:
+            prob = handle[PROBABILITY_KEY][()]
+    except (OSError, KeyError):
+        return None
+    return prob if prob.shape == tuple(shape) and np.all(np.isfinite(prob)) else None
 
 
 def grid_tables(grid: pd.DataFrame, metrics: Sequence[str] = ("voi", "voi_split", "voi_merge")

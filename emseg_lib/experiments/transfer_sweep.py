@@ -18,17 +18,19 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS
 from emseg_lib.experiments.identity import experiment_identity
+from emseg_lib.inference import predict_volume
 from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
+from emseg_lib.postprocess import THESIS_EDGE_TH, THESIS_SIG_TH, watershed_postprocess
 from emseg_lib.profiles import Profile
+from emseg_lib.progress import progress_bar
 from emseg_lib.thesis_numbers import TRANSFER
-from emseg_lib.train import TrainConfig, fit
+from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint
 from emseg_lib.train.boundless import BoundlessConfig
 
 #: optimiser settings over :class:`TrainConfig`'s (Lee et al.'s segmentation ones): the
@@ -154,7 +156,7 @@ def run_sweep(volume: EMVolume, profile: Profile, runs_dir: str | Path,
     specs = {spec.name: spec for table in EXPERIMENTS.values() for spec in table.values()}
     seeds = profile.transfer.seeds
     histories = {}
-    for name, seed in tqdm([(n, s) for n in specs for s in seeds], desc="transfer runs",
+    for name, seed in progress_bar([(n, s) for n in specs for s in seeds], desc="transfer runs",
                            disable=not progress):
         histories[(name, seed)] = run_transfer(
             specs[name], volume, profile, Path(runs_dir) / name / f"seed{seed}", weights_dir,
@@ -227,3 +229,23 @@ def runs_by_label(experiment: str, histories: dict[tuple[str, int], pd.DataFrame
     """``{label: [history per seed]}`` for one experiment of :data:`EXPERIMENTS`."""
     return {label: [h for (name, _), h in histories.items() if name == spec.name]
             for label, spec in EXPERIMENTS[experiment].items()}
+
+
+def example_segmentations(experiment: str, volume: EMVolume, profile: Profile,
+                          runs_dir: str | Path, *, seed: int, device: str | None = None
+                          ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The first validation slice and its segmentation by every configuration of
+    ``experiment`` (``best.pt`` of seed ``seed``; the thesis method at its thresholds).
+
+    Returns:
+        The raw slice ``(Y, X)`` and ``{label: labels (Y, X)}`` (figures 5.42, 5.45, 5.48,
+        5.53).
+    """
+    z = split_slices(volume.shape[0]).val.start
+    raw = volume.raw[z:z + 1]
+    segmentations = {}
+    for label, spec in EXPERIMENTS[experiment].items():
+        model = model_from_checkpoint(Path(runs_dir) / spec.name / f"seed{seed}" / BEST)
+        prob = predict_volume(model, raw, profile.tiling_3d, device=device, progress=False)[0]
+        segmentations[label] = watershed_postprocess(prob, THESIS_SIG_TH, THESIS_EDGE_TH)
+    return raw[0], segmentations

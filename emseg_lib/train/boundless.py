@@ -19,12 +19,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
+from emseg_lib.progress import progress_bar
 from emseg_lib.train.feed import resolve_loader_workers
 from emseg_lib.train.gan_common import (
     SAMPLES,
@@ -212,7 +212,7 @@ def _steps(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Opti
                               device=device)
     window: list[dict[str, float]] = []
     started = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, desc="boundless", disable=not progress)
+    bar = progress_bar(total=config.steps, initial=step, desc="boundless", disable=not progress)
     try:
         while step < config.steps:
             batch = next(batches)

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.device import pick_device
@@ -34,6 +33,7 @@ from emseg_lib.evaluation import evaluate_slices
 from emseg_lib.models import model_entry, model_spec
 from emseg_lib.parallel import ProcessPool, SerialPool, available_cores, worker_pool
 from emseg_lib.postprocess import UNTUNED_EDGE_TH, UNTUNED_SIG_TH
+from emseg_lib.progress import progress_bar
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
@@ -226,8 +226,8 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
         list(pool.map(abs, range(scorers)))  # fork the scorers now, before the loaders' workers
         train_loader = epoch_loader(train_set, config.batch_size, workers=workers, device=device)
         val_loader = epoch_loader(val_set, config.batch_size, workers=workers, device=device)
-        epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not progress,
-                      initial=start_epoch, total=config.epochs)
+        epochs = progress_bar(range(start_epoch, config.epochs), desc="epochs",
+                              disable=not progress, initial=start_epoch, total=config.epochs)
         epoch = start_epoch
         try:
             for epoch in epochs:
@@ -271,7 +271,8 @@ def _epoch(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
     train_set.set_epoch(epoch)
     model.train()
     losses, accs, adversarial = [], [], []
-    for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+    for batch in progress_bar(train_loader, desc=f"epoch {epoch}", leave=False,
+                              disable=not progress):
         image = placement.batch(batch["image"])
         target = batch["target"].to(placement.device, non_blocking=True)
         with placement.autocast():

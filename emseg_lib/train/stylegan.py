@@ -23,12 +23,12 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
+from emseg_lib.progress import progress_bar
 from emseg_lib.train.feed import resolve_loader_workers
 from emseg_lib.train.gan_common import (
     SAMPLES,
@@ -185,7 +185,7 @@ def _iterate(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.op
                               first_epoch=iteration * config.batch_size // len(dataset),
                               workers=resolve_loader_workers(config.num_workers, device),
                               device=device)
-    bar = tqdm(total=total, initial=iteration, desc="stylegan", disable=not progress)
+    bar = progress_bar(total=total, initial=iteration, desc="stylegan", disable=not progress)
     try:
         while iteration < total:
             step, alpha = phase_at(config.schedule, iteration)
