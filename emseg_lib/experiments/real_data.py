@@ -63,7 +63,7 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
     trained = train_unet(kind, volume, profile, run_dir, seed=seed, device=device,
                          workers=workers, progress=False)
     test = predict_split(trained.model, volume, "test", profile, device=device,
-                         progress=False)
+                         progress=False, cache_dir=run_dir)
     dims = model_entry(trained.model).dims
     settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
     for name, method in METHODS.items():

@@ -91,7 +91,8 @@ class TrainingRun:
     """A finished (or resumed) training run.
 
     Attributes:
-        model: the network with the weights of ``best.pt`` (lowest validation VOI), eval mode.
+        model: the network with the weights of ``best.pt`` (lowest validation VOI, CREMI
+            protocol), eval mode.
         history: one row per epoch (see :func:`~emseg_lib.train.fit`).
         postprocess: the thresholds learned on the validation split, as stored in ``best.pt``
             (:func:`learn_postprocessing`).
