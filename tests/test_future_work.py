@@ -72,8 +72,16 @@ def test_adversarial_fit_updates_both_networks(tmp_path, small_volume):
         fit(UNet2D(base_width=4, depth=3), train, val,
             TrainConfig(epochs=3, batch_size=2, device="cpu"), tmp_path, progress=False,
             adversary=SegmentationAdversary(PairDiscriminator(4, 2)))
+    trained = [p.detach().clone() for p in discriminator.parameters()]
+    restored = SegmentationAdversary(PairDiscriminator(4, 2), weight=0.05)
+    loaded = []
+    original_load = restored.load_state_dict
+    restored.load_state_dict = lambda state: (original_load(state), loaded.extend(
+        p.detach().clone() for p in restored.discriminator.parameters()))
     resumed = fit(UNet2D(base_width=4, depth=3), train, val,
                   TrainConfig(epochs=3, batch_size=2, device="cpu"), tmp_path,
-                  progress=False,
-                  adversary=SegmentationAdversary(PairDiscriminator(4, 2), weight=0.05))
-    assert len(resumed) == 3
+                  progress=False, adversary=restored)
+    assert list(resumed["epoch"]) == [0, 1, 2]
+    # the resumed run started from the saved discriminator, not a fresh one
+    assert all(torch.equal(a, b) for a, b in zip(loaded, trained, strict=True))
+    assert restored.optimizer.state_dict()["state"]  # Adam moments restored and advanced

@@ -93,9 +93,23 @@ def test_bad_checkpoint_file(tmp_path):
         load_checkpoint(bad)
 
 
-def test_device_choice():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device().type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(EmsegInputError, match="asked for CUDA"):
-            pick_device("cuda")
+@pytest.mark.parametrize("requested, fragment", [
+    ("gpu", "not a device emseg can use"), ("cuda:x", "not a device emseg can use"),
+    ("tpu", "not a device emseg can use")])
+def test_device_strings_that_are_no_device_are_refused(requested, fragment):
+    with pytest.raises(EmsegInputError, match=fragment):
+        pick_device(requested)
+
+
+def test_device_choice_follows_the_request_and_what_the_machine_has(monkeypatch):
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
+    with pytest.raises(EmsegInputError, match="asked for CUDA but none is available"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device() == torch.device("cuda")
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(EmsegInputError, match="has 2 CUDA device"):
+        pick_device("cuda:2")
