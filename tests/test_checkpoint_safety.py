@@ -27,6 +27,7 @@ from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, model_from_ch
 from emseg_lib.train import loop as loop_module
 from emseg_lib.train.checkpoint import (
     annotate_checkpoint,
+    content_sha256,
     load_checkpoint,
     save_checkpoint,
     weights_sha256,
@@ -66,8 +67,9 @@ def _one_line(err: pytest.ExceptionInfo, name: str) -> str:
 def test_round_trip_records_format_and_checksum(tmp_path):
     path = _checkpoint(tmp_path / "c.pt", history=[{"val_voi": np.float64(0.5)}])
     state = load_checkpoint(path)
-    assert state["format"] == "emseg-checkpoint" and state["version"] == 1
+    assert state["format"] == "emseg-checkpoint" and state["version"] == 2
     assert state["weights_sha256"] == weights_sha256(state)
+    assert state["content_sha256"] == content_sha256(state)
     assert type(state["history"][0]["val_voi"]) is float  # numpy scalars stored as floats
     with pytest.raises(TypeError, match=r"state\.extra is a \w*Path"):
         _checkpoint(tmp_path / "bad.pt", extra=pathlib.Path("x"))
@@ -94,6 +96,19 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with pytest.raises(EmsegInputError, match="refused"):
         model_from_checkpoint(path)
     assert not marker.exists()
+
+
+def test_a_changed_optimizer_state_or_history_is_refused(tmp_path):
+    path = _checkpoint(tmp_path / "last.pt", history=[{"val_voi": 0.5}],
+                       optimizer={"state": {0: {"exp_avg": torch.ones(3)}}})
+    for change in (lambda s: s["optimizer"]["state"][0]["exp_avg"].mul_(2),
+                   lambda s: s["history"][0].update(val_voi=0.25)):
+        state = torch.load(path, weights_only=True)
+        change(state)
+        torch.save(state, tmp_path / "changed.pt")
+        with pytest.raises(EmsegInputError, match="contents .* do not match their SHA-256") as err:
+            load_checkpoint(tmp_path / "changed.pt")
+        _one_line(err, "changed.pt")
 
 
 def test_truncated_and_foreign_files_are_one_line(tmp_path):

@@ -8,7 +8,9 @@ and plain values (str, int, float, bool, None, lists, tuples, dicts) with
 * ``format`` (``"emseg-checkpoint"``) and ``version`` (1);
 * ``model``: the state dict of the network used afterwards (UNet, segmenter, GAN generator);
 * ``model_spec``: ``{"name", "config"}`` to rebuild it (:func:`~emseg_lib.models.build_model`);
-* ``weights_sha256``: :func:`weights_sha256` of the weights, checked at every load;
+* ``weights_sha256``: :func:`weights_sha256` of the weights, and ``content_sha256``:
+  :func:`content_sha256` of everything else too (optimizer state, history, RNG state, ...),
+  both checked at every load;
 
 plus what its writer needs to resume: ``optimizer``, ``scheduler``, ``epoch``, ``history``,
 ``torch_rng``, ``config`` and ``identity`` (:func:`~emseg_lib.train.fit`); ``modules``,
@@ -42,10 +44,11 @@ LAST = "last.pt"
 BEST = "best.pt"
 HISTORY = "history.csv"
 FORMAT = "emseg-checkpoint"
-VERSION = 1
+VERSION = 2
 #: entries whose tensors :func:`weights_sha256` covers
 WEIGHT_KEYS = ("model", "modules", "adversary")
-_RESERVED = ("format", "version", "weights_sha256", "model", "model_spec")
+_CHECKSUMS = ("weights_sha256", "content_sha256")
+_RESERVED = ("format", "version", *_CHECKSUMS, "model", "model_spec")
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
 
@@ -75,6 +78,32 @@ def weights_sha256(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _feed(digest: Any, name: str, value: Any) -> None:
+    """Hash ``value`` (tensors by dtype, shape and bytes; plain values by type and repr)."""
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous()
+        digest.update(f"{name}:tensor:{data.dtype}:{tuple(data.shape)}\n".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        digest.update(f"{name}:dict:{len(value)}\n".encode())
+        for key, item in value.items():
+            _feed(digest, f"{name}.{key!r}", item)
+    elif isinstance(value, list | tuple):
+        digest.update(f"{name}:{type(value).__name__}:{len(value)}\n".encode())
+        for index, item in enumerate(value):
+            _feed(digest, f"{name}[{index}]", item)
+    else:
+        digest.update(f"{name}:{type(value).__name__}:{value!r}\n".encode())
+
+
+def content_sha256(state: dict[str, Any]) -> str:
+    """Hex SHA-256 of every entry of a checkpoint but its checksums, in key order."""
+    digest = hashlib.sha256()
+    for key in sorted(key for key in state if key not in _CHECKSUMS):
+        _feed(digest, key, state[key])
+    return digest.hexdigest()
+
+
 def _plain(value: Any, where: str) -> Any:
     """``value`` with numpy scalars made Python ones; anything not plain is a TypeError."""
     if isinstance(value, np.generic):
@@ -94,8 +123,8 @@ def _plain(value: Any, where: str) -> Any:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (with ``model`` and ``model_spec``) as a verified checkpoint, atomically.
 
-    Adds ``format``, ``version`` and ``weights_sha256``; a crash or Ctrl-C mid-write leaves
-    the previous file intact.
+    Adds ``format``, ``version``, ``weights_sha256`` and ``content_sha256``; a crash or
+    Ctrl-C mid-write leaves the previous file intact.
     """
     path = Path(path)
     missing = [key for key in ("model", "model_spec") if key not in state]
@@ -103,6 +132,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise ValueError(f"{path}: a checkpoint needs {missing}")
     plain = _plain(dict(state), "state")
     plain.update(format=FORMAT, version=VERSION, weights_sha256=weights_sha256(plain))
+    plain["content_sha256"] = content_sha256(plain)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_stream(path) as stream:  # a full disk: an OSError naming path
         torch.save(plain, stream)
@@ -140,13 +170,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
             "or by an emseg without verified checkpoints); retrain to get one"
         )
     version = state.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise EmsegInputError(f"{path}: checkpoint format version {version!r} is not one this "
-                              f"emseg reads (<= {VERSION}); update emseg")
+    if version != VERSION:
+        raise EmsegInputError(f"{path}: checkpoint format version {version!r} is not the one "
+                              f"this emseg reads ({VERSION}); retrain, or use the emseg that "
+                              "wrote it")
     if state.get("weights_sha256") != weights_sha256(state):
         raise EmsegInputError(
             f"{path}: the weights do not match their SHA-256 checksum (the file was corrupted "
             "or modified after it was written); use another copy or retrain"
+        )
+    if state.get("content_sha256") != content_sha256(state):
+        raise EmsegInputError(
+            f"{path}: the checkpoint's contents (optimizer state, history, settings) do not "
+            "match their SHA-256 checksum (the file was corrupted or modified after it was "
+            "written); use another copy or retrain"
         )
     return state
 
