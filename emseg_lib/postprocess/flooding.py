@@ -1,0 +1,234 @@
+"""Marker-based watershed, pixel for pixel scikit-image's, compiled with numba.
+
+:func:`watershed` returns exactly what ``skimage.segmentation.watershed(elevation, markers,
+connectivity=1, watershed_line=lines)`` returns (scikit-image >= 0.23, no mask, no
+compactness): it replays the same priority queue (a binary heap ordered by elevation, then by
+entry time; markers enter first, in raster order, at time 0), the same sift-up and sift-down
+steps (so equal keys leave the heap in the same order) and the same neighbour order. What it
+saves is scikit-image's overhead (pointer-indirected 32-byte heap items, float64 keys) and the
+work after the pixels the caller asks about are decided (``watch``): the elevation and the
+entry time are packed into one ``uint64`` key, and the flood stops once no watched pixel is
+left undecided.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: entry times are the low 32 bits of a key (scikit-image stores them as int32 as well)
+_AGE_BITS = np.uint64(32)
+
+
+def ordered_bits(values: np.ndarray) -> np.ndarray:
+    """``uint32`` codes of ``float32`` values whose order is the values' order (-0 == +0).
+
+    Args:
+        values: finite ``float32`` array, any shape.
+
+    Returns:
+        ``uint64`` array of the same shape: ``a < b`` exactly when the values are.
+    """
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    negative = (bits >> np.uint32(31)).astype(bool)
+    return np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+
+
+@njit(cache=True, nogil=True)
+def _push(keys, payloads, n, key, payload):  # pragma: no cover - compiled
+    """Insert into the binary heap of ``n`` entries (scikit-image's sift-up); the new size."""
+    child = n
+    while child > 0:
+        parent = (child + 1) // 2 - 1
+        if key < keys[parent]:
+            keys[child] = keys[parent]
+            payloads[child] = payloads[parent]
+            child = parent
+        else:
+            break
+    keys[child] = key
+    payloads[child] = payload
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _pop(keys, payloads, n):  # pragma: no cover - compiled
+    """Remove the smallest entry (scikit-image's sift-down); the new size."""
+    n -= 1
+    if n == 0:
+        return n
+    key, payload = keys[n], payloads[n]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            break
+        smallest, smallest_key = i, key
+        if keys[left] < key:
+            smallest, smallest_key = left, keys[left]
+        right = left + 1
+        if right < n and keys[right] < smallest_key:
+            smallest = right
+        if smallest == i:
+            break
+        keys[i] = keys[smallest]
+        payloads[i] = payloads[smallest]
+        i = smallest
+    keys[i] = key
+    payloads[i] = payload
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _visit(index, label, marker, output, inside, offsets, lines, watch,
+           undecided):  # pragma: no cover - compiled
+    """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``."""
+    if not lines:
+        return True, undecided
+    if output[index] != 0 and not marker:
+        return False, undecided  # a non-marker reached before from another neighbour
+    if not inside[index]:
+        return True, undecided  # a line already; its neighbours are pushed again
+    if watch[index] and output[index] == 0:
+        undecided -= 1  # its first pop decides it
+    for offset in offsets:
+        neighbour = index + offset
+        if inside[neighbour] and output[neighbour] != 0 and output[neighbour] != label:
+            inside[index] = 0
+            return True, undecided
+    output[index] = label
+    return True, undecided
+
+
+@njit(cache=True, nogil=True)
+def _flood(levels, output, inside, offsets, starts, lines, watch,
+           undecided):  # pragma: no cover - compiled
+    """scikit-image's ``watershed_raveled`` without compactness, on padded raveled arrays.
+
+    The heap holds ``(level << 32 | entry time)`` keys and ``(label << 32 | index)``
+    payloads (a marker's label is fixed, so scikit-image's ``output[source]`` is known when
+    an entry is pushed; markers are the entries of time 0). Once the heap holds only entries
+    of the highest level and no marker, they leave in entry order: the rest is a FIFO queue.
+
+    Args:
+        levels: ``uint64`` elevation codes (:func:`ordered_bits`), padded and raveled.
+        output: ``int32`` markers, padded and raveled; filled in place.
+        inside: ``int8``, 1 inside the image, 0 on the padding; lines are set to 0 in place.
+        offsets: raveled neighbour offsets in scikit-image's order.
+        starts: raveled marker positions in raster order.
+        lines: one-pixel watershed lines between the regions (label 0).
+        watch: ``bool``, the pixels whose result is wanted; ``undecided`` of them are
+            unlabelled non-markers. The flood stops when none is left.
+    """
+    capacity = max(1024, 2 * starts.size)
+    keys = np.empty(capacity, np.uint64)
+    payloads = np.empty(capacity, np.uint64)
+    mask32 = np.uint64(0xFFFFFFFF)
+    n = 0
+    for start in starts:
+        n = _push(keys, payloads, n, levels[start] << _AGE_BITS,
+                  (np.uint64(output[start]) << _AGE_BITS) | np.uint64(start))
+    markers_left = n
+    top = levels.max()
+    age = 1
+    while n > 0 and undecided > 0:
+        key, payload = keys[0], payloads[0]
+        level = key >> _AGE_BITS
+        if level == top and markers_left == 0:
+            break  # every key left is (top, distinct time): first in, first out from here
+        n = _pop(keys, payloads, n)
+        marker = (key & mask32) == 0
+        markers_left -= marker
+        index = np.int64(payload & mask32)
+        label = np.int32(payload >> _AGE_BITS)
+        go_on, undecided = _visit(index, label, marker, output, inside, offsets, lines,
+                                  watch, undecided)
+        if not go_on:
+            continue
+        for offset in offsets:
+            neighbour = index + offset
+            if not inside[neighbour] or output[neighbour] != 0:
+                continue
+            age += 1
+            if not lines:
+                output[neighbour] = output[index]
+                undecided -= watch[neighbour]
+            if n == keys.size:
+                keys = np.concatenate((keys, np.empty_like(keys)))
+                payloads = np.concatenate((payloads, np.empty_like(payloads)))
+            n = _push(keys, payloads, n,
+                      (max(levels[neighbour], level) << _AGE_BITS) | np.uint64(age),
+                      (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour))
+    if n == 0 or undecided == 0:
+        return
+    order = np.argsort(keys[:n])
+    queue = np.empty(max(n, 1024), np.uint64)
+    queue[:n] = payloads[:n][order]
+    head, tail = 0, n
+    while head < tail and undecided > 0:
+        payload = queue[head]
+        head += 1
+        index = np.int64(payload & mask32)
+        label = np.int32(payload >> _AGE_BITS)
+        go_on, undecided = _visit(index, label, False, output, inside, offsets, lines,
+                                  watch, undecided)
+        if not go_on:
+            continue
+        for offset in offsets:
+            neighbour = index + offset
+            if not inside[neighbour] or output[neighbour] != 0:
+                continue
+            if not lines:
+                output[neighbour] = output[index]
+                undecided -= watch[neighbour]
+            if tail == queue.size:
+                queue = np.concatenate((queue[head:tail], np.empty(tail - head + 1024,
+                                                                   np.uint64)))
+                head, tail = 0, tail - head
+            queue[tail] = (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour)
+            tail += 1
+
+
+def level_codes(elevation: np.ndarray) -> np.ndarray:
+    """``uint64`` codes below 2**32 ordered as ``elevation``'s values (equal values, equal
+    codes): the float32 bits (:func:`ordered_bits`), else the rank among the distinct
+    values."""
+    elevation = np.asarray(elevation)
+    if elevation.dtype == np.float32:
+        return ordered_bits(elevation)
+    _, rank = np.unique(elevation.astype(np.float64), return_inverse=True)
+    return rank.reshape(elevation.shape).astype(np.uint64)
+
+
+def face_offsets(shape: tuple[int, ...]) -> np.ndarray:
+    """Raveled offsets of the face neighbours in a C-ordered array of ``shape``, in
+    scikit-image's order (ascending)."""
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    return np.sort(np.concatenate([-strides, strides])).astype(np.int64)
+
+
+def watershed(elevation: np.ndarray, markers: np.ndarray, *, lines: bool = False,
+              watch: np.ndarray | None = None) -> np.ndarray:
+    """``skimage.segmentation.watershed(elevation, markers, connectivity=1,
+    watershed_line=lines)``, exactly.
+
+    Args:
+        elevation: ``(Y, X)`` or ``(Z, Y, X)`` finite values.
+        markers: non-negative integer ids of the same shape, 0 = to be flooded.
+        lines: one-pixel watershed lines of label 0 between the regions.
+        watch: ``bool`` mask of the pixels whose result the caller reads (default: all); the
+            others may be left unflooded (0).
+
+    Returns:
+        ``int32`` labels of ``markers``' shape.
+    """
+    levels = np.pad(level_codes(elevation), 1).ravel()
+    output = np.pad(np.asarray(markers, dtype=np.int32), 1)
+    inside = np.pad(np.ones(markers.shape, np.int8), 1).ravel()
+    watched = np.ones(markers.shape, bool) if watch is None else np.asarray(watch, bool)
+    watched = np.pad(watched, 1).ravel()
+    flat = output.ravel()
+    undecided = int(np.count_nonzero(watched & (flat == 0)))
+    _flood(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat), lines,
+           watched, undecided)
+    return output[(slice(1, -1),) * output.ndim]
