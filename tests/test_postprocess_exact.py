@@ -13,7 +13,7 @@ from skimage.segmentation import watershed as sk_watershed
 
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.postprocess import flood_boundaries, get_method, seeded_watershed
-from emseg_lib.postprocess.flooding import watershed
+from emseg_lib.postprocess.flooding import watershed_lines
 from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
 from emseg_lib.postprocess.thesis import region_interfaces, watershed_postprocess
 
@@ -131,9 +131,8 @@ def test_3d_labels_equal_the_reference(small_volume, sampling):
     np.testing.assert_array_equal(flood_boundaries(fast, prob), reference_flood(fast, prob))
 
 
-@pytest.mark.parametrize("lines", [True, False])
 @pytest.mark.parametrize("levels", [3, 50])
-def test_watershed_replays_scikit_image_on_plateaus(lines, levels):
+def test_watershed_lines_replay_scikit_image_on_plateaus(levels):
     """Integer elevations: most keys tie, so the heap's own tie order decides."""
     rng = np.random.default_rng(levels)
     for trial in range(5):
@@ -142,19 +141,19 @@ def test_watershed_replays_scikit_image_on_plateaus(lines, levels):
         spots = rng.integers(0, elevation.size, 30 + 40 * trial)
         markers.ravel()[spots] = rng.integers(1, 12, spots.size)
         np.testing.assert_array_equal(
-            watershed(elevation, markers, lines=lines),
-            sk_watershed(elevation, markers, connectivity=1, watershed_line=lines))
+            watershed_lines(elevation, markers),
+            sk_watershed(elevation, markers, connectivity=1, watershed_line=True))
 
 
 def test_watershed_without_markers_and_watched_pixels():
     elevation = np.random.default_rng(0).random((20, 30)).astype(np.float32)
-    np.testing.assert_array_equal(watershed(elevation, np.zeros((20, 30), int), lines=True),
+    np.testing.assert_array_equal(watershed_lines(elevation, np.zeros((20, 30), int)),
                                   np.zeros((20, 30), int))
     markers = np.zeros((20, 30), int)
     markers[3, 4], markers[15, 25] = 1, 2
     watch = elevation > 0.5
     full = sk_watershed(elevation, markers, connectivity=1, watershed_line=True)
-    np.testing.assert_array_equal(watershed(elevation, markers, lines=True, watch=watch)[watch],
+    np.testing.assert_array_equal(watershed_lines(elevation, markers, watch=watch)[watch],
                                   full[watch])
 
 

@@ -1,14 +1,18 @@
-"""Marker-based watershed, pixel for pixel scikit-image's, compiled with numba.
+"""Watershed with one-pixel lines, pixel for pixel scikit-image's, compiled with numba.
 
-:func:`watershed` returns exactly what ``skimage.segmentation.watershed(elevation, markers,
-connectivity=1, watershed_line=lines)`` returns (scikit-image >= 0.23, no mask, no
-compactness): it replays the same priority queue (a binary heap ordered by elevation, then by
-entry time; markers enter first, in raster order, at time 0), the same sift-up and sift-down
-steps (so equal keys leave the heap in the same order) and the same neighbour order. What it
-saves is scikit-image's overhead (pointer-indirected 32-byte heap items, float64 keys) and the
-work after the pixels the caller asks about are decided (``watch``): the elevation and the
-entry time are packed into one ``uint64`` key, and the flood stops once no watched pixel is
-left undecided.
+:func:`watershed_lines` returns exactly what ``skimage.segmentation.watershed(elevation,
+markers, connectivity=1, watershed_line=True)`` returns (scikit-image >= 0.23): it replays the
+same priority queue (a binary heap ordered by elevation, then by entry time; markers enter
+first, in raster order, at time 0), the same sift-up and sift-down steps (so markers of equal
+elevation leave the heap in the same order, which decides where lines fall) and the same
+neighbour order. What it saves is work: the elevation and the entry time are packed into one
+``uint64`` key, the entries of the highest elevation (the background of a distance map) leave
+a FIFO queue instead of the heap once no marker is left, and the flood stops once the pixels
+the caller reads (``watch``) are decided.
+
+Without lines, scikit-image's own watershed is used: its heap is as fast as this one, and no
+exact shortcut exists (the heap's order among markers of equal elevation depends on every
+entry in it).
 """
 
 from __future__ import annotations
@@ -80,11 +84,9 @@ def _pop(keys, payloads, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _visit(index, label, marker, output, inside, offsets, lines, watch,
+def _visit(index, label, marker, output, inside, offsets, watch,
            undecided):  # pragma: no cover - compiled
     """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``."""
-    if not lines:
-        return True, undecided
     if output[index] != 0 and not marker:
         return False, undecided  # a non-marker reached before from another neighbour
     if not inside[index]:
@@ -101,9 +103,8 @@ def _visit(index, label, marker, output, inside, offsets, lines, watch,
 
 
 @njit(cache=True, nogil=True)
-def _flood(levels, output, inside, offsets, starts, lines, watch,
-           undecided):  # pragma: no cover - compiled
-    """scikit-image's ``watershed_raveled`` without compactness, on padded raveled arrays.
+def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma: no cover
+    """scikit-image's ``watershed_raveled`` with lines, on padded raveled arrays.
 
     The heap holds ``(level << 32 | entry time)`` keys and ``(label << 32 | index)``
     payloads (a marker's label is fixed, so scikit-image's ``output[source]`` is known when
@@ -116,7 +117,6 @@ def _flood(levels, output, inside, offsets, starts, lines, watch,
         inside: ``int8``, 1 inside the image, 0 on the padding; lines are set to 0 in place.
         offsets: raveled neighbour offsets in scikit-image's order.
         starts: raveled marker positions in raster order.
-        lines: one-pixel watershed lines between the regions (label 0).
         watch: ``bool``, the pixels whose result is wanted; ``undecided`` of them are
             unlabelled non-markers. The flood stops when none is left.
     """
@@ -141,8 +141,8 @@ def _flood(levels, output, inside, offsets, starts, lines, watch,
         markers_left -= marker
         index = np.int64(payload & mask32)
         label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, marker, output, inside, offsets, lines,
-                                  watch, undecided)
+        go_on, undecided = _visit(index, label, marker, output, inside, offsets, watch,
+                                  undecided)
         if not go_on:
             continue
         for offset in offsets:
@@ -150,9 +150,6 @@ def _flood(levels, output, inside, offsets, starts, lines, watch,
             if not inside[neighbour] or output[neighbour] != 0:
                 continue
             age += 1
-            if not lines:
-                output[neighbour] = output[index]
-                undecided -= watch[neighbour]
             if n == keys.size:
                 keys = np.concatenate((keys, np.empty_like(keys)))
                 payloads = np.concatenate((payloads, np.empty_like(payloads)))
@@ -170,17 +167,14 @@ def _flood(levels, output, inside, offsets, starts, lines, watch,
         head += 1
         index = np.int64(payload & mask32)
         label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, False, output, inside, offsets, lines,
-                                  watch, undecided)
+        go_on, undecided = _visit(index, label, False, output, inside, offsets, watch,
+                                  undecided)
         if not go_on:
             continue
         for offset in offsets:
             neighbour = index + offset
             if not inside[neighbour] or output[neighbour] != 0:
                 continue
-            if not lines:
-                output[neighbour] = output[index]
-                undecided -= watch[neighbour]
             if tail == queue.size:
                 queue = np.concatenate((queue[head:tail], np.empty(tail - head + 1024,
                                                                    np.uint64)))
@@ -207,20 +201,19 @@ def face_offsets(shape: tuple[int, ...]) -> np.ndarray:
     return np.sort(np.concatenate([-strides, strides])).astype(np.int64)
 
 
-def watershed(elevation: np.ndarray, markers: np.ndarray, *, lines: bool = False,
-              watch: np.ndarray | None = None) -> np.ndarray:
+def watershed_lines(elevation: np.ndarray, markers: np.ndarray, *,
+                    watch: np.ndarray | None = None) -> np.ndarray:
     """``skimage.segmentation.watershed(elevation, markers, connectivity=1,
-    watershed_line=lines)``, exactly.
+    watershed_line=True)``, exactly.
 
     Args:
         elevation: ``(Y, X)`` or ``(Z, Y, X)`` finite values.
         markers: non-negative integer ids of the same shape, 0 = to be flooded.
-        lines: one-pixel watershed lines of label 0 between the regions.
         watch: ``bool`` mask of the pixels whose result the caller reads (default: all); the
             others may be left unflooded (0).
 
     Returns:
-        ``int32`` labels of ``markers``' shape.
+        ``int32`` labels of ``markers``' shape, 0 on the lines.
     """
     levels = np.pad(level_codes(elevation), 1).ravel()
     output = np.pad(np.asarray(markers, dtype=np.int32), 1)
@@ -229,6 +222,6 @@ def watershed(elevation: np.ndarray, markers: np.ndarray, *, lines: bool = False
     watched = np.pad(watched, 1).ravel()
     flat = output.ravel()
     undecided = int(np.count_nonzero(watched & (flat == 0)))
-    _flood(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat), lines,
-           watched, undecided)
+    _flood(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat), watched,
+           undecided)
     return output[(slice(1, -1),) * output.ndim]

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities, check_unit_interval
-from emseg_lib.postprocess.flooding import watershed
 from emseg_lib.postprocess.morphology import label
 
 
@@ -56,7 +56,7 @@ def watershed_from_seeds(smoothed: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     when there is no seed)."""
     if not np.any(seeds):
         return np.ones(smoothed.shape, dtype=np.int64)
-    return watershed(1.0 - smoothed, seeds).astype(np.int64)
+    return watershed(1.0 - smoothed, seeds, connectivity=1).astype(np.int64)
 
 
 def seeded_watershed(prob: np.ndarray, seed_th: float, smooth_px: float = 1.0, *,

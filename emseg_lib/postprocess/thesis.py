@@ -12,8 +12,8 @@ Pipeline, for a 2D slice or a 3D volume alike:
 5. cells minus kept segments -> connected components (4-/6-connectivity).
 
 Labels returned use 0 for boundary pixels and 1..n for cells; :mod:`.dense` assigns the
-boundary pixels to segments afterwards. Every step gives exactly the array the SciPy and
-scikit-image calls the thesis used give (:mod:`.morphology`, :mod:`.flooding`), faster.
+boundary pixels to segments afterwards. Every step gives exactly the array of the SciPy and
+scikit-image calls the thesis used, faster (:mod:`.morphology`, :mod:`.flooding`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from skimage.segmentation import watershed
 
 from emseg_lib.errors import (
     EmsegInputError,
@@ -28,7 +29,7 @@ from emseg_lib.errors import (
     check_probabilities,
     check_unit_interval,
 )
-from emseg_lib.postprocess.flooding import watershed
+from emseg_lib.postprocess.flooding import watershed_lines
 from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
 
 #: the thesis's tuned thresholds (5.2.1) and those it validated with during training (4.3.3)
@@ -72,11 +73,11 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
     distance = distance_map(cells, sampling)
     markers = label(h_maxima(distance, seed_h), prob.ndim)
     if prob.ndim == 2:
-        regions = watershed(-distance, markers, lines=True, watch=cells)
+        regions = watershed_lines(-distance, markers, watch=cells)
         return (regions == 0) & cells
     # scikit-image's watershed_line can run for hours on 3D volumes with large plateaus;
     # in 3D the lines are the voxels facing a region of smaller id (one voxel thick)
-    return region_interfaces(watershed(-distance, markers)) & cells
+    return region_interfaces(watershed(-distance, markers, connectivity=1)) & cells
 
 
 def region_interfaces(regions: np.ndarray) -> np.ndarray:
