@@ -10,9 +10,10 @@ neighbour order. What it saves is work: the elevation and the entry time are pac
 a FIFO queue instead of the heap once no marker is left, and the flood stops once the pixels
 the caller reads (``watch``) are decided.
 
-Without lines, scikit-image's own watershed is used: its heap is as fast as this one, and no
-exact shortcut exists (the heap's order among markers of equal elevation depends on every
-entry in it).
+Without lines, scikit-image's own watershed is used: this heap measured no faster there, and
+no exact shortcut exists (the heap's order among markers of equal elevation depends on every
+entry in it, so neither a bucket queue nor a flood restricted to the unlabelled band is sure
+to give the same labels).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _AGE_BITS = np.uint64(32)
 
 
 def ordered_bits(values: np.ndarray) -> np.ndarray:
-    """``uint32`` codes of ``float32`` values whose order is the values' order (-0 == +0).
+    """Codes below 2**32 of ``float32`` values, ordered as the values (-0 == +0): the IEEE
+    bits, sign flipped for positive values and all bits for negative ones.
 
     Args:
         values: finite ``float32`` array, any shape.
