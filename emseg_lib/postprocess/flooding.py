@@ -11,9 +11,10 @@ a FIFO queue instead of the heap once no marker is left, and the flood stops onc
 the caller reads (``watch``) are decided.
 
 Without lines, scikit-image's own watershed is used: this heap measured no faster there, and
-no exact shortcut exists (the heap's order among markers of equal elevation depends on every
-entry in it, so neither a bucket queue nor a flood restricted to the unlabelled band is sure
-to give the same labels).
+no exact shortcut exists. The heap's order among markers of equal elevation depends on every
+entry in it, and it decides real pixels: a flood restricted to the unlabelled band, with the
+ties' order tracked, still met pixels reached at one level from two labels of one tie on a
+1024² thesis slice (candidate lines through saturated interiors, p = 1.0 on both sides).
 """
 
 from __future__ import annotations
