@@ -13,7 +13,7 @@ from skimage.segmentation import watershed as sk_watershed
 
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.postprocess import flood_boundaries, get_method, seeded_watershed
-from emseg_lib.postprocess.flooding import watershed_lines
+from emseg_lib.postprocess.flooding import flood, watershed_lines
 from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
 from emseg_lib.postprocess.thesis import region_interfaces, watershed_postprocess
 
@@ -143,6 +143,21 @@ def test_watershed_lines_replay_scikit_image_on_plateaus(levels):
         np.testing.assert_array_equal(
             watershed_lines(elevation, markers),
             sk_watershed(elevation, markers, connectivity=1, watershed_line=True))
+
+
+@pytest.mark.parametrize("levels", [2, 5, 255])
+@pytest.mark.parametrize("shape", [(61, 47), (7, 19, 23)])
+def test_flood_replays_scikit_image_on_plateaus(levels, shape):
+    """Without lines, every pixel takes its label when it enters the queue: the first marker
+    of a tie to leave the heap claims the pixels between tied markers."""
+    rng = np.random.default_rng(levels)
+    for trial in range(5):
+        elevation = rng.integers(0, levels, shape).astype(np.float32)
+        markers = np.zeros(shape, np.int64)
+        spots = rng.integers(0, elevation.size, 20 + elevation.size // (2 + trial))
+        markers.ravel()[spots] = rng.integers(1, 9, spots.size)
+        np.testing.assert_array_equal(flood(elevation, markers),
+                                      sk_watershed(elevation, markers, connectivity=1))
 
 
 def test_watershed_without_markers_and_watched_pixels():

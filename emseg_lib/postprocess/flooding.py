@@ -1,20 +1,20 @@
-"""Watershed with one-pixel lines, pixel for pixel scikit-image's, compiled with numba.
+"""Marker watersheds, pixel for pixel scikit-image's, compiled with numba.
 
-:func:`watershed_lines` returns exactly what ``skimage.segmentation.watershed(elevation,
-markers, connectivity=1, watershed_line=True)`` returns (scikit-image >= 0.23): it replays the
-same priority queue (a binary heap ordered by elevation, then by entry time; markers enter
-first, in raster order, at time 0), the same sift-up and sift-down steps (so markers of equal
-elevation leave the heap in the same order, which decides where lines fall) and the same
-neighbour order. What it saves is work: the elevation and the entry time are packed into one
-``uint64`` key, the entries of the highest elevation (the background of a distance map) leave
-a FIFO queue instead of the heap once no marker is left, and the flood stops once the pixels
-the caller reads (``watch``) are decided.
+:func:`watershed_lines` and :func:`flood` return exactly what
+``skimage.segmentation.watershed(elevation, markers, connectivity=1, watershed_line=lines)``
+returns (scikit-image >= 0.23): they replay the same priority queue (a binary heap ordered by
+elevation, then by entry time; markers enter first, in raster order, at time 0), the same
+sift-up and sift-down steps (so markers of equal elevation leave the heap in the same order,
+which decides real pixels) and the same neighbour order. What they save is overhead: the
+elevation and the entry time are packed into one ``uint64`` key beside a small payload
+(scikit-image sifts pointers to 32-byte items), a flood stops once every pixel it is asked
+about is decided, and with lines the entries of the highest elevation (the background of a
+distance map) leave a FIFO queue instead of the heap once no marker is left.
 
-Without lines, scikit-image's own watershed is used: this heap measured no faster there, and
-no exact shortcut exists. The heap's order among markers of equal elevation depends on every
-entry in it, and it decides real pixels: a flood restricted to the unlabelled band, with the
-ties' order tracked, still met pixels reached at one level from two labels of one tie on a
-1024² thesis slice (candidate lines through saturated interiors, p = 1.0 on both sides).
+No shortcut beyond that is exact: the heap's order among markers of equal elevation depends
+on every entry in it, and it decides real pixels. A flood restricted to the unlabelled band,
+with the ties' order tracked, still met pixels reached at one level from two labels of one tie
+on a 1024² thesis slice (candidate lines through saturated interiors, p = 1.0 on both sides).
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ def ordered_bits(values: np.ndarray) -> np.ndarray:
     return np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _push(keys, payloads, n, key, payload):  # pragma: no cover - compiled
     """Insert into the binary heap of ``n`` entries (scikit-image's sift-up); the new size."""
     child = n
     while child > 0:
-        parent = (child + 1) // 2 - 1
+        parent = (child - 1) >> 1
         if key < keys[parent]:
             keys[child] = keys[parent]
             payloads[child] = payloads[parent]
@@ -58,7 +58,7 @@ def _push(keys, payloads, n, key, payload):  # pragma: no cover - compiled
     return n + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pop(keys, payloads, n):  # pragma: no cover - compiled
     """Remove the smallest entry (scikit-image's sift-down); the new size."""
     n -= 1
@@ -86,7 +86,7 @@ def _pop(keys, payloads, n):  # pragma: no cover - compiled
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _visit(index, label, marker, output, inside, offsets, watch,
            undecided):  # pragma: no cover - compiled
     """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``."""
@@ -186,6 +186,13 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
             tail += 1
 
 
+def _padded(markers: np.ndarray) -> np.ndarray:
+    """``markers`` as ``int32`` with a border of 0; positions must fit the 32-bit payloads."""
+    if np.prod(np.add(markers.shape, 2), dtype=np.float64) >= 2 ** 32:
+        raise ValueError(f"watershed of {markers.shape}: at most 2**32 pixels")
+    return np.pad(np.asarray(markers, dtype=np.int32), 1)
+
+
 def level_codes(elevation: np.ndarray) -> np.ndarray:
     """``uint64`` codes below 2**32 ordered as ``elevation``'s values (equal values, equal
     codes): the float32 bits (:func:`ordered_bits`), else the rank among the distinct
@@ -219,7 +226,7 @@ def watershed_lines(elevation: np.ndarray, markers: np.ndarray, *,
         ``int32`` labels of ``markers``' shape, 0 on the lines.
     """
     levels = np.pad(level_codes(elevation), 1).ravel()
-    output = np.pad(np.asarray(markers, dtype=np.int32), 1)
+    output = _padded(markers)
     inside = np.pad(np.ones(markers.shape, np.int8), 1).ravel()
     watched = np.ones(markers.shape, bool) if watch is None else np.asarray(watch, bool)
     watched = np.pad(watched, 1).ravel()
@@ -228,3 +235,61 @@ def watershed_lines(elevation: np.ndarray, markers: np.ndarray, *,
     _flood(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat), watched,
            undecided)
     return output[(slice(1, -1),) * output.ndim]
+
+
+@njit(cache=True, nogil=True)
+def _flood_plain(levels, output, inside, offsets, starts):  # pragma: no cover - compiled
+    """scikit-image's ``watershed_raveled`` without lines or compactness (a pixel takes its
+    label when it enters the queue), on padded raveled arrays; stops once every pixel inside
+    has a label.
+
+    Args:
+        levels: ``uint64`` elevation codes (:func:`level_codes`), padded and raveled.
+        output: ``int32`` markers, padded and raveled; filled in place.
+        inside: ``int8``, 1 inside the image, 0 on the padding.
+        offsets: raveled neighbour offsets in scikit-image's order.
+        starts: raveled marker positions in raster order.
+    """
+    unlabelled = 0
+    for p in range(output.size):
+        if inside[p] and output[p] == 0:
+            unlabelled += 1
+    keys = np.empty(starts.size + unlabelled + 1, np.uint64)
+    payloads = np.empty(keys.size, np.uint32)
+    n = 0
+    for start in starts:
+        n = _push(keys, payloads, n, levels[start] << _AGE_BITS, np.uint32(start))
+    age = np.uint64(1)
+    while n > 0 and unlabelled > 0:
+        level = keys[0] >> _AGE_BITS
+        index = np.int64(payloads[0])
+        n = _pop(keys, payloads, n)
+        label = output[index]
+        for offset in offsets:
+            neighbour = index + offset
+            if not inside[neighbour] or output[neighbour] != 0:
+                continue
+            age += np.uint64(1)
+            output[neighbour] = label
+            unlabelled -= 1
+            n = _push(keys, payloads, n, (max(levels[neighbour], level) << _AGE_BITS) | age,
+                      np.uint32(neighbour))
+
+
+def flood(elevation: np.ndarray, markers: np.ndarray) -> np.ndarray:
+    """``skimage.segmentation.watershed(elevation, markers, connectivity=1)``, exactly (the
+    same heap replayed; every pixel is pushed once, so no more entries than pixels).
+
+    Args:
+        elevation: ``(Y, X)`` or ``(Z, Y, X)`` finite values.
+        markers: non-negative integer ids of the same shape, 0 = to be flooded.
+
+    Returns:
+        ``int64`` labels of ``markers``' shape.
+    """
+    levels = np.pad(level_codes(elevation), 1).ravel()
+    output = _padded(markers)
+    inside = np.pad(np.ones(markers.shape, np.int8), 1).ravel()
+    flat = output.ravel()
+    _flood_plain(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat))
+    return output[(slice(1, -1),) * output.ndim].astype(np.int64)

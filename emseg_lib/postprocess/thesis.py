@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.segmentation import watershed
 
 from emseg_lib.errors import (
     EmsegInputError,
@@ -29,7 +28,7 @@ from emseg_lib.errors import (
     check_probabilities,
     check_unit_interval,
 )
-from emseg_lib.postprocess.flooding import watershed_lines
+from emseg_lib.postprocess.flooding import flood, watershed_lines
 from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
 
 #: the thesis's tuned thresholds (5.2.1) and those it validated with during training (4.3.3)
@@ -77,7 +76,7 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
         return (regions == 0) & cells
     # scikit-image's watershed_line can run for hours on 3D volumes with large plateaus;
     # in 3D the lines are the voxels facing a region of smaller id (one voxel thick)
-    return region_interfaces(watershed(-distance, markers, connectivity=1)) & cells
+    return region_interfaces(flood(-distance, markers)) & cells
 
 
 def region_interfaces(regions: np.ndarray) -> np.ndarray:
