@@ -3,18 +3,24 @@
 # (01_unet.ipynb once per network kind).
 #
 #   ./run_all.sh [--profile smoke|quick|full] [--data PATH] [--figures DIR] [--runs DIR]
-#                [--out DIR] [--real-data DIR]
+#                [--out DIR] [--real-data DIR] [--engine inline|local|slurm] [--jobs N]
+#                [--partition NAME]
 #
 # Paths follow one rule, shared with the notebooks (emseg_lib/paths.py): data/, figures/,
 # runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
 # notebooks). The profile run is recorded, so notebooks opened afterwards in JupyterLab find
 # its checkpoints. --real-data DIR: where the real EM stacks are (default data/; fetch them
-# with `emseg fetch vnc` and `emseg fetch fibsem`). Progress (epochs, steps, time left) is
-# printed as the notebooks run. Stops at the first failing notebook and names it.
+# with `emseg fetch vnc` and `emseg fetch fibsem`). --engine: where the training sweeps of
+# notebooks 03 and 04 (Boundless masks, transfer runs, adversarial seeds) go: inline (default,
+# one after the other), local (--jobs N at once on this machine, one GPU each) or slurm (--jobs
+# N at once, one GPU each, --partition NAME); every job resumes from its run folder, so the
+# results do not depend on the engine. Progress (epochs, steps, time left) is printed as the
+# notebooks run. Stops at the first failing notebook and names it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="quick"
 data="" figures="" runs="" out="" real_data=""
+engine="inline" jobs=1 partition=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -23,13 +29,24 @@ while [ $# -gt 0 ]; do
     --runs) runs="$(realpath -m "$2")"; shift 2 ;;
     --out) out="$(realpath -m "$2")"; shift 2 ;;
     --real-data) real_data="$(realpath -m "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --engine) engine="$2"; shift 2 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    --partition) partition="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$profile" in
   smoke|quick|full) ;;
   *) echo "run_all.sh: --profile must be smoke, quick or full, got '$profile'" >&2; exit 2 ;;
+esac
+case "$engine" in
+  inline) engine_spec="inline" ;;
+  local|slurm) engine_spec="$engine:$jobs${partition:+:$partition}" ;;
+  *) echo "run_all.sh: --engine must be inline, local or slurm, got '$engine'" >&2; exit 2 ;;
+esac
+case "$jobs" in
+  ''|*[!0-9]*|0) echo "run_all.sh: --jobs must be a positive number, got '$jobs'" >&2; exit 2 ;;
 esac
 eval "$(EMSEG_ROOT="${EMSEG_ROOT:-$root}" python -m emseg_lib.paths --profile "$profile" --record \
   | sed 's/^/default_/')"
@@ -67,6 +84,8 @@ for notebook in "$root"/notebooks/[0-9][0-9]_*.ipynb; do
     01_unet) for kind in unet2d unet3d; do
                run_notebook "$notebook" "$out/${name}_$kind.ipynb" -p kind "$kind"
              done ;;
+    03_boundless_masks|04_transfer_learning)
+      run_notebook "$notebook" "$out/$name.ipynb" -p engine "$engine_spec" ;;
     05_threshold_tables) run_notebook "$notebook" "$out/$name.ipynb" -p real_data_dir "$real_data" ;;
     *) run_notebook "$notebook" "$out/$name.ipynb" ;;
   esac

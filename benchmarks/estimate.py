@@ -16,6 +16,7 @@ from emseg_lib.data.masks import MASK_KINDS
 from emseg_lib.experiments.transfer_sweep import EXPERIMENTS
 from emseg_lib.postprocess import METHODS
 from emseg_lib.profiles import Profile
+from emseg_lib.thesis_numbers import GRID_SIG_TH
 
 
 def windows(size: int, tile: int, overlap: int) -> int:
@@ -38,10 +39,12 @@ class Estimator:
         shape: ``(Z, Y, X)`` of the profile's volume.
         m: the measurements (``models``, ``grid``, ``gans``, ``synthetic_s_per_mpx``,
             ``slab_px``, ``cores``).
+        gpus: GPUs the sweep engine runs the training sweeps' jobs on at once (1 = inline).
     """
 
-    def __init__(self, profile: Profile, shape: tuple[int, int, int], m: dict[str, Any]):
-        self.profile, self.shape, self.m = profile, shape, m
+    def __init__(self, profile: Profile, shape: tuple[int, int, int], m: dict[str, Any],
+                 gpus: int = 1):
+        self.profile, self.shape, self.m, self.gpus = profile, shape, m, gpus
         split = split_slices(shape[0])
         self.slices = {name: part.stop - part.start for name, part in
                        (("train", split.train), ("val", split.val), ("test", split.test))}
@@ -50,6 +53,13 @@ class Estimator:
     def add(self, notebook: str, work: str, seconds: float, how: str) -> None:
         """One row of the estimate."""
         self.rows.append({"notebook": notebook, "work": work, "seconds": seconds, "how": how})
+
+    def sweep(self, notebook: str, work: str, job_seconds: list[float], how: str) -> None:
+        """A row of independent jobs on the sweep engine: their total over the GPUs, at least
+        the longest job."""
+        gpus = min(self.gpus, len(job_seconds))
+        self.add(notebook, work, max(sum(job_seconds) / gpus, max(job_seconds)),
+                 f"{how}; {gpus} job(s) at once" if gpus > 1 else how)
 
     def predict_s(self, kind: str, split: str) -> float:
         """Seconds to predict a whole split with ``kind``."""
@@ -73,7 +83,7 @@ class Estimator:
         return total
 
     def supervised(self, notebook: str, kind: str) -> None:
-        """Notebooks 01 and 02: train, tune, predict and score."""
+        """Notebook 01 (once per network kind): train, tune, predict and score."""
         plan = self.profile.unet2d if kind == "unet2d" else self.profile.unet3d
         fit = self.m["models"][kind]["fit"]
         self.add(notebook, "training", _training_s(fit, plan.epochs, plan.samples_per_epoch),
@@ -87,37 +97,37 @@ class Estimator:
                  "trained and untrained, one process")
 
     def stylegan(self) -> None:
-        """Notebook 03: the progressive schedule."""
+        """Notebook 02: the progressive schedule."""
         plan, rates = self.profile.stylegan, self.m["gans"]["stylegan_its_per_s"]
-        self.add("03_stylegan", "training",
+        self.add("02_stylegan", "training",
                  sum(length / rates[resolution] for resolution, length in plan.schedule),
                  "iterations of each phase / its rate")
 
     def boundless(self) -> None:
-        """Notebook 04: one GAN per mask kind."""
+        """Notebook 03: one GAN per mask kind."""
         plan, rate = self.profile.boundless, self.m["gans"]["boundless_samples_per_s"]
         steps_s = plan.steps * plan.batch_size / rate
         evaluation_s = plan.steps // plan.eval_every * plan.val_crops / rate
-        self.add("04_boundless_masks", "training", len(MASK_KINDS) * (steps_s + evaluation_s),
-                 f"{len(MASK_KINDS)} masks x {plan.steps} steps; evaluations counted as "
-                 "training steps (an upper bound)")
+        self.sweep("03_boundless_masks", "training", [steps_s + evaluation_s] * len(MASK_KINDS),
+                   f"{len(MASK_KINDS)} masks x {plan.steps} steps; evaluations counted as "
+                   "training steps (an upper bound)")
 
     def transfer(self) -> None:
-        """Notebook 05: the transfer sweep and the future-work comparisons."""
+        """Notebook 04: the transfer sweep and the future-work comparisons."""
         plan, fit = self.profile.transfer, self.m["models"]["boundless_segmenter"]["fit"]
         specs = {spec.name: spec for table in EXPERIMENTS.values() for spec in table.values()}
-        total = 0.0
+        runs = []
         for spec in specs.values():
             if spec.reduced:
                 samples = max(plan.batch_size, round(plan.samples_per_epoch
                                                      * plan.reduced_fraction))
-                total += _training_s(fit, plan.early_stop_epochs, samples)
+                runs.append(_training_s(fit, plan.early_stop_epochs, samples))
             else:
-                total += _training_s(fit, round(plan.epochs * spec.epoch_scale),
-                                     plan.samples_per_epoch)
-        self.add("05_transfer_learning", "transfer sweep", len(plan.seeds) * total,
-                 f"{len(specs)} configurations x {len(plan.seeds)} seeds")
-        self.add("05_transfer_learning", "fair comparison",
+                runs.append(_training_s(fit, round(plan.epochs * spec.epoch_scale),
+                                        plan.samples_per_epoch))
+        self.sweep("04_transfer_learning", "transfer sweep", runs * len(plan.seeds),
+                   f"{len(specs)} configurations x {len(plan.seeds)} seeds")
+        self.add("04_transfer_learning", "fair comparison",
                  sum(self.predict_s(kind, "test") for kind in ("unet2d", "unet3d"))
                  + 2 * 2 * self.slices["test"] * self.m["grid"]["scores"],
                  "both UNets on the test split; three protocols ~ 2x the scores")
@@ -126,20 +136,22 @@ class Estimator:
         pixels = side ** 2 / math.prod(self.profile.unet2d.crop)
         scaled = {**unet, "samples_per_s": unet["samples_per_s"] / pixels,
                   "val_s": unet["val_s"] * pixels * plan.val_crops / self.profile.unet2d.val_crops}
-        self.add("05_transfer_learning", "adversarial comparison",
-                 len(plan.seeds) * 2 * (_training_s(scaled, plan.epochs, plan.samples_per_epoch)
-                                        + self.predict_s("unet2d", "val")),
-                 f"UNet2D on {side}^2 crops at its 160^2 rate per pixel, the discriminator "
-                 "not counted")
+        self.sweep("04_transfer_learning", "adversarial comparison",
+                   [_training_s(scaled, plan.epochs, plan.samples_per_epoch)
+                    + self.predict_s("unet2d", "val")] * (2 * len(plan.seeds)),
+                   f"UNet2D on {side}^2 crops at its 160^2 rate per pixel, the discriminator "
+                   "not counted")
 
     def thresholds(self) -> None:
-        """Notebook 06: the thesis's threshold tables for both UNets."""
+        """Notebook 05: the thesis's threshold tables for both UNets."""
+        rows = self.slices["val"] * len(GRID_SIG_TH)  # (slice, sig_th) jobs over the cores
+        grid_s = math.ceil(rows / self.m["cores"]) * self.m["grid"]["thesis_grid"] \
+            / len(GRID_SIG_TH)
         for kind in ("unet2d", "unet3d"):
-            self.add("06_threshold_tables", f"{kind} grid",
-                     self.predict_s(kind, "val") + self.predict_s(kind, "test")
-                     + self.slices["val"] * self.m["grid"]["thesis_grid"]
+            self.add("05_threshold_tables", f"{kind} grid",
+                     self.predict_s(kind, "val") + self.predict_s(kind, "test") + grid_s
                      + self.slices["test"] * self.m["grid"]["scores"],
-                     "val and test predictions, 6 x 6 grid on the val split, one process")
+                     "val and test predictions, 6 x 6 grid on the val split over every core")
 
     def all(self) -> list[dict[str, Any]]:
         """Every notebook's rows, in notebook order."""
@@ -147,8 +159,8 @@ class Estimator:
         self.add("00_data_exploration", "synthetic volume (first run only; cached after)",
                  z * y * x / 1e6 * self.m["synthetic_s_per_mpx"],
                  "per megapixel as measured at the slab size")
-        self.supervised("01_unet2d", "unet2d")
-        self.supervised("02_unet3d", "unet3d")
+        self.supervised("01_unet (unet2d)", "unet2d")
+        self.supervised("01_unet (unet3d)", "unet3d")
         self.stylegan()
         self.boundless()
         self.transfer()

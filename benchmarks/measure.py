@@ -149,6 +149,16 @@ def postprocess_rates(prob: np.ndarray, workers: list[int]) -> dict[str, dict[in
             for name, method in METHODS.items()}
 
 
+def thesis_grid_rates(prob: np.ndarray, gt: np.ndarray, pixel_nm: float, workers: list[int]
+                      ) -> dict[int, float]:
+    """Seconds per ``(Y, X)`` slice of the thesis tables' 6 x 6 threshold grid
+    (:func:`threshold_grid` on the ``(Z, Y, X)`` slices), ``{workers: seconds}``."""
+    gt = gt.astype(np.int64)
+    return {n: seconds(lambda n=n: threshold_grid(prob, gt, GRID_SIG_TH, GRID_EDGE_DELTA,
+                                                  pixel_nm=pixel_nm, workers=n)) / len(prob)
+            for n in workers}
+
+
 def grid_seconds(prob: np.ndarray, gt: np.ndarray, pixel_nm: float) -> dict[str, float]:
     """Seconds per ``(Y, X)`` slice: every method's whole tuning grid (one process), the
     thesis tables' threshold grid, and the validation scores at one threshold pair."""

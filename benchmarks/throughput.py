@@ -10,9 +10,12 @@ sample costs to make (crop, augmentation, target; one process), the bare trainin
 (fp32, and bf16 + channels_last on CUDA), ``fit()`` for a few epochs with the profile's
 DataLoader settings, and inference (whole ``--slab-px``² slices for 2D networks, the
 profile's tiles for 3D). Then post-processing of ``--slab-px``² slices with both methods on 1
-process and on every core, the threshold grids, the GANs' training steps, and the estimated
-wall time of every notebook and of the whole profile. Targets are printed beside the numbers,
-not asserted. The table goes to stdout and, as Markdown and JSON, to ``--out``.
+process and on every core, the thesis tables' 36-pair threshold grid per ``--slab-px``² slice
+(1 process and every core), the tuning grids, the GANs' training steps, and the estimated wall
+time of every notebook and of the whole profile, with the training sweeps (Boundless masks,
+transfer runs, adversarial seeds) spread over ``--engine-gpus`` GPUs by the sweep engine
+(:mod:`emseg_lib.engine`). Targets are printed beside the numbers, not asserted. The table
+goes to stdout and, as Markdown and JSON, to ``--out``.
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="side of the slices for inference and post-processing")
     parser.add_argument("--infer-slices", type=int, default=4)
     parser.add_argument("--pp-slices", type=int, default=8)
+    parser.add_argument("--grid-slices", type=int, default=2,
+                        help="slab slices for the 36-pair thesis grid")
+    parser.add_argument("--engine-gpus", type=int, default=4,
+                        help="GPUs the sweep engine spreads the training sweeps over in the "
+                             "estimate (1 = inline)")
     parser.add_argument("--skip-gans", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's; 1 helps on a loaded CPU)")
@@ -210,6 +218,10 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     prob = measure.probability_map(slab.labels[:args.pp_slices])
     result["postprocess_slices_per_s"] = measure.postprocess_rates(
         prob, sorted({1, available_cores()}))
+    log("thesis grid")
+    result["thesis_grid_s_per_slice"] = measure.thesis_grid_rates(
+        prob[:args.grid_slices], slab.labels[:args.grid_slices], slab.resolution[1],
+        sorted({1, available_cores()}))
     z = split_slices(volume.shape[0]).val.start
     profile_prob = measure.probability_map(volume.labels[z:z + 1])[0]
     result["grid"] = measure.grid_seconds(profile_prob, volume.labels[z], volume.resolution[1])
@@ -222,7 +234,10 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
             "stylegan_its_per_s": measure.stylegan_rates(
                 train_raw, profile.stylegan, device, warmup=args.warmup, repeats=args.steps)}
     if set(args.models.split(",")) == set(KINDS) and not args.skip_gans:
-        result["estimate"] = Estimator(profile, volume.shape, result).all()
+        result["engine_gpus"] = args.engine_gpus
+        result["estimate"] = Estimator(profile, volume.shape, result, args.engine_gpus).all()
+        result["estimate_inline_s"] = sum(
+            row["seconds"] for row in Estimator(profile, volume.shape, result, 1).all())
     return result
 
 
@@ -244,8 +259,9 @@ def _targets(result: dict[str, Any]) -> list[str]:
                      f"on {cores} cores (target >= {TARGET_POSTPROCESS:g} on 16 cores)")
     if "estimate" in result:
         hours = sum(row["seconds"] for row in result["estimate"]) / 3600
-        lines.append(f"{result['profile']} profile estimate: {hours:.2f} h (target for full on "
-                     f"one H100: <= {TARGET_FULL_HOURS:g} h)")
+        lines.append(f"{result['profile']} profile estimate: {hours:.2f} h with the sweeps on "
+                     f"{result['engine_gpus']} GPUs, {result['estimate_inline_s'] / 3600:.2f} h "
+                     f"inline (target for full on one H100: <= {TARGET_FULL_HOURS:g} h)")
     return lines
 
 
@@ -287,8 +303,11 @@ def markdown(result: dict[str, Any]) -> str:
               + "|"]
     for method, rates in result["postprocess_slices_per_s"].items():
         lines.append(f"| {method} | " + " | ".join(f"{r:.2f}" for r in rates.values()) + " |")
-    lines += ["", "Seconds per slice of the profile's volume, one process: " + ", ".join(
-        f"{k} {v:.2f}" for k, v in result["grid"].items()), ""]
+    lines += ["", f"Thesis tables' 6 x 6 threshold grid, seconds per {result['slab_px']}² slice: "
+              + ", ".join(f"{s:.2f} on {n} process(es)"
+                          for n, s in result["thesis_grid_s_per_slice"].items()),
+              "", "Seconds per slice of the profile's volume, one process: " + ", ".join(
+                  f"{k} {v:.2f}" for k, v in result["grid"].items()), ""]
     if "gans" in result:
         gans = result["gans"]
         lines += [f"GANs: Boundless {gans['boundless_samples_per_s']:.3g} samples/s; StyleGAN "
@@ -296,6 +315,9 @@ def markdown(result: dict[str, Any]) -> str:
                               for r, v in gans["stylegan_its_per_s"].items()), ""]
     if "estimate" in result:
         lines += [f"## Estimated wall time, profile `{result['profile']}`", "",
+                  f"Training sweeps on {result['engine_gpus']} GPU(s) (`--engine local --jobs "
+                  f"{result['engine_gpus']}`); inline, one after the other: "
+                  f"{result['estimate_inline_s'] / 3600:.2f} h in all.", "",
                   "| notebook | work | hours | how |", "|---|---|---|---|"]
         totals: dict[str, float] = {}
         for row in result["estimate"]:

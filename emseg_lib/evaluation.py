@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from skimage.segmentation import expand_labels
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities, check_same_shape
 from emseg_lib.metrics import SegmentationScores, cremi_boundary_mask, segmentation_scores
+from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import (
     candidate_segments,
     close_boundaries,
@@ -189,13 +191,43 @@ def score_segmentation(seg: np.ndarray, prob: np.ndarray, truth: GroundTruth
     }
 
 
+def _grid_row(job: tuple[int, np.ndarray, GroundTruth, float],
+              edge_deltas: Sequence[float]) -> list[dict[str, float]]:
+    """The rows of one slice at one ``sig_th``: ``job = (z, prob (Y, X), truth, sig_th)``.
+
+    The watershed candidates are found once; an ``edge_th`` accepting the same segments as
+    the previous one gives the same labelling, whose scores are reused.
+    """
+    z, p, truth, sig_th = job
+    before = thesis_scores(label_cells(p, sig_th), truth)
+    segments, means = candidate_segments(p, sig_th)
+    rows, accepted, scores = [], None, {}
+    for delta in edge_deltas:
+        edge_th = min(1.0, sig_th + delta)
+        now = means < edge_th
+        if accepted is None or not np.array_equal(now, accepted):
+            accepted = now
+            scores = score_segmentation(close_boundaries(p, sig_th, edge_th, segments, means),
+                                        p, truth)
+        rows.append({"slice": z, "sig_th": sig_th, "edge_delta": delta, "edge_th": edge_th,
+                     "voi_before": before.voi, "voi_split_before": before.voi_split,
+                     "voi_merge_before": before.voi_merge, **scores})
+    return rows
+
+
+def _ground_truth(job: tuple[np.ndarray, float, int]) -> GroundTruth:
+    gt_ids, pixel_nm, boundary_thickness = job
+    return GroundTruth.from_ids(gt_ids, pixel_nm=pixel_nm, boundary_thickness=boundary_thickness)
+
+
 def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float],
                    edge_deltas: Sequence[float], *, pixel_nm: float,
-                   boundary_thickness: int = 1) -> pd.DataFrame:
+                   boundary_thickness: int = 1, workers: int | None = 1) -> pd.DataFrame:
     """Scores for every ``sig_th`` x ``edge_th = sig_th + delta`` on every slice.
 
     The ground truths are prepared once per slice and the watershed candidates once per
-    ``sig_th`` row.
+    ``sig_th`` row; the (slice, ``sig_th``) rows run in ``workers`` processes and come back
+    in order, so the table does not depend on the number of workers.
     ``edge_th`` values above 1 are clipped to 1 (every candidate is then accepted), and the
     row says so in ``edge_th``.
 
@@ -204,6 +236,7 @@ def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float
         gt_ids: ``(Z, Y, X)`` neuron ids.
         sig_ths: thresholds for the rows (thesis 0.73 ... 0.90).
         edge_deltas: ``edge_th - sig_th`` for the columns (thesis 0 ... 0.1).
+        workers: processes (None = every core).
 
     Returns:
         Long table: ``slice``, ``sig_th``, ``edge_delta``, ``edge_th``, ``voi_before``,
@@ -212,22 +245,12 @@ def threshold_grid(prob: np.ndarray, gt_ids: np.ndarray, sig_ths: Sequence[float
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
     check_same_shape("prob", prob, "gt_ids", gt_ids)
     check_probabilities("prob", prob)
-    rows = []
-    for z, (p, g) in enumerate(zip(prob, gt_ids, strict=True)):
-        truth = GroundTruth.from_ids(g, pixel_nm=pixel_nm,
-                                     boundary_thickness=boundary_thickness)
-        for sig_th in sig_ths:
-            before = thesis_scores(label_cells(p, sig_th), truth)
-            segments, means = candidate_segments(p, sig_th)
-            for delta in edge_deltas:
-                edge_th = min(1.0, sig_th + delta)
-                seg = close_boundaries(p, sig_th, edge_th, segments, means)
-                rows.append({"slice": z, "sig_th": sig_th, "edge_delta": delta,
-                             "edge_th": edge_th, "voi_before": before.voi,
-                             "voi_split_before": before.voi_split,
-                             "voi_merge_before": before.voi_merge,
-                             **score_segmentation(seg, p, truth)})
-    return pd.DataFrame(rows)
+    truths = parallel_map(_ground_truth, [(g, pixel_nm, boundary_thickness) for g in gt_ids],
+                          workers)
+    jobs = [(z, p, truth, sig_th) for z, (p, truth) in enumerate(zip(prob, truths, strict=True))
+            for sig_th in sig_ths]
+    rows = parallel_map(partial(_grid_row, edge_deltas=list(edge_deltas)), jobs, workers)
+    return pd.DataFrame([row for job_rows in rows for row in job_rows])
 
 
 def evaluate_slices(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th: float, *,

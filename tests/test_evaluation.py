@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emseg_lib.data.targets import cell_target, instance_boundary
@@ -72,3 +73,14 @@ def test_score_volume_is_the_notebooks_scoring(perfect):
     assert cremi["arand"] == pytest.approx(notebook["cremi_arand"])
     assert thesis["voi"] == pytest.approx(notebook["voi"])
     assert thesis["arand"] == pytest.approx(notebook["arand"])
+
+
+def test_threshold_grid_is_the_same_with_workers(perfect):
+    prob, gt = perfect
+    noisy = np.clip(prob + np.random.default_rng(2).normal(0, 0.15, prob.shape), 0, 1)
+    noisy = noisy.astype(np.float32)
+    args = (noisy, gt, [0.6, 0.83, 0.9], [0.0, 0.02, 0.05, 0.1])
+    serial = threshold_grid(*args, pixel_nm=4.0, workers=1)
+    assert len(serial) == 3 * 3 * 4
+    pd.testing.assert_frame_equal(threshold_grid(*args, pixel_nm=4.0, workers=2), serial)
+    pd.testing.assert_frame_equal(threshold_grid(*args, pixel_nm=4.0, workers=3), serial)

@@ -10,6 +10,7 @@ from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
+from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.evaluation import protocol_scores
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_split
@@ -45,47 +46,57 @@ def open_boundary_scores(prediction: SplitPrediction, sig_th: float) -> dict[str
     return {"merges_per_slice": float(np.mean(merges))}
 
 
+def _adversarial_run(volume: EMVolume | VolumeFile, profile: Profile, runs_dir: Path,
+                     seed: int, training: str, weight: float, sig_th: float, edge_th: float,
+                     device: str | None, progress: bool) -> dict[str, float]:
+    """One (seed, training) run of :func:`adversarial_comparison` and its scores."""
+    volume = job_volume(volume)
+    plan = profile.transfer
+    parts = split_slices(volume.shape[0]).apply(volume)
+    crop = (plan.crop // 16 * 16,) * 2  # UNet2D needs multiples of 16
+    seed_everything(seed)
+    model = UNet2D(base_width=profile.unet2d_width, depth=profile.unet2d_depth)
+    adversary = (SegmentationAdversary(PairDiscriminator(), weight=weight)
+                 if training != "BCE" else None)
+    train = EMCropDataset(parts["train"], crop, plan.samples_per_epoch,
+                          augment=AugmentConfig(), seed=seed)
+    val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=profile.validation_seed)
+    config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
+                         device=device, num_workers=profile.num_workers)
+    name = "adversarial" if adversary else "bce"
+    identity = experiment_identity(volume, profile, seed, plan,
+                                   resumable=("epochs", "early_stop_epochs", "seeds"))
+    fit(model, train, val, config, Path(runs_dir) / name / f"seed{seed}",
+        progress=progress, adversary=adversary, run_identity=identity)
+    prediction = predict_split(model, volume, "val", profile, device=device, progress=False)
+    scores = prediction.scores(sig_th, edge_th)
+    return {"training": training, "seed": seed, **open_boundary_scores(prediction, sig_th),
+            **{k: scores[k] for k in ("voi_merge_before", "voi", "voi_merge", "cremi_score")}}
+
+
 def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | Path, *,
                            weight: float = 0.01, sig_th: float = THESIS_SIG_TH,
                            edge_th: float = THESIS_EDGE_TH,
-                           device: str | None = None, progress: bool = True) -> pd.DataFrame:
+                           device: str | None = None, progress: bool = True,
+                           engine: str | Engine | None = None) -> pd.DataFrame:
     """UNet2D trained with BCE alone vs BCE + adversarial term, same seeds and schedule.
 
     Uses the transfer sweep's schedule (``profile.transfer``: short runs on small crops) and
-    the profile's UNet2D width. Scores the whole validation split.
+    the profile's UNet2D width. Scores the whole validation split. ``engine``: where the
+    (seed, training) runs go (:class:`~emseg_lib.engine.Engine` or its string; default
+    inline); each resumes from its own folder, so the table is the same on any engine.
 
     Returns:
         One row per (training, seed): ``merges_per_slice`` (open boundaries before
         watershed), ``voi_merge_before``, ``voi``, ``voi_merge``, ``cremi_score``.
     """
-    plan = profile.transfer
-    parts = split_slices(volume.shape[0]).apply(volume)
-    crop = (plan.crop // 16 * 16,) * 2  # UNet2D needs multiples of 16
-    rows = []
-    for seed in plan.seeds:
-        for training in ("BCE", "BCE + adversarial"):
-            seed_everything(seed)
-            model = UNet2D(base_width=profile.unet2d_width, depth=profile.unet2d_depth)
-            adversary = (SegmentationAdversary(PairDiscriminator(), weight=weight)
-                         if training != "BCE" else None)
-            train = EMCropDataset(parts["train"], crop, plan.samples_per_epoch,
-                                  augment=AugmentConfig(), seed=seed)
-            val = EMCropDataset(parts["val"], crop, plan.val_crops, seed=profile.validation_seed)
-            config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size,
-                                 device=device, num_workers=profile.num_workers)
-            name = "adversarial" if adversary else "bce"
-            identity = experiment_identity(volume, profile, seed, plan,
-                                           resumable=("epochs", "early_stop_epochs", "seeds"))
-            fit(model, train, val, config, Path(runs_dir) / name / f"seed{seed}",
-                progress=progress, adversary=adversary, run_identity=identity)
-            prediction = predict_split(model, volume, "val", profile, device=device,
-                                       progress=False)
-            scores = prediction.scores(sig_th, edge_th)
-            rows.append({"training": training, "seed": seed,
-                         **open_boundary_scores(prediction, sig_th),
-                         **{k: scores[k] for k in ("voi_merge_before", "voi", "voi_merge",
-                                                   "cremi_score")}})
-    return pd.DataFrame(rows)
+    engine = Engine.parse(engine)
+    folder = Path(runs_dir) / ENGINE_FOLDER
+    shared = for_jobs(volume, engine, folder)
+    calls = [(shared, profile, Path(runs_dir), seed, training, weight, sig_th, edge_th, device,
+              progress and engine.inline)
+             for seed in profile.transfer.seeds for training in ("BCE", "BCE + adversarial")]
+    return pd.DataFrame(run_jobs(engine, _adversarial_run, calls, folder))
 
 
 def compare_trainings(results: pd.DataFrame,

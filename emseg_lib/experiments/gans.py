@@ -11,8 +11,9 @@ from torch import nn
 
 from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.gan_datasets import GanCropDataset
-from emseg_lib.data.masks import MaskKind
+from emseg_lib.data.masks import MASK_KINDS, MaskKind
 from emseg_lib.device import seed_everything
+from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.models import model_spec
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
@@ -137,6 +138,47 @@ def run_boundless(volume: EMVolume, mask_kind: MaskKind, profile: Profile,
         "model": generator.state_dict(), "model_spec": model_spec(generator),
         "mask_kind": mask_kind, "steps": plan.steps, "identity": identity})
     return generator, history
+
+
+def _boundless_job(volume: EMVolume | VolumeFile, mask_kind: MaskKind, profile: Profile,
+                   run_dir: Path, seed: int, device: str | None, extractor: nn.Module | None
+                   ) -> tuple[BoundlessGenerator, pd.DataFrame]:
+    """One mask's run as a job of :func:`~emseg_lib.engine.run_jobs`; the generator comes
+    back on the CPU (the job's GPU is its own)."""
+    generator, history = run_boundless(job_volume(volume), mask_kind, profile, run_dir,
+                                       seed=seed, device=device, extractor=extractor,
+                                       progress=False)
+    return generator.cpu(), history
+
+
+def run_boundless_masks(volume: EMVolume, profile: Profile, runs_dir: str | Path, *,
+                        seed: int = 0, device: str | None = None,
+                        extractor: nn.Module | None = None,
+                        engine: str | Engine | None = None
+                        ) -> tuple[dict[str, BoundlessGenerator], dict[str, pd.DataFrame]]:
+    """:func:`run_boundless` for every mask kind, in ``runs_dir/boundless_<kind>``.
+
+    Args:
+        engine: where the three runs go (:class:`~emseg_lib.engine.Engine` or its string;
+            default inline, one after the other here). Each run resumes from its folder, so
+            the results are the same on any engine; off-line generators come back on the CPU.
+
+    Returns:
+        ``{kind: generator}`` and ``{kind: history}``.
+    """
+    engine = Engine.parse(engine)
+    dirs = {kind: Path(runs_dir) / f"boundless_{kind}" for kind in MASK_KINDS}
+    if engine.inline:
+        results = [run_boundless(volume, kind, profile, dirs[kind], seed=seed, device=device,
+                                 extractor=extractor) for kind in MASK_KINDS]
+    else:
+        folder = Path(runs_dir) / ENGINE_FOLDER
+        shared = for_jobs(volume, engine, folder)
+        results = run_jobs(engine, _boundless_job, [
+            (shared, kind, profile, dirs[kind], seed, device, extractor) for kind in MASK_KINDS],
+            folder)
+    return ({kind: g for kind, (g, _) in zip(MASK_KINDS, results, strict=True)},
+            {kind: h for kind, (_, h) in zip(MASK_KINDS, results, strict=True)})
 
 
 @torch.no_grad()

@@ -184,9 +184,12 @@ class SplitPrediction:
         return evaluate_slices(self.prob, self.gt, sig_th, edge_th, pixel_nm=self.pixel_nm)
 
     def grid(self, sig_ths: Sequence[float] = GRID_SIG_TH,
-             edge_deltas: Sequence[float] = GRID_EDGE_DELTA) -> pd.DataFrame:
-        """Per-slice long table over the threshold grid (:func:`threshold_grid`)."""
-        return threshold_grid(self.prob, self.gt, sig_ths, edge_deltas, pixel_nm=self.pixel_nm)
+             edge_deltas: Sequence[float] = GRID_EDGE_DELTA, workers: int | None = None
+             ) -> pd.DataFrame:
+        """Per-slice long table over the threshold grid (:func:`threshold_grid`; ``workers``
+        processes, default every core; the table does not depend on their number)."""
+        return threshold_grid(self.prob, self.gt, sig_ths, edge_deltas, pixel_nm=self.pixel_nm,
+                              workers=workers)
 
 
 def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profile, *,

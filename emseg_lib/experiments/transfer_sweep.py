@@ -21,6 +21,7 @@ from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
 from emseg_lib.device import seed_everything
+from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS
 from emseg_lib.experiments.identity import experiment_identity
@@ -143,24 +144,46 @@ def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir
     return fit(model, train, val, config, run_dir, progress=progress, run_identity=identity)
 
 
+def _transfer_job(spec: TransferSpec, volume: EMVolume | VolumeFile, profile: Profile,
+                  run_dir: Path, weights_dir: str | Path, seed: int, device: str | None
+                  ) -> pd.DataFrame:
+    """One run of the sweep, as a job of :func:`~emseg_lib.engine.run_jobs`."""
+    return run_transfer(spec, job_volume(volume), profile, run_dir, weights_dir, seed=seed,
+                        device=device)
+
+
 def run_sweep(volume: EMVolume, profile: Profile, runs_dir: str | Path,
-              weights_dir: str | Path, *, device: str | None = None,
-              progress: bool = True) -> tuple[pd.DataFrame, dict[tuple[str, int], pd.DataFrame]]:
+              weights_dir: str | Path, *, device: str | None = None, progress: bool = True,
+              engine: str | Engine | None = None
+              ) -> tuple[pd.DataFrame, dict[tuple[str, int], pd.DataFrame]]:
     """Train every distinct configuration of :data:`EXPERIMENTS` for every profile seed.
+
+    Args:
+        engine: where the runs go (:class:`~emseg_lib.engine.Engine` or its string, e.g.
+            ``"local:2"``; default inline, one after the other here). Each run resumes from
+            ``runs_dir/<configuration>/seed<seed>``, so the results are the same on any engine.
 
     Returns:
         ``results``: one row per (experiment, label, seed) with the last-5-epoch means
         ``val_acc_pct``, ``voi_before``, ``voi``, ``cremi_score``; and ``histories``:
         ``{(spec name, seed): history}``.
     """
+    engine = Engine.parse(engine)
     specs = {spec.name: spec for table in EXPERIMENTS.values() for spec in table.values()}
     seeds = profile.transfer.seeds
-    histories = {}
-    for name, seed in progress_bar([(n, s) for n in specs for s in seeds], desc="transfer runs",
-                           disable=not progress):
-        histories[(name, seed)] = run_transfer(
-            specs[name], volume, profile, Path(runs_dir) / name / f"seed{seed}", weights_dir,
-            seed=seed, device=device)
+    keys = [(name, seed) for name in specs for seed in seeds]
+    if engine.inline:
+        histories = {}
+        for name, seed in progress_bar(keys, desc="transfer runs", disable=not progress):
+            histories[(name, seed)] = run_transfer(
+                specs[name], volume, profile, Path(runs_dir) / name / f"seed{seed}",
+                weights_dir, seed=seed, device=device)
+    else:
+        shared = for_jobs(volume, engine, Path(runs_dir) / ENGINE_FOLDER)
+        calls = [(specs[name], shared, profile, Path(runs_dir) / name / f"seed{seed}",
+                  weights_dir, seed, device) for name, seed in keys]
+        histories = dict(zip(keys, run_jobs(engine, _transfer_job, calls,
+                                            Path(runs_dir) / ENGINE_FOLDER), strict=True))
     rows = []
     for experiment, table in EXPERIMENTS.items():
         for label, spec in table.items():

@@ -4,7 +4,9 @@
 * :mod:`.seeded` — seeded watershed on the smoothed probability (dense);
 * :mod:`.dense` — boundary pixels assigned to segments by flooding the probability;
 * :mod:`.methods` — both by name, with defaults and tuning grids;
-* :mod:`.volume` — whole volumes, per slice in parallel processes or in 3D.
+* :mod:`.volume` — whole volumes, per slice in parallel processes or in 3D;
+* :mod:`.morphology`, :mod:`.flooding` — their building blocks (distance map, h-maxima,
+  connected components, watersheds), compiled and equal to SciPy's and scikit-image's.
 """
 
 from emseg_lib.postprocess.dense import flood_boundaries

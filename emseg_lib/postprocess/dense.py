@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.segmentation import watershed
 
 from emseg_lib.errors import check_probabilities, check_same_shape
+from emseg_lib.postprocess.flooding import flood
 
 
 def flood_boundaries(labels: np.ndarray, prob: np.ndarray) -> np.ndarray:
@@ -14,6 +14,8 @@ def flood_boundaries(labels: np.ndarray, prob: np.ndarray) -> np.ndarray:
     The segments are the markers; the elevation is ``1 - prob``, so a boundary pixel joins the
     segment whose flood reaches it first along the most cell-like path (the membrane's crest is
     where two floods meet). A slice or volume without any segment becomes one segment.
+    Exactly scikit-image's ``watershed(1 - prob, labels, connectivity=1)``
+    (:func:`~emseg_lib.postprocess.flooding.flood`).
 
     Args:
         labels: ``(Y, X)`` or ``(Z, Y, X)`` ids, 0 on boundaries.
@@ -29,4 +31,4 @@ def flood_boundaries(labels: np.ndarray, prob: np.ndarray) -> np.ndarray:
         return np.ones(labels.shape, dtype=np.int64)
     if np.all(labels):
         return labels
-    return watershed(1.0 - prob, labels, connectivity=1).astype(np.int64)
+    return flood(1.0 - prob, labels)

@@ -9,7 +9,8 @@ Two methods turn a cell-probability map into a segmentation:
 
 Every method's :meth:`PostprocessMethod.grid_segmentations` walks a row of its tuning grid and
 shares the work that does not depend on every threshold (the thesis method's watershed candidates
-depend only on ``sig_th``, the seeded method's smoothing only on ``smooth_px``).
+depend only on ``sig_th``, and an ``edge_th`` accepting the same candidates as the previous one
+gives the same segmentation; the seeded method's smoothing depends only on ``smooth_px``).
 """
 
 from __future__ import annotations
@@ -118,11 +119,14 @@ class PostprocessMethod:
         inner = list(self.grid.values())[1]
         if self.name == "thesis":
             segments, means = candidate_segments(prob, outer_value, sampling=sampling)
+            accepted, dense = None, None
             for delta in inner:
                 edge_th = round(min(1.0, outer_value + delta), 4)
-                labels = close_boundaries(prob, outer_value, edge_th, segments, means)
-                yield ({"sig_th": outer_value, "edge_th": edge_th},
-                       flood_boundaries(labels, prob))
+                if accepted is None or not np.array_equal(means < edge_th, accepted):
+                    accepted = means < edge_th  # else: same segments, same segmentation
+                    dense = flood_boundaries(
+                        close_boundaries(prob, outer_value, edge_th, segments, means), prob)
+                yield {"sig_th": outer_value, "edge_th": edge_th}, dense
             return
         smoothed = smooth(prob, outer_value, sampling)
         for seed_th in inner:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import label
-from skimage.segmentation import watershed
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities, check_unit_interval
+from emseg_lib.postprocess.flooding import flood
+from emseg_lib.postprocess.morphology import label
 
 
 def smooth(prob: np.ndarray, smooth_px: float, sampling: Sequence[float] | None = None
@@ -44,7 +44,7 @@ def seeds_from_interior(smoothed: np.ndarray, seed_th: float, min_seed_px: int) 
     check_unit_interval("seed_th", seed_th)
     if min_seed_px < 1:
         raise EmsegInputError(f"min_seed_px must be >= 1, got {min_seed_px}")
-    seeds = label(smoothed > seed_th, connectivity=1)
+    seeds = label(smoothed > seed_th, 1)
     too_small = np.bincount(seeds.ravel()) < min_seed_px
     too_small[0] = False
     seeds[too_small[seeds]] = 0
@@ -53,10 +53,10 @@ def seeds_from_interior(smoothed: np.ndarray, seed_th: float, min_seed_px: int) 
 
 def watershed_from_seeds(smoothed: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Dense ``int64`` labels: the watershed of ``1 - smoothed`` from ``seeds`` (one segment
-    when there is no seed)."""
+    when there is no seed); exactly scikit-image's (:func:`.flooding.flood`)."""
     if not np.any(seeds):
         return np.ones(smoothed.shape, dtype=np.int64)
-    return watershed(1.0 - smoothed, seeds, connectivity=1).astype(np.int64)
+    return flood(1.0 - smoothed, seeds)
 
 
 def seeded_watershed(prob: np.ndarray, seed_th: float, smooth_px: float = 1.0, *,

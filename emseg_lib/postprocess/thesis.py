@@ -9,10 +9,11 @@ Pipeline, for a 2D slice or a 3D volume alike:
 4. watershed-line pixels inside cells are *candidate new boundary segments*; each connected
    segment whose mean probability is below ``edge_th`` closes an opening and is kept
    (openings have low probability, lines through a cell interior have high probability);
-5. cells minus kept segments -> :func:`skimage.measure.label` (4-/6-connectivity).
+5. cells minus kept segments -> connected components (4-/6-connectivity).
 
 Labels returned use 0 for boundary pixels and 1..n for cells; :mod:`.dense` assigns the
-boundary pixels to segments afterwards.
+boundary pixels to segments afterwards. Every step gives exactly the array of the SciPy and
+scikit-image calls the thesis used, faster (:mod:`.morphology`, :mod:`.flooding`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.measure import label
-from skimage.morphology import h_maxima
-from skimage.segmentation import watershed
 
 from emseg_lib.errors import (
     EmsegInputError,
@@ -31,6 +28,8 @@ from emseg_lib.errors import (
     check_probabilities,
     check_unit_interval,
 )
+from emseg_lib.postprocess.flooding import flood, watershed_lines
+from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
 
 #: the thesis's tuned thresholds (5.2.1) and those it validated with during training (4.3.3)
 THESIS_SIG_TH = 0.83
@@ -43,7 +42,7 @@ def label_cells(prob: np.ndarray, sig_th: float) -> np.ndarray:
     """Segmentation *before* watershed: connected components of ``prob > sig_th``."""
     check_probabilities("prob", prob)
     check_unit_interval("sig_th", sig_th)
-    return label(prob > sig_th, connectivity=1)
+    return label(prob > sig_th, 1)
 
 
 def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
@@ -70,14 +69,14 @@ def watershed_segments(prob: np.ndarray, sig_th: float, seed_h: float = 1.0,
     cells = prob > sig_th
     if sampling is not None:
         sampling = np.asarray(sampling, dtype=np.float64) / min(sampling)
-    distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
-    markers = label(h_maxima(distance, seed_h), connectivity=prob.ndim)
+    distance = distance_map(cells, sampling)
+    markers = label(h_maxima(distance, seed_h), prob.ndim)
     if prob.ndim == 2:
-        regions = watershed(-distance, markers, connectivity=1, watershed_line=True)
+        regions = watershed_lines(-distance, markers, watch=cells)
         return (regions == 0) & cells
     # scikit-image's watershed_line can run for hours on 3D volumes with large plateaus;
     # in 3D the lines are the voxels facing a region of smaller id (one voxel thick)
-    return region_interfaces(watershed(-distance, markers, connectivity=1)) & cells
+    return region_interfaces(flood(-distance, markers)) & cells
 
 
 def region_interfaces(regions: np.ndarray) -> np.ndarray:
@@ -103,9 +102,8 @@ def candidate_segments(prob: np.ndarray, sig_th: float, *, seed_h: float = 1.0,
         ``means``: ``(k,)`` mean probability of each segment.
     """
     candidates = watershed_segments(prob, sig_th, seed_h, sampling)
-    segments, n_segments = label(candidates, connectivity=prob.ndim, return_num=True)
-    means = ndi.mean(prob, labels=segments, index=np.arange(1, n_segments + 1))
-    return segments, np.asarray(means, dtype=np.float64).reshape(n_segments)
+    segments, n_segments = label(candidates, prob.ndim, return_num=True)
+    return segments, segment_means(prob, segments, n_segments)
 
 
 def close_boundaries(prob: np.ndarray, sig_th: float, edge_th: float, segments: np.ndarray,
@@ -121,7 +119,7 @@ def close_boundaries(prob: np.ndarray, sig_th: float, edge_th: float, segments: 
     check_unit_interval("edge_th", edge_th)
     accepted = np.concatenate([[False], means < edge_th])
     boundary = (prob <= sig_th) | accepted[segments]
-    return label(~boundary, connectivity=1)
+    return label(~boundary, 1)
 
 
 def watershed_postprocess(
