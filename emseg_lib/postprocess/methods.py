@@ -48,30 +48,43 @@ MIN_SEED_PX = 16
 class PostprocessMethod:
     """A post-processing method: its thresholds, their defaults and tuning grid.
 
+    A method is a subclass that says how it segments (:meth:`labels`) and how it walks a row of
+    its grid (:meth:`grid_row`); this base class checks inputs and thresholds and makes the
+    result dense.
+
     Attributes:
-        name: ``"thesis"`` or ``"seeded"``.
+        name: the name ``--method`` takes.
         summary: one line for help texts.
         defaults: thresholds used when nothing was learned (e.g. ``emseg postprocess``).
         grid: values tried by :func:`~emseg_lib.tuning.tune_thresholds`, one tuple per grid
             axis; the first axis is the :attr:`outer` one.
+        has_boundaries: its :meth:`labels` leave 0 on boundaries (``keep_boundaries`` keeps
+            them; otherwise they are flooded from the segments).
     """
 
     name: str
     summary: str
     defaults: Mapping[str, float]
     grid: Mapping[str, tuple[float, ...]]
+    has_boundaries: bool = False
 
     @property
     def parameters(self) -> tuple[str, ...]:
         """Names of the thresholds, as in :attr:`defaults`."""
         return tuple(self.defaults)
 
+    @property
+    def outer(self) -> str:
+        """The grid axis whose value fixes the work shared by the other axis."""
+        return next(iter(self.grid))
+
     def thresholds(self, given: Mapping[str, float | None] | None = None,
                    base: Mapping[str, float] | None = None) -> Thresholds:
         """``base`` (default :attr:`defaults`) with every non-None entry of ``given`` applied.
 
         Raises:
-            EmsegInputError: an entry of ``given`` that is not one of this method's thresholds.
+            EmsegInputError: an entry of ``given`` that is not one of this method's thresholds,
+                or a value outside its range (:data:`LIMITS`).
         """
         values = dict(self.defaults if base is None else base)
         for key, value in (given or {}).items():
@@ -92,23 +105,18 @@ class PostprocessMethod:
                 keep_boundaries: bool = False, sampling: Sequence[float] | None = None
                 ) -> np.ndarray:
         """Segment ``prob`` ``(Y, X)`` or ``(Z, Y, X)``: ``int64`` ids, dense unless
-        ``keep_boundaries`` (thesis method only: 0 on boundaries, as the thesis's tables)."""
+        ``keep_boundaries`` (methods with boundaries only: 0 on them, as the thesis's tables).
+        """
         check_ndim("prob", prob, (2, 3), "(Y, X) or (Z, Y, X)")
         check_probabilities("prob", prob)
-        if self.name == "thesis":
-            labels = watershed_postprocess(prob, thresholds["sig_th"], thresholds["edge_th"],
-                                           sampling=sampling).astype(np.int64)
-            return labels if keep_boundaries else flood_boundaries(labels, prob)
-        if keep_boundaries:
-            raise EmsegInputError("--keep-boundaries keeps the thesis method's label-0 "
-                                  "boundaries; the seeded method has none (use --method thesis)")
-        return seeded_watershed(prob, thresholds["seed_th"], thresholds["smooth_px"],
-                                min_seed_px=MIN_SEED_PX, sampling=sampling)
-
-    @property
-    def outer(self) -> str:
-        """The grid axis whose value fixes the work shared by the other axis."""
-        return next(iter(self.grid))
+        if keep_boundaries and not self.has_boundaries:
+            raise EmsegInputError(f"--keep-boundaries keeps the thesis method's label-0 "
+                                  f"boundaries; the {self.name} method has none (use --method "
+                                  "thesis)")
+        labels = self.labels(prob, thresholds, sampling).astype(np.int64)
+        if self.has_boundaries and not keep_boundaries:
+            return flood_boundaries(labels, prob)
+        return labels
 
     def grid_segmentations(self, prob: np.ndarray, outer_value: float,
                            sampling: Sequence[float] | None = None
@@ -116,18 +124,54 @@ class PostprocessMethod:
         """``(thresholds, dense segmentation)`` for every grid point with
         ``grid[outer] == outer_value``; the work that depends on it alone is done once."""
         check_probabilities("prob", prob)
-        inner = list(self.grid.values())[1]
-        if self.name == "thesis":
-            segments, means = candidate_segments(prob, outer_value, sampling=sampling)
-            accepted, dense = None, None
-            for delta in inner:
-                edge_th = round(min(1.0, outer_value + delta), 4)
-                if accepted is None or not np.array_equal(means < edge_th, accepted):
-                    accepted = means < edge_th  # else: same segments, same segmentation
-                    dense = flood_boundaries(
-                        close_boundaries(prob, outer_value, edge_th, segments, means), prob)
-                yield {"sig_th": outer_value, "edge_th": edge_th}, dense
-            return
+        return self.grid_row(prob, outer_value, list(self.grid.values())[1], sampling)
+
+    def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None) -> np.ndarray:
+        """The method's labelling of ``prob`` (0 on boundaries when :attr:`has_boundaries`)."""
+        raise NotImplementedError
+
+    def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
+                 sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
+        """Dense segmentations at ``outer_value`` and every ``inner`` grid value."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ThesisMethod(PostprocessMethod):
+    """The thesis's watershed (:mod:`.thesis`), boundaries flooded afterwards."""
+
+    has_boundaries: bool = True
+
+    def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None) -> np.ndarray:
+        return watershed_postprocess(prob, thresholds["sig_th"], thresholds["edge_th"],
+                                     sampling=sampling)
+
+    def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
+                 sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
+        segments, means = candidate_segments(prob, outer_value, sampling=sampling)
+        accepted, dense = None, None
+        for delta in inner:
+            edge_th = round(min(1.0, outer_value + delta), 4)
+            if accepted is None or not np.array_equal(means < edge_th, accepted):
+                accepted = means < edge_th  # else: same segments, same segmentation
+                dense = flood_boundaries(
+                    close_boundaries(prob, outer_value, edge_th, segments, means), prob)
+            yield {"sig_th": outer_value, "edge_th": edge_th}, dense
+
+
+@dataclass(frozen=True)
+class SeededMethod(PostprocessMethod):
+    """Seeded watershed on the smoothed probability (:mod:`.seeded`), dense by construction."""
+
+    def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None) -> np.ndarray:
+        return seeded_watershed(prob, thresholds["seed_th"], thresholds["smooth_px"],
+                                min_seed_px=MIN_SEED_PX, sampling=sampling)
+
+    def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
+                 sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
         smoothed = smooth(prob, outer_value, sampling)
         for seed_th in inner:
             seeds = seeds_from_interior(smoothed, seed_th, MIN_SEED_PX)
@@ -140,11 +184,11 @@ def _steps(first: float, last: float, step: float) -> tuple[float, ...]:
 
 
 METHODS: dict[str, PostprocessMethod] = {
-    "thesis": PostprocessMethod(
+    "thesis": ThesisMethod(
         "thesis", "the thesis's watershed (sig_th, edge_th), boundaries flooded afterwards",
         defaults={"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH},
         grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
-    "seeded": PostprocessMethod(
+    "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
         defaults={"seed_th": 0.95, "smooth_px": 1.0},
         grid={"smooth_px": (0.0, 1.0, 2.0),
