@@ -16,6 +16,7 @@ z, y, x in nanometres and the voxel size as its scale::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,7 +124,9 @@ class _OmeZarrOutput:
     def finish(self) -> None:
         """Write the OME-Zarr metadata (with ``ome-zarr``): multiscales with the voxel size
         as scale, and the label image's ``image-label`` pointing at its image."""
-        from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+        with warnings.catch_warnings():  # ome-zarr's own default argument is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
         axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
         datasets = [{"path": "0", "coordinateTransformations": [

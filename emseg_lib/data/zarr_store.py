@@ -129,7 +129,9 @@ def ome_resolution(group_path: Path) -> tuple[float, float, float] | None:
     logger.setLevel(logging.ERROR)  # "version mismatch" notes: any version is read alike
     try:
         location = parse_url(str(group_path))
-        node = next(iter(Reader(location)()), None) if location is not None else None
+        nodes = Reader(location)() if location is not None else []
+        # a label image comes after the image it belongs to: take the one asked for
+        node = next((n for n in nodes if Path(n.zarr.path) == Path(location.path)), None)
     finally:
         logger.setLevel(level)
     if node is None or "coordinateTransformations" not in node.metadata:
