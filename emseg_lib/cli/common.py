@@ -63,8 +63,8 @@ def add_resolution_argument(parser: argparse.ArgumentParser) -> None:
     """``--resolution Z Y X`` (nm) for files that do not store it."""
     parser.add_argument("--resolution", type=float, nargs=3, default=(40.0, 4.0, 4.0),
                         metavar=("Z", "Y", "X"),
-                        help="voxel size in nm for files without a 'resolution' attribute "
-                             "(default 40 4 4, CREMI)")
+                        help="voxel size in nm for data that do not store it (a 'resolution' "
+                             "attribute or an OME-Zarr scale; default 40 4 4, CREMI)")
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
