@@ -87,16 +87,18 @@ def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str
 def _zarr_probabilities(path: Path, key: str | None) -> ZarrArray:
     """The probability array of a zarr store: named (path or ``--prob-key``), in its usual
     places, or the store's only 3-D array."""
-    found = open_zarr(path, key, role="probabilities", required=False, flag="--prob-key")
+    store, inner = split_zarr_path(path)
+    if key is not None or inner:
+        return open_zarr(path, key, role="probabilities", flag="--prob-key")
+    found = open_zarr(store, role="probabilities", required=False, flag="--prob-key")
     if found is not None:
         return found
-    store, inner = split_zarr_path(path)
-    volumes = [name for name in array_names(zarr.open_group(store / inner, mode="r"))
-               if open_zarr(store / inner / name).array.ndim == 3]
+    group = zarr.open_group(store, mode="r")
+    volumes = [name for name in array_names(group) if group[name].ndim == 3]
     if len(volumes) != 1:
         raise EmsegInputError(f"{path}: no '{PROBABILITY_KEY}' array; name the probability "
                               f"array with --prob-key (3-D arrays: {volumes or 'none'})")
-    return open_zarr(store / inner / volumes[0])
+    return open_zarr(store / volumes[0])
 
 
 @contextmanager
