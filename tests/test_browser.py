@@ -59,15 +59,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+def _poll(check: Callable[[], T | None], timeout: float) -> T | None:
+    """Call ``check`` until it returns something truthy (returned), at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return None
+
+
+def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
+    """:func:`_poll`, failing the test naming ``what`` on a timeout."""
+    result = _poll(check, timeout)
+    if not result:
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return result
 
 
 def _answers(url: str) -> bool:
@@ -151,6 +159,32 @@ def _shot(driver, element, name: str) -> Path:
     return path
 
 
+def _accept_dialogs(driver) -> None:
+    """Accept what JupyterLab asks in a dialog (which kernel to start: the notebook's)."""
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
+        if button.is_displayed():
+            button.click()
+
+
+def _run_all_cells(driver) -> None:
+    """Run > Run All Cells, again (at most 3 times) until a cell is executing or done."""
+    from selenium.webdriver.common.by import By
+
+    run_menu = "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']"
+    run_all = "//li[contains(@class, 'lm-Menu-item')][.//*[text()='Run All Cells']]"
+    started = """return [...document.querySelectorAll('.jp-InputPrompt')]
+                     .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent));"""
+    for _ in range(3):
+        _accept_dialogs(driver)
+        _wait("the Run menu", lambda: driver.find_elements(By.XPATH, run_menu), 60)[0].click()
+        driver.find_element(By.XPATH, run_all).click()
+        if _poll(lambda: _accept_dialogs(driver) or driver.execute_script(started), 60):
+            return
+    pytest.fail("Run All Cells did not start the notebook")
+
+
 def _voi(readout: str) -> float:
     """The VOI (bits) a readout shows."""
     return float(re.search(r"VOI ([0-9.]+) bits", readout).group(1))
@@ -182,12 +216,9 @@ def test_threshold_slider_redraws_the_figure_and_the_voi(jupyterlab, browser):
         _wait("the notebook's kernel to be idle", lambda: browser.execute_script(
             "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
             "return s && s.getAttribute('data-status') === 'idle';"), 120)
-        run_menu = "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']"
-        _wait("the Run menu", lambda: browser.find_elements(By.XPATH, run_menu), 60)[0].click()
-        browser.find_element(By.XPATH, "//li[contains(@class, 'lm-Menu-item')]"
-                                       "[.//*[text()='Run All Cells']]").click()
-        readout, image = _wait("the slider panel with its first figure", lambda: _state(browser),
-                               600)
+        _run_all_cells(browser)
+        readout, image = _wait("the slider panel with its first figure",
+                               lambda: _accept_dialogs(browser) or _state(browser), 600)
         panel = browser.find_elements(By.CSS_SELECTOR, ".widget-vbox")[-1]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", panel)
         _shot(browser, panel, "sliders_before")
