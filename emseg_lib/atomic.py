@@ -3,7 +3,8 @@
 :func:`atomic_path` gives every writer (``torch.save``, h5py, pandas, matplotlib) a hidden
 temporary file beside the target and renames it onto the target only once it is complete
 and on disk; :func:`atomic_stream` and :func:`atomic_hdf5` do the same for writers that take
-a file object (``torch.save``) and for HDF5 files, and turn a full disk into an ``OSError``.
+a file object (``torch.save``) and for HDF5 files, and turn a full disk into an ``OSError``;
+:func:`atomic_directory` does it for folders (zarr stores).
 :func:`check_output` refuses a bad output location before any long work starts, and
 :func:`remove_stale_temporaries` clears what a killed writer left behind.
 """
@@ -15,7 +16,9 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,11 +31,12 @@ from emseg_lib.errors import EmsegInputError, format_bytes
 T = TypeVar("T")
 
 
-def _temporary_beside(target: Path) -> Path:
+def _temporary_beside(target: Path, kind: str = "tmp") -> Path:
     """``.NAME.PID-XXXXXXXX.tmp.SUFFIX`` in the target's folder (same file system, same
-    suffix; the writer's process id tells :func:`remove_stale_temporaries` whether it lives)."""
+    suffix; the writer's process id tells :func:`remove_stale_temporaries` whether it lives).
+    ``kind`` ``"old"``: where :func:`atomic_directory` moves the folder it replaces."""
     return target.with_name(
-        f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
+        f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.{kind}{target.suffix}")
 
 
 def _writer_alive(pid: int) -> bool:
@@ -48,21 +52,50 @@ def _writer_alive(pid: int) -> bool:
 def remove_stale_temporaries(target: str | Path) -> list[Path]:
     """Remove the hidden temporaries of ``target`` left by writers that were killed outright.
 
-    Only files named as :func:`atomic_path` names them (``.NAME.PID-XXXXXXXX.tmp.SUFFIX``)
-    whose process no longer runs on this machine are removed; returns their paths.
+    Only files and folders named as :func:`atomic_path` and :func:`atomic_directory` name them
+    (``.NAME.PID-XXXXXXXX.tmp.SUFFIX``) whose process no longer runs on this machine are
+    removed, and a folder a killed writer was replacing (``.NAME.PID-XXXXXXXX.old.SUFFIX``)
+    only once ``target`` exists; returns their paths.
     """
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.tmp"
+    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.(tmp|old)"
                          rf"{re.escape(target.suffix)}")
     removed = []
     for entry in target.parent.iterdir():
         match = pattern.fullmatch(entry.name)
-        if match and entry.is_file() and not _writer_alive(int(match.group(1))):
+        if not match or entry.is_symlink() or _writer_alive(int(match.group(1))):
+            continue
+        if match.group(2) == "old" and not target.exists():
+            continue  # the killed writer moved the previous output there: keep it
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
             entry.unlink(missing_ok=True)
-            removed.append(entry)
+        removed.append(entry)
     return removed
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then act on it as it would have.
+
+    For steps that must not be cut in half: a zarr write (its stores write in a background
+    thread that would go on writing after the interrupt), renaming folders into place.
+    Only the main thread receives signals; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, None)
 
 
 def _fsync(path: Path) -> None:
@@ -106,6 +139,62 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     try:  # make the rename itself durable; not every file system can sync a folder
+        _fsync(target.parent)
+    except OSError:
+        pass
+
+
+def _fsync_tree(folder: Path) -> None:
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            _fsync(Path(parent) / name)
+        _fsync(Path(parent))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a new temporary folder to build ``target`` (a folder: a zarr store) in; on
+    success it takes ``target``'s place.
+
+    The temporary is hidden beside ``target`` (``.NAME.PID-XXXXXXXX.tmp.SUFFIX``). After the
+    block its files are flushed to disk; an existing ``target`` is moved aside (hidden
+    ``.NAME.PID-XXXXXXXX.old.SUFFIX``), the temporary renamed onto ``target`` and the old
+    folder removed, with Ctrl-C held meanwhile (:func:`interrupts_deferred`). If the block
+    raises (KeyboardInterrupt included) the temporary is removed and ``target`` left as it
+    was; a process killed outright leaves at most the hidden folders, which
+    :func:`remove_stale_temporaries` clears (an ``.old`` one only once ``target`` exists).
+
+    Example::
+
+        with atomic_directory("seg.zarr") as tmp:
+            zarr.open_group(tmp, mode="w")
+    """
+    target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    tmp = _temporary_beside(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        with interrupts_deferred():
+            old = _temporary_beside(target, "old")
+            if target.exists():
+                os.rename(target, old)
+            os.rename(tmp, target)
+            if old.exists():
+                _remove(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
         _fsync(target.parent)
     except OSError:
         pass
@@ -264,8 +353,24 @@ def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
                                   "destroy it, choose another output")
 
 
+#: files that make a folder a zarr store (v2 array, v2 group, v3 node)
+ZARR_METADATA = (".zarray", ".zgroup", "zarr.json")
+
+
+def _check_store_output(path: Path, inputs: Sequence[str | Path]) -> None:
+    """A zarr store replaces a folder: never one holding an input, only a zarr store."""
+    for source in inputs:
+        if path.resolve() in Path(source).resolve().parents:
+            raise EmsegInputError(f"{path}: holds the input {source}; writing there would "
+                                  "destroy it, choose another output")
+    if path.is_dir() and not any((path / name).is_file() for name in ZARR_METADATA):
+        raise EmsegInputError(f"{path}: is a folder but not a zarr store; emseg replaces only "
+                              "zarr stores, choose another output")
+
+
 def check_output(path: str | Path, *, inputs: Sequence[str | Path] = (),
-                 overwrite: bool = False, expected_bytes: int | None = None) -> Path:
+                 overwrite: bool = False, expected_bytes: int | None = None,
+                 store: bool = False) -> Path:
     """Check an output file location before any work starts; returns it as a Path.
 
     Args:
@@ -275,15 +380,20 @@ def check_output(path: str | Path, *, inputs: Sequence[str | Path] = (),
         overwrite: allow replacing an existing file (it is replaced atomically at the end).
         expected_bytes: estimated size of the output in bytes; refused if the folder's file
             system has less free space.
+        store: the output is a folder, a zarr store (:func:`atomic_directory`): an existing
+            one may be replaced (with ``overwrite``) if it is a zarr store holding no input.
 
     Raises:
-        EmsegInputError: one line naming ``path``: a folder given as output, the output is
-            an input, it exists without ``overwrite``, its folder is missing or not writable,
-            or there is too little free disk space.
+        EmsegInputError: one line naming ``path``: a folder given as output (other than a
+            zarr store for ``store``), the output is or holds an input, it exists without
+            ``overwrite``, its folder is missing or not writable, or there is too little free
+            disk space.
     """
     path = Path(path)
     check_not_input(path, inputs)
-    if path.is_dir():
+    if store:
+        _check_store_output(path, inputs)
+    elif path.is_dir():
         raise EmsegInputError(f"{path}: is a folder; give the output file's name")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise EmsegInputError(f"{path}: already exists; choose another output or pass "

@@ -1,5 +1,6 @@
-"""Matplotlib figures shared by the notebooks (training curves, segmentation panels, 2D/3D
-comparisons, transfer-learning examples).
+"""Matplotlib figures shared by the notebooks and the command line (training curves,
+segmentation panels, 2D/3D comparisons, transfer-learning examples, previews of whole-volume
+results, per-slice scores).
 
 Each function returns a :class:`matplotlib.figure.Figure` and never saves or shows it; the
 notebook decides (:func:`~emseg_lib.reporting.save_figure` does both). ``caption`` strings
@@ -9,12 +10,15 @@ so. Axes carry units: VOI in bits, accuracy as a fraction of pixels, epochs as i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from emseg_lib.display import color_labels, overlay
+from emseg_lib.preview import SliceSample
 
 CURVES = {
     "accuracy": ("Pixel accuracy", "pixel accuracy (fraction)",
@@ -173,4 +177,62 @@ def segmentation_examples(raw: np.ndarray, segmentations: dict[str, np.ndarray],
         ax.set_title(label, fontsize=9)
         ax.axis("off")
     figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
+    """A whole-volume result at a few slices: one row per slice with the raw data (when it
+    was segmented), the cell probability and the segmentation over the raw data (else over
+    the probability), coloured with :func:`~emseg_lib.display.overlay`.
+
+    Args:
+        samples: the slices (:class:`~emseg_lib.preview.SliceSample`: ``(Y, X)`` arrays).
+        title: what the volume is and where the result went.
+    """
+    with_raw = any(sample.raw is not None for sample in samples)
+    columns = 3 if with_raw else 2
+    height, width = samples[0].prob.shape
+    panel = 3.2
+    figure = Figure(figsize=(panel * columns, panel * height / width * len(samples) + 0.6),
+                    layout="constrained")
+    axes = np.asarray(figure.subplots(len(samples), columns, squeeze=False))
+    for row, sample in zip(axes, samples, strict=True):
+        background = sample.raw if sample.raw is not None else sample.prob
+        panels = [("raw", sample.raw, "gray")] if with_raw else []
+        panels += [("cell probability", sample.prob, "gray"),
+                   (f"segmentation ({len(np.unique(sample.labels[sample.labels > 0]))} "
+                    "segments)", overlay(background, sample.labels.astype(np.int64)), None)]
+        for ax, (name, image, cmap) in zip(row, panels, strict=True):
+            ax.imshow(image, cmap=cmap, vmin=0 if cmap else None,
+                      vmax=(255 if image.dtype == np.uint8 else 1) if cmap else None)
+            ax.set_title(f"slice {sample.z}: {name}", fontsize=8)
+            ax.axis("off")
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def slice_scores(table: pd.DataFrame, title: str) -> Figure:
+    """VOI split and merge (bits, left axis) and the adapted Rand error (right axis) per
+    slice, from a per-slice score table (columns ``slice``, ``voi_split``, ``voi_merge``,
+    ``arand``; :func:`~emseg_lib.evaluation.score_volume`)."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    ax = figure.subplots()
+    marker = "." if len(table) < 60 else None
+    for column, label in [("voi_split", "VOI split (over-segmentation)"),
+                          ("voi_merge", "VOI merge (under-segmentation)")]:
+        ax.plot(table["slice"], table[column], marker=marker, label=label)
+    ax.set_xlabel("slice (z)")
+    ax.set_ylabel("VOI (bits)")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    rand = ax.twinx()
+    rand.plot(table["slice"], table["arand"], color="black", linestyle="--", marker=marker,
+              label="adapted Rand error (right axis)")
+    rand.set_ylabel("adapted Rand error (0 = perfect)")
+    rand.set_ylim(0, 1)
+    lines = ax.get_lines() + rand.get_lines()
+    figure.legend(lines, [line.get_label() for line in lines], fontsize=8, ncols=3,
+                  loc="outside lower center")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
     return figure

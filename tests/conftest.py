@@ -1,6 +1,11 @@
-"""Shared fixtures: small volumes written and built by the tests themselves."""
+"""Shared fixtures: small volumes written and built by the tests themselves, and one
+``run_all.sh --profile smoke`` per session for the notebook and browser tests."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,3 +31,21 @@ def two_cells() -> np.ndarray:
     labels = np.ones((40, 60), dtype=np.int64)
     labels[:, 30:] = 2
     return labels
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the public real stacks, where this machine has them (CI does)
+REAL_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``./run_all.sh --profile smoke`` with every path at its default under a fresh project
+    root (``EMSEG_ROOT``), with the real stacks when this machine has them; made once per
+    session (tests/test_notebooks.py and tests/test_browser.py share it)."""
+    out = tmp_path_factory.mktemp("smoke")
+    real = ["--real-data", str(REAL_DATA)] if REAL_DATA.is_dir() else []
+    result = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", *real],
+                            capture_output=True, text=True, timeout=1200,
+                            env={**os.environ, "EMSEG_ROOT": str(out)})
+    return out, result

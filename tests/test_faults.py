@@ -344,7 +344,7 @@ def test_output_under_a_file(capsys, case):
 
 def test_output_not_named_h5(capsys, case):
     refused(capsys, case.dir, postprocess_args(case, case / "seg.tif"), "seg.tif",
-            "HDF5 file; give it an .h5 name")
+            "give it an .h5 or .zarr name")
 
 
 def test_run_folder_holding_other_files(capsys, case):

@@ -64,7 +64,7 @@ EXPECTED = [
     "table_future_fair_evaluation_2d_vs_3d", "table_future_adversarial_segmentation",
     "table_future_adversarial_vs_bce",
 ]
-#: the public real stacks, where this machine has them (CI does)
+#: the public real stacks, where this machine has them (as in conftest.smoke_run)
 REAL_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -77,18 +77,6 @@ def test_committed_without_outputs_and_parameterised(notebook):
             assert cell["execution_count"] is None and not cell["outputs"]
     parameters = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
     assert len(parameters) == 1 and "profile = " in "".join(parameters[0]["source"])
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """``./run_all.sh --profile smoke`` with every path at its default under a fresh project
-    root (``EMSEG_ROOT``), with the real stacks when this machine has them."""
-    out = tmp_path_factory.mktemp("smoke")
-    real = ["--real-data", str(REAL_DATA)] if REAL_DATA.is_dir() else []
-    result = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", *real],
-                            capture_output=True, text=True, timeout=1200,
-                            env={**os.environ, "EMSEG_ROOT": str(out)})
-    return out, result
 
 
 def test_run_all_smoke_writes_every_figure_and_table(smoke_run):

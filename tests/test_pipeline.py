@@ -21,7 +21,7 @@ def _model() -> UNet2D:
 
 def test_non_uint8_raw_is_refused_before_any_work(tmp_path):
     with pytest.raises(EmsegInputError, match=r"raw data is float32, expected uint8; .*rescale"):
-        pipeline.segment_to_hdf5(_model(), np.zeros((2, 16, 16), np.float32),
+        pipeline.segment_to_file(_model(), np.zeros((2, 16, 16), np.float32),
                                  tmp_path / "seg.h5", POST, tiling=TILING,
                                  resolution=(40, 4, 4), progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -41,7 +41,7 @@ def test_a_failure_mid_volume_leaves_the_previous_output(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "segment_volume", failing_on_the_second_chunk)
     raw = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.segment_to_hdf5(_model(), raw, out, POST, tiling=TILING,
+        pipeline.segment_to_file(_model(), raw, out, POST, tiling=TILING,
                                  resolution=(40, 4, 4), chunk_slices=1, device="cpu",
                                  progress=False)
     assert out.read_bytes() == b"previous results"

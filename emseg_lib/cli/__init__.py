@@ -3,6 +3,7 @@
     emseg fetch vnc --dest data/
     emseg train --model unet2d --data stack.tif --labels labels.tif --out runs/mine
     emseg segment --checkpoint runs/mine/best.pt --data stack.tif --out seg.h5
+    emseg segment --checkpoint runs/mine/best.pt --data volume.zarr/raw --out seg.zarr
     emseg postprocess --prob probabilities.h5 --out seg.h5
     emseg evaluate --seg seg.h5 --gt labels.tif
 

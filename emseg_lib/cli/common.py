@@ -19,11 +19,14 @@ from typing import TypeVar
 import h5py
 
 from emseg_lib.atomic import check_output, remove_stale_temporaries
-from emseg_lib.data.cremi import EMVolume
+from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
+from emseg_lib.data.zarr_store import ZARR_SUFFIX
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.parallel import resolve_workers
 from emseg_lib.postprocess import METHODS, get_method
+from emseg_lib.preview import preview_path
+from emseg_lib.segmentation_output import is_zarr_output
 
 T = TypeVar("T")
 
@@ -33,11 +36,22 @@ THRESHOLD_FLAGS = tuple(dict.fromkeys(name for method in METHODS.values()
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data``, ``--labels``, ``--label-kind``, ``--resolution``, ``--rescale``."""
+    """``--data``, ``--raw-key``, ``--labels``, ``--labels-key``, ``--label-kind``,
+    ``--resolution``, ``--rescale``."""
     parser.add_argument("--data", required=True, type=Path,
-                        help="raw stack: CREMI .hdf/.h5, .tif stack or folder of slices")
+                        help="raw stack: HDF5 (.hdf/.h5), zarr (volume.zarr or "
+                             "volume.zarr/KEY), .tif stack or folder of slices")
+    parser.add_argument("--raw-key",
+                        help=f"HDF5 dataset or zarr array of the raw data (default: HDF5 "
+                             f"{RAW_KEY}; zarr: the one --data names, else {RAW_KEY}, raw or "
+                             "the store's OME-Zarr image)")
     parser.add_argument("--labels", type=Path,
-                        help="labels for a .tif stack / slice folder (ids or membrane mask)")
+                        help="labels for a zarr, .tif stack or slice folder (ids or membrane "
+                             "mask): zarr, .tif or folder")
+    parser.add_argument("--labels-key",
+                        help=f"HDF5 dataset or zarr array of the labels (default: HDF5 "
+                             f"{LABELS_KEY}; zarr: the one --labels names, else the usual "
+                             "places in the store)")
     parser.add_argument("--label-kind", choices=["auto", "instances", "membranes"],
                         default="auto")
     add_resolution_argument(parser)
@@ -49,8 +63,8 @@ def add_resolution_argument(parser: argparse.ArgumentParser) -> None:
     """``--resolution Z Y X`` (nm) for files that do not store it."""
     parser.add_argument("--resolution", type=float, nargs=3, default=(40.0, 4.0, 4.0),
                         metavar=("Z", "Y", "X"),
-                        help="voxel size in nm for files without a 'resolution' attribute "
-                             "(default 40 4 4, CREMI)")
+                        help="voxel size in nm for data that do not store it (a 'resolution' "
+                             "attribute or an OME-Zarr scale; default 40 4 4, CREMI)")
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
@@ -102,14 +116,19 @@ def check_postprocess_arguments(args: argparse.Namespace) -> None:
 
 def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
                    expected_bytes: int | None = None) -> None:
-    """Check an HDF5 output file (``--out``) before any work: not an input (also not through
-    a link), not existing unless ``overwrite``, an ``.h5`` name in a writable folder with
-    room for ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
-    check_output(path, inputs=[p for p in inputs if p is not None], overwrite=overwrite,
-                 expected_bytes=expected_bytes)
-    if path.suffix.lower() not in HDF5_SUFFIXES:
-        raise EmsegInputError(f"{path}: the output is an HDF5 file; give it an .h5 name "
-                              f"({', '.join(HDF5_SUFFIXES)})")
+    """Check a segmentation output (``--out``) and its preview picture before any work: not
+    an input (also not through a link, and a zarr store holding none), not existing unless
+    ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
+    ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
+    given = [p for p in inputs if p is not None]
+    if path.suffix.lower() not in (*HDF5_SUFFIXES, ZARR_SUFFIX):
+        check_output(path, inputs=given, overwrite=overwrite)
+        raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "
+                              f"it an .h5 or .zarr name ({', '.join(HDF5_SUFFIXES)}, "
+                              f"{ZARR_SUFFIX})")
+    check_output(path, inputs=given, overwrite=overwrite, expected_bytes=expected_bytes,
+                 store=is_zarr_output(path))
+    check_output(preview_path(path), inputs=given, overwrite=overwrite)
 
 
 def check_writable_location(path: Path) -> None:
@@ -179,6 +198,7 @@ def open_hdf5(path: Path) -> h5py.File:
 def load_volume(args: argparse.Namespace) -> EMVolume:
     """The ``--data`` (and ``--labels``) volume, described on stdout."""
     volume = load_stack(args.data, args.labels, label_kind=args.label_kind,
-                        resolution=tuple(args.resolution), rescale=args.rescale)
+                        resolution=tuple(args.resolution), rescale=args.rescale,
+                        raw_key=args.raw_key, labels_key=args.labels_key)
     print(f"loaded {describe(volume)}")
     return volume

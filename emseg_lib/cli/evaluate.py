@@ -1,5 +1,6 @@
 """``emseg evaluate``: score a segmentation against ground truth, with the notebooks' protocols
-(:func:`emseg_lib.evaluation.score_volume`)."""
+(:func:`emseg_lib.evaluation.score_volume`): the means as JSON, the per-slice scores as CSV
+and their plot (:func:`emseg_lib.plots.slice_scores`) as PNG beside it."""
 
 from __future__ import annotations
 
@@ -21,52 +22,81 @@ from emseg_lib.cli.common import (
 from emseg_lib.data.cremi import LABELS_KEY, read_dataset, volume_dataset
 from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, load_stack, read_array
 from emseg_lib.data.validate import check_label_ids
+from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import PROTOCOLS, score_volume
+from emseg_lib.plots import slice_scores
+from emseg_lib.preview import save_preview
 
 SCORES = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
 
 
-def read_segmentation(path: Path) -> np.ndarray:
-    """``(Z, Y, X)`` ids from an ``emseg segment`` HDF5 file or a TIFF stack / slice folder.
+def _read_ids(path: Path, key: str | None, default_key: str, flag: str) -> np.ndarray:
+    """A whole id volume ``(Z, Y, X)``: an HDF5 dataset, a zarr array, a TIFF or a folder."""
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(path) as handle:
+            return read_dataset(volume_dataset(handle, key or default_key, path), path)
+    if is_zarr(path):
+        return read_zarr(open_zarr(path, key, role="labels", flag=flag))
+    if key is not None:
+        raise EmsegInputError(f"{flag} names a dataset of an HDF5 file or a zarr store, not "
+                              f"of {path}")
+    return read_array(path)
+
+
+def read_segmentation(path: Path, key: str | None = None) -> np.ndarray:
+    """``(Z, Y, X)`` ids from an ``emseg segment`` output (HDF5 or OME-Zarr), another
+    HDF5 dataset or zarr array (``key``), or a TIFF stack / slice folder.
 
     Raises:
         EmsegInputError: missing dataset, not 3-D, larger than memory, damaged, not integer
             ids, or negative ids.
     """
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        with open_hdf5(path) as handle:
-            seg = read_dataset(volume_dataset(handle, LABELS_KEY, path), path)
-    else:
-        seg = read_array(path)
+    seg = _read_ids(path, key, LABELS_KEY, "--seg-key")
     if not np.issubdtype(seg.dtype, np.integer):
         raise EmsegInputError(f"{path}: segment ids must be integers, got {seg.dtype}")
     check_label_ids(seg, path)
     return seg
 
 
-def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...]
-                      ) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Ground-truth ids ``(Z, Y, X)`` and the voxel size (the file's, else ``resolution``)."""
-    if path.suffix.lower() in HDF5_SUFFIXES:
+def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...],
+                      key: str | None = None) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Ground-truth ids ``(Z, Y, X)`` and the voxel size (the file's, else ``resolution``):
+    a CREMI file (or its dataset ``key``), a zarr array, a TIFF stack or a slice folder."""
+    if path.suffix.lower() in HDF5_SUFFIXES and key is None:
         volume = load_stack(path)
         if volume.labels is None:
             raise EmsegInputError(f"{path}: has no '{LABELS_KEY}' to compare with")
         return volume.labels, volume.resolution
-    return as_labels(read_array(path), label_kind, path)[0], resolution
+    if is_zarr(path):
+        source = open_zarr(path, key, role="labels", flag="--gt-key")
+        ids = as_labels(read_zarr(source), label_kind, source.path)[0]
+        return ids, source.resolution or resolution
+    return as_labels(_read_ids(path, key, LABELS_KEY, "--gt-key"), label_kind, path)[0], \
+        resolution
 
 
 def scores_path(args: argparse.Namespace) -> Path:
-    """``--json``, by default ``SEG.scores.json``."""
-    return args.json or args.seg.with_suffix(".scores.json")
+    """``--json``, by default ``SEG.scores.json`` (beside the store for a zarr ``SEG``)."""
+    seg = split_zarr_path(args.seg)[0] if is_zarr(args.seg) else args.seg
+    return args.json or seg.with_name(f"{seg.stem}.scores.json")
+
+
+def score_outputs(json_path: Path) -> tuple[Path, Path]:
+    """The per-slice table and its plot beside the JSON: ``NAME.csv``, ``NAME.png``."""
+    return json_path.with_suffix(".csv"), json_path.with_suffix(".png")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score ``args.seg`` against ``args.gt``; print the means, write the JSON."""
+    """Score ``args.seg`` against ``args.gt``; print the means, write the JSON, the per-slice
+    table (CSV) and its plot (PNG)."""
     json_path = scores_path(args)
-    check_output(json_path, inputs=[args.seg, args.gt], overwrite=args.overwrite)
-    seg = read_segmentation(args.seg)
-    gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution))
+    csv_path, plot_path = score_outputs(json_path)
+    for path in (json_path, csv_path, plot_path):
+        check_output(path, inputs=[args.seg, args.gt], overwrite=args.overwrite)
+    seg = read_segmentation(args.seg, args.seg_key)
+    gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution),
+                                       args.gt_key)
     if gt.shape != seg.shape:
         raise EmsegInputError(f"{args.gt}: ground truth has shape {gt.shape} but {args.seg} "
                               f"has shape {seg.shape}; they must match")
@@ -85,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"protocol {args.protocol}, {len(table)} slices, pixel {resolution[1]:g} nm")
     print(means.to_frame("mean over slices").to_markdown(floatfmt=".4f"))
     write_output(json_path, lambda: atomic_write_text(json_path, json.dumps(result, indent=2)))
-    print(f"written {json_path}")
+    write_output(csv_path, lambda: atomic_write_text(csv_path, table.to_csv(index=False)))
+    figure = slice_scores(table, f"{args.seg.name} vs {args.gt.name}, {args.protocol} protocol "
+                                 f"(means: VOI {means['voi']:.3f} bits, ARAND "
+                                 f"{means['arand']:.3f})")
+    write_output(plot_path, lambda: save_preview(figure, plot_path, dpi=100))
+    print(f"written {json_path}, {csv_path.name}, {plot_path.name}")
     return 0
 
 
@@ -98,15 +133,22 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``evaluate``."""
     evaluate = commands.add_parser("evaluate", help="score a segmentation against labels")
     evaluate.add_argument("--seg", type=Path, required=True,
-                          help="'emseg segment' output, or a .tif stack / slice folder of ids")
+                          help="'emseg segment' output (.h5 or .zarr), another HDF5 / zarr "
+                               "array, or a .tif stack / slice folder of ids")
     evaluate.add_argument("--gt", type=Path, required=True,
-                          help="CREMI .hdf/.h5, or a label .tif stack / slice folder")
+                          help="CREMI .hdf/.h5, zarr, or a label .tif stack / slice folder")
     evaluate.add_argument("--label-kind", choices=["auto", "instances", "membranes"],
                           default="auto")
     evaluate.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cremi",
                           help="cremi (default: neuron ids, 25 nm band ignored, segmentation "
                                "as given) or thesis (boundary-target cells, label 0 a segment)")
+    evaluate.add_argument("--seg-key", help="HDF5 dataset or zarr array of --seg (default: "
+                          f"{LABELS_KEY}, or an OME-Zarr output's labels)")
+    evaluate.add_argument("--gt-key", help="HDF5 dataset or zarr array of --gt (default: "
+                          f"{LABELS_KEY}, or a zarr store's usual label places)")
     add_resolution_argument(evaluate)
-    evaluate.add_argument("--json", type=Path, help="default: SEG.scores.json")
+    evaluate.add_argument("--json", type=Path,
+                          help="default: SEG.scores.json; the per-slice scores go beside it "
+                               "as SEG.scores.csv and their plot as SEG.scores.png")
     add_overwrite_argument(evaluate)
     evaluate.set_defaults(run=run, interrupted=interrupted)

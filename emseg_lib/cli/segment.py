@@ -4,13 +4,8 @@ from any network to a segmentation)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import h5py
-import numpy as np
 
 from emseg_lib.cli.common import (
     add_data_arguments,
@@ -21,29 +16,21 @@ from emseg_lib.cli.common import (
     check_postprocess_arguments,
     given_thresholds,
     interrupted_output,
-    load_volume,
-    open_hdf5,
     write_output,
 )
-from emseg_lib.cli.volumes import (
-    CheckedVolume,
-    check_volume_header,
-    hdf5_resolution,
-    probability_volume,
-    raw_volume,
-)
-from emseg_lib.data.cremi import RAW_KEY, volume_dataset
-from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
+from emseg_lib.cli.inputs import open_probabilities, open_raw
 from emseg_lib.device import pick_device
-from emseg_lib.errors import EmsegInputError
 from emseg_lib.pipeline import (
     PROBABILITY_KEY,
+    OutputSpec,
     Postprocessing,
     SegmentationRun,
     output_bytes_bound,
 )
 from emseg_lib.postprocess import DEFAULT_METHOD, get_method
+from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
+from emseg_lib.segmentation_output import is_zarr_output
 
 
 def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | None,
@@ -85,36 +72,32 @@ def _segment_inputs(args: argparse.Namespace) -> list[Path | None]:
     return [args.checkpoint, args.data, args.labels]
 
 
-@contextmanager
-def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float, float]]]:
-    """The ``--data`` raw volume and its resolution: an HDF5 file's ``volumes/raw`` read chunk
-    by chunk (:func:`~emseg_lib.cli.volumes.raw_volume`), any other format loaded whole."""
-    if args.data.suffix.lower() not in HDF5_SUFFIXES:
-        volume = load_volume(args)
-        yield volume.raw, volume.resolution
-        return
-    if args.labels is not None:
-        raise EmsegInputError(f"{args.data}: segmenting needs no labels; drop --labels")
-    with open_hdf5(args.data) as handle:
-        dataset = volume_dataset(handle, RAW_KEY, args.data)
-        check_volume_header(dataset, args.data, f"'{RAW_KEY}'", args.chunk_slices)
-        resolution = hdf5_resolution(dataset, args.data, tuple(args.resolution))
-        raw = raw_volume(dataset, args.data, rescale=args.rescale,
-                         chunk_slices=args.chunk_slices)
-        print(f"{args.data}: '{RAW_KEY}' shape {raw.shape} (Z, Y, X), {dataset.dtype}"
-              f"{', rescaled to 0..255' if dataset.dtype != np.uint8 else ''}, resolution "
-              f"{resolution} nm")
-        yield raw, resolution
+def write_preview(out: Path, run: SegmentationRun, what: str) -> None:
+    """``OUT.preview.png``: the run's sample slices
+    (:func:`~emseg_lib.plots.segmentation_preview`)."""
+    from emseg_lib.plots import segmentation_preview
+
+    path = preview_path(out)
+    title = f"{out.name}: {run.cells} segments in {run.slices} slices · {what}"
+    figure = segmentation_preview(run.samples, title)
+    write_output(path, lambda: save_preview(figure, path))
+    print(f"preview: {path}")
+
+
+def output_spec(args: argparse.Namespace) -> OutputSpec:
+    """``--save-probabilities`` and ``--zarr-format``."""
+    return OutputSpec(probabilities=getattr(args, "save_probabilities", False),
+                      zarr_format=args.zarr_format)
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    """Network inference, then post-processing, into ``args.out``.
+    """Network inference, then post-processing, into ``args.out``, and its preview picture.
 
     Every argument, the device and the output location are checked before the checkpoint
     and the data are read; the data are read once and checked before any work.
     """
     from emseg_lib.models import model_entry
-    from emseg_lib.pipeline import segment_to_hdf5
+    from emseg_lib.pipeline import segment_to_file
     from emseg_lib.train import load_checkpoint, model_from_checkpoint
 
     check_postprocess_arguments(args)
@@ -126,53 +109,21 @@ def run_segment(args: argparse.Namespace) -> int:
     tiling = get_profile(args.profile).tiling_3d
     with open_raw(args) as (raw, resolution):
         check_out_file(args.out, _segment_inputs(args), args.overwrite,
-                       expected_bytes=output_bytes_bound(tuple(raw.shape)))
+                       expected_bytes=output_bytes_bound(tuple(raw.shape),
+                                                         zarr=is_zarr_output(args.out)))
         print(message)
-        run = write_output(args.out, lambda: segment_to_hdf5(
+        run = write_output(args.out, lambda: segment_to_file(
             model, raw, args.out, post, resolution=resolution, tiling=tiling,
-            chunk_slices=args.chunk_slices, device=args.device))
+            chunk_slices=args.chunk_slices, device=args.device, spec=output_spec(args)))
     report(args.out, run)
+    write_preview(args.out, run, f"{args.data}, {args.checkpoint.name}")
     return 0
 
 
-def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str:
-    if key is not None:
-        if key not in handle or not isinstance(handle[key], h5py.Dataset):
-            raise EmsegInputError(f"{path}: dataset '{key}' not found (--prob-key)")
-        return key
-    if PROBABILITY_KEY in handle:
-        return PROBABILITY_KEY
-    volumes: list[str] = []
-    handle.visititems(lambda name, node: volumes.append(name)
-                      if isinstance(node, h5py.Dataset) and node.ndim == 3 else None)
-    if len(volumes) != 1:
-        raise EmsegInputError(f"{path}: no '{PROBABILITY_KEY}' dataset; name the probability "
-                              f"dataset with --prob-key (3-D datasets: {volumes or 'none'})")
-    return volumes[0]
-
-
-@contextmanager
-def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
-                       chunk_slices: int) -> Iterator[tuple[CheckedVolume, tuple[float, ...]]]:
-    """The probability volume, read and checked once (NaN, range, damage: naming the slice)
-    and then served chunk by chunk, and its resolution (stored, else ``default``)."""
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        with open_hdf5(path) as handle:
-            dataset = handle[_hdf5_probability_key(handle, path, key)]
-            check_volume_header(dataset, path, f"'{dataset.name.lstrip('/')}'", chunk_slices)
-            resolution = hdf5_resolution(dataset, path, default)
-            yield probability_volume(dataset, path, chunk_slices=chunk_slices), resolution
-        return
-    if key is not None:
-        raise EmsegInputError(f"--prob-key applies to HDF5 files, not to {path}")
-    array = read_array(path)
-    check_volume_header(array, path, "the probability map", chunk_slices)
-    yield probability_volume(array, path, chunk_slices=chunk_slices), default
-
-
 def run_postprocess(args: argparse.Namespace) -> int:
-    """A probability volume from any network to a dense segmentation in ``args.out``."""
-    from emseg_lib.pipeline import postprocess_to_hdf5
+    """A probability volume from any network to a dense segmentation in ``args.out``, and
+    its preview picture."""
+    from emseg_lib.pipeline import postprocess_to_file
 
     check_postprocess_arguments(args)
     post, message = choose_postprocessing(args, None, args.dims)
@@ -180,15 +131,28 @@ def run_postprocess(args: argparse.Namespace) -> int:
     with open_probabilities(args.prob, args.prob_key, tuple(args.resolution),
                             args.chunk_slices) as (prob, resolution):
         check_out_file(args.out, [args.prob], args.overwrite,
-                       expected_bytes=output_bytes_bound(prob.shape))
+                       expected_bytes=output_bytes_bound(prob.shape,
+                                                         zarr=is_zarr_output(args.out)))
         print(f"{args.prob}: shape {prob.shape} (Z, Y, X), resolution {resolution} nm"
               f"{', inverted (1 = boundary)' if args.invert else ''}")
         print(message)
-        run = write_output(args.out, lambda: postprocess_to_hdf5(
+        run = write_output(args.out, lambda: postprocess_to_file(
             prob, args.out, post, resolution=resolution, invert=args.invert,
-            chunk_slices=args.chunk_slices))
+            chunk_slices=args.chunk_slices, spec=output_spec(args)))
     report(args.out, run)
+    write_preview(args.out, run, f"{args.prob}, {post.method}")
     return 0
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--overwrite``, ``--zarr-format``."""
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output: .h5 (CREMI layout) or .zarr (OME-Zarr image for napari "
+                             "and neuroglancer); a preview OUT.preview.png goes beside it")
+    add_overwrite_argument(parser)
+    parser.add_argument("--zarr-format", type=int, choices=(2, 3), default=2,
+                        help="a .zarr output as zarr v2 / OME-Zarr 0.4 (default, read by most "
+                             "viewers) or zarr v3 / OME-Zarr 0.5")
 
 
 def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
@@ -201,8 +165,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     segment = commands.add_parser("segment", help="segment a whole stack with a checkpoint")
     segment.add_argument("--checkpoint", type=Path, required=True)
     add_data_arguments(segment)
-    segment.add_argument("--out", type=Path, required=True, help="output .h5 file")
-    add_overwrite_argument(segment)
+    add_output_arguments(segment)
+    segment.add_argument("--save-probabilities", action="store_true",
+                         help="also store the cell probability map in a .zarr output (an "
+                              ".h5 output always holds it)")
     segment.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                          help="3D tiling of this profile (default quick)")
     segment.add_argument("--device")
@@ -212,14 +178,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     postprocess = commands.add_parser(
         "postprocess", help="segment a probability map from any network")
     postprocess.add_argument("--prob", type=Path, required=True,
-                             help="probabilities (Z, Y, X): HDF5, .tif stack or slice folder; "
+                             help="probabilities (Z, Y, X): HDF5, zarr, .tif stack or slice "
+                                  "folder; "
                                   "float in [0, 1], 1 = cell interior")
-    postprocess.add_argument("--prob-key", help="HDF5 dataset (default: "
-                             f"{PROBABILITY_KEY}, or the file's only 3-D dataset)")
+    postprocess.add_argument("--prob-key", help="HDF5 dataset or zarr array (default: "
+                             f"{PROBABILITY_KEY}, or the only 3-D one)")
     postprocess.add_argument("--invert", action="store_true",
                              help="the map is a boundary probability (1 = membrane)")
-    postprocess.add_argument("--out", type=Path, required=True, help="output .h5 file")
-    add_overwrite_argument(postprocess)
+    add_output_arguments(postprocess)
     postprocess.add_argument("--dims", type=int, choices=(2, 3), default=2,
                              help="2 = per slice (default), 3 = per chunk in 3D")
     add_resolution_argument(postprocess)

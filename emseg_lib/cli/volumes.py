@@ -1,7 +1,8 @@
 """Big input volumes for ``emseg segment`` and ``emseg postprocess``, read chunk by chunk.
 
-:class:`CheckedVolume` wraps a ``(Z, Y, X)`` HDF5 dataset (or array) so that the pipeline
-reads it range by range as before, each range checked and converted as it is read. Before
+:class:`CheckedVolume` wraps a ``(Z, Y, X)`` HDF5 dataset or zarr array (or an array) so that
+the pipeline reads it range by range as before, each range checked and converted as it is
+read. Before
 any work the whole volume is read once (:func:`raw_volume`, :func:`probability_volume`), so
 that NaN, out-of-range values and damaged chunks are refused, naming the file and the slice,
 before an output is started; memory stays bounded by one chunk.
@@ -15,6 +16,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import zarr
 
 from emseg_lib.data.validate import check_finite_raw, check_fits_in_memory, rescale_to_uint8
 from emseg_lib.errors import EmsegInputError, one_line
@@ -37,7 +39,7 @@ class CheckedVolume:
         dtype: the dtype of the converted chunks.
     """
 
-    def __init__(self, source: h5py.Dataset | np.ndarray, path: Path,
+    def __init__(self, source: h5py.Dataset | zarr.Array | np.ndarray, path: Path,
                  convert: Convert = _unchanged, dtype: Any = None) -> None:
         self._source = source
         self.path = path
@@ -51,7 +53,7 @@ class CheckedVolume:
         z0, z1, _ = index.indices(self.shape[0])
         try:
             chunk = np.asarray(self._source[z0:z1])
-        except (OSError, ValueError, RuntimeError) as err:  # h5py: a damaged chunk
+        except (OSError, ValueError, RuntimeError) as err:  # h5py, zarr: a damaged chunk
             raise EmsegInputError(f"{self.path}: slices {z0}..{z1 - 1} cannot be read "
                                   f"({one_line(err)}); the file may be truncated or corrupt"
                                   ) from err
@@ -63,7 +65,7 @@ class CheckedVolume:
             yield self[z0:z0 + chunk_slices]
 
 
-def check_volume_header(source: h5py.Dataset | np.ndarray, path: Path, what: str,
+def check_volume_header(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, what: str,
                         chunk_slices: int) -> None:
     """Refuse a volume that is not ``(Z, Y, X)``, is empty, or whose chunks of
     ``chunk_slices`` slices (as read, as probabilities and as labels) would not fit in memory
@@ -79,7 +81,7 @@ def check_volume_header(source: h5py.Dataset | np.ndarray, path: Path, what: str
                                 ("its labels", chunk, np.int64)])
 
 
-def raw_volume(source: h5py.Dataset | np.ndarray, path: Path, *, rescale: bool,
+def raw_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, *, rescale: bool,
                chunk_slices: int) -> CheckedVolume:
     """Raw intensities as uint8 chunks, the whole volume read once first.
 
@@ -130,7 +132,7 @@ def _probabilities(path: Path) -> Convert:
     return convert
 
 
-def probability_volume(source: h5py.Dataset | np.ndarray, path: Path, *,
+def probability_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, *,
                        chunk_slices: int) -> CheckedVolume:
     """Probabilities as float32 chunks in [0, 1] (uint8 read as value / 255), the whole
     volume read once first.

@@ -24,6 +24,8 @@ from emseg_lib.errors import EmsegInputError, one_line
 
 RAW_KEY = "volumes/raw"
 LABELS_KEY = "volumes/labels/neuron_ids"
+#: where ``emseg segment`` puts the cell probability map beside the labels
+PROBABILITY_KEY = "volumes/predictions/cell_probability"
 CREMI_RESOLUTION_NM = (40.0, 4.0, 4.0)
 
 
@@ -76,7 +78,8 @@ def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
         present = sorted(_dataset_names(handle))
         raise EmsegInputError(
             f"{path}: dataset '{key}' not found; the CREMI layout needs '{RAW_KEY}' and "
-            f"'{LABELS_KEY}'. Datasets present: {present or 'none'}"
+            f"'{LABELS_KEY}', other layouts name theirs with --raw-key / --labels-key. "
+            f"Datasets present: {present or 'none'}"
         )
     node = handle[key]
     if not isinstance(node, h5py.Dataset):
@@ -111,12 +114,12 @@ def _dataset_names(handle: h5py.File) -> list[str]:
     return names
 
 
-def _read_resolution(handle: h5py.File, path: Path) -> tuple[float, float, float]:
-    attrs = handle[RAW_KEY].attrs
+def _read_resolution(node: h5py.Dataset, path: Path) -> tuple[float, float, float]:
+    attrs = node.attrs
     if "resolution" not in attrs:
         raise EmsegInputError(
-            f"{path}: '{RAW_KEY}' has no 'resolution' attribute (voxel size in nm, (z, y, x)); "
-            f"pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
+            f"{path}: '{node.name.lstrip('/')}' has no 'resolution' attribute (voxel size in nm, "
+            "(z, y, x)); pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
         )
     resolution = tuple(float(r) for r in np.ravel(attrs["resolution"]))
     if len(resolution) != 3 or min(resolution) <= 0:
@@ -133,8 +136,11 @@ def load_cremi(
     require_labels: bool = True,
     resolution: tuple[float, float, float] | None = None,
     rescale: bool = False,
+    raw_key: str = RAW_KEY,
+    labels_key: str = LABELS_KEY,
+    default_resolution: tuple[float, float, float] | None = None,
 ) -> EMVolume:
-    """Load a CREMI HDF5 file.
+    """Load a CREMI HDF5 file (or an HDF5 file of another layout, naming its datasets).
 
     Everything that can be checked from the file's header (datasets, shapes, dtypes, the
     memory the arrays need) is checked before any voxel is read.
@@ -147,6 +153,10 @@ def load_cremi(
             attribute; without it such a file is an error.
         rescale: map non-uint8 raw intensities linearly from their min..max to 0..255
             (:func:`~emseg_lib.data.validate.raw_as_uint8`); otherwise they are an error.
+        raw_key, labels_key: the datasets of the raw data and the labels (default: the
+            CREMI layout's).
+        default_resolution: voxel size in nm used when the raw dataset has no
+            ``resolution`` attribute (``resolution`` overrides the file's).
 
     Returns:
         The volume, raw ``(Z, Y, X)`` uint8 and labels ``(Z, Y, X)``.
@@ -172,15 +182,18 @@ def load_cremi(
     except OSError as err:
         raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
     with handle:
-        raw_node = volume_dataset(handle, RAW_KEY, path)
+        raw_node = volume_dataset(handle, raw_key, path)
+        if resolution is None and default_resolution is not None \
+                and "resolution" not in raw_node.attrs:
+            resolution = default_resolution
         if resolution is None:
-            resolution = _read_resolution(handle, path)
+            resolution = _read_resolution(raw_node, path)
         labels_node = None
-        if LABELS_KEY in handle or require_labels:
-            labels_node = volume_dataset(handle, LABELS_KEY, path)
+        if labels_key in handle or require_labels:
+            labels_node = volume_dataset(handle, labels_key, path)
             _check_labels_header(labels_node, raw_node, path)
         if raw_node.dtype != np.uint8 and not rescale:
-            raise EmsegInputError(f"{path}: '{RAW_KEY}' must be uint8, got {raw_node.dtype}; "
+            raise EmsegInputError(f"{path}: '{raw_key}' must be uint8, got {raw_node.dtype}; "
                                   "pass --rescale to map its min..max to 0..255")
         nodes = [raw_node] if labels_node is None else [raw_node, labels_node]
         arrays = [(node.name.lstrip("/"), node.shape, node.dtype) for node in nodes]
@@ -196,13 +209,14 @@ def load_cremi(
 
 
 def _check_labels_header(labels: h5py.Dataset, raw: h5py.Dataset, path: Path) -> None:
+    labels_key, raw_key = labels.name.lstrip("/"), raw.name.lstrip("/")
     if labels.shape != raw.shape:
         raise EmsegInputError(
-            f"{path}: '{LABELS_KEY}' has shape {labels.shape} but '{RAW_KEY}' has shape "
+            f"{path}: '{labels_key}' has shape {labels.shape} but '{raw_key}' has shape "
             f"{raw.shape}; they must match"
         )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise EmsegInputError(f"{path}: '{LABELS_KEY}' must hold integer ids, got {labels.dtype}")
+        raise EmsegInputError(f"{path}: '{labels_key}' must hold integer ids, got {labels.dtype}")
 
 
 def save_cremi(volume: EMVolume, path: str | Path, *,

@@ -1,12 +1,16 @@
-"""Reading EM stacks in the formats researchers have: CREMI HDF5, TIFF stacks, slice folders.
+"""Reading EM stacks in the formats researchers have: HDF5, zarr, TIFF stacks, slice folders.
 
 :func:`load_stack` is the one entry point; it picks the reader by suffix:
 
-* ``.hdf``, ``.h5``, ``.hdf5`` — the CREMI layout (:func:`~emseg_lib.data.load_cremi`);
+* ``.hdf``, ``.h5``, ``.hdf5`` — the CREMI layout (:func:`~emseg_lib.data.load_cremi`), or
+  other datasets named by ``raw_key`` / ``labels_key``;
+* ``.zarr`` — a zarr array (v2 or v3, OME-Zarr images too), ``volume.zarr/raw`` or a key
+  (:mod:`~emseg_lib.data.zarr_store`);
 * ``.tif``, ``.tiff`` — a multi-page TIFF stack ``(Z, Y, X)``;
 * a directory — one PNG or TIFF image per slice, in natural sort order of the file names.
 
-Labels for TIFF stacks and folders come from a second path in the same formats, either as
+Labels for zarr, TIFF stacks and folders come from a second path in any of these formats (or,
+for zarr, a key of the same store), either as
 instance ids or as a binary membrane mask (two values, membrane = the larger); a membrane
 mask becomes instances by connected components of the non-membrane pixels, per slice (ids
 unique across the stack). :func:`describe` says what was loaded.
@@ -28,6 +32,7 @@ from skimage.measure import label
 
 from emseg_lib.data.cremi import EMVolume, load_cremi
 from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
+from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
 
 HDF5_SUFFIXES = (".hdf", ".h5", ".hdf5")
@@ -109,8 +114,9 @@ def read_array(path: str | Path) -> np.ndarray:
         array = _read_tiff(path)
     else:
         raise EmsegInputError(
-            f"{path}: unknown format '{path.suffix}'; use CREMI HDF5 ({', '.join(HDF5_SUFFIXES)}),"
-            f" a TIFF stack ({', '.join(TIFF_SUFFIXES)}) or a folder of PNG/TIFF slices"
+            f"{path}: unknown format '{path.suffix}'; use HDF5 ({', '.join(HDF5_SUFFIXES)}), "
+            f"zarr (.zarr), a TIFF stack ({', '.join(TIFF_SUFFIXES)}) or a folder of PNG/TIFF "
+            "slices"
         )
     if array.ndim != 3:
         raise EmsegInputError(f"{path}: expected a (Z, Y, X) stack, got shape {array.shape}")
@@ -150,36 +156,72 @@ def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndar
     return array.astype(np.uint64), "instance ids"
 
 
+def _read_labels(path: Path, key: str | None) -> np.ndarray:
+    """A label stack from a zarr store (``key`` or its usual places) or a TIFF / folder."""
+    if is_zarr(path):
+        return read_zarr(open_zarr(path, key, role="labels", flag="--labels-key"))
+    if key is not None:
+        raise EmsegInputError(f"--labels-key names a dataset of an HDF5 file or a zarr store, "
+                              f"not of {path}")
+    return read_array(path)
+
+
 def load_stack(path: str | Path, labels: str | Path | None = None, *,
                label_kind: LabelKind = "auto", resolution: tuple[float, float, float] = (
-                   40.0, 4.0, 4.0), rescale: bool = False) -> EMVolume:
-    """Load raw (and optionally labels) from CREMI HDF5, a TIFF stack or a slice folder.
+                   40.0, 4.0, 4.0), rescale: bool = False, raw_key: str | None = None,
+               labels_key: str | None = None) -> EMVolume:
+    """Load raw (and optionally labels) from HDF5, zarr, a TIFF stack or a slice folder.
 
     Args:
         path: the raw data.
-        labels: labels for TIFF/folder raw data (HDF5 files carry their own).
+        labels: labels for zarr/TIFF/folder raw data (HDF5 files carry their own).
         label_kind: ``"instances"``, ``"membranes"`` or ``"auto"`` (two values = membranes).
-        resolution: voxel size in nm ``(z, y, x)`` for formats that do not store it.
+        resolution: voxel size in nm ``(z, y, x)`` for files that do not store it.
         rescale: map a non-uint8 raw stack (any format) linearly from its min..max to
             0..255 (otherwise such a stack is an error, nothing is converted silently).
+        raw_key: the raw dataset of an HDF5 file (default the CREMI layout's) or the raw
+            array of a zarr store (default: named by ``path`` or found in its usual places).
+        labels_key: the labels' dataset of the HDF5 file, or their array in the zarr store
+            ``labels`` (else ``path``'s store); an HDF5 file without the CREMI labels and a
+            store without labels in their usual places load unlabelled.
 
     Raises:
-        EmsegInputError: unknown suffix, unreadable, truncated or empty input, a stack
-            larger than the available memory, raw/label shape mismatch, non-uint8 raw
-            without ``rescale``, NaN/inf raw values, negative label ids; the message names
-            the file and the fix.
+        EmsegInputError: unknown suffix, unreadable, truncated or empty input, a missing
+            dataset or array (naming those present), a stack larger than the available
+            memory, raw/label shape mismatch, non-uint8 raw without ``rescale``, NaN/inf raw
+            values, negative label ids; the message names the file and the fix.
     """
     path = Path(path)
     if path.suffix.lower() in HDF5_SUFFIXES:
         if labels is not None:
-            raise EmsegInputError(f"{path}: HDF5 files carry their own labels; drop --labels")
-        return load_cremi(path, require_labels=False, rescale=rescale)
-    raw = raw_as_uint8(read_array(path), path, rescale=rescale)
+            raise EmsegInputError(f"{path}: HDF5 files carry their own labels; drop --labels "
+                                  "(--labels-key names their dataset)")
+        keys = {k: v for k, v in (("raw_key", raw_key), ("labels_key", labels_key)) if v}
+        return load_cremi(path, require_labels=labels_key is not None, rescale=rescale,
+                          default_resolution=tuple(resolution), **keys)
+    if is_zarr(path):
+        source = open_zarr(path, raw_key, role="raw")
+        raw = raw_as_uint8(read_zarr(source), source.path, rescale=rescale)
+        resolution = source.resolution or tuple(resolution)
+        path = source.path
+        if labels is None:
+            found = open_zarr(split_zarr_path(path)[0], labels_key, role="labels",
+                              required=labels_key is not None, flag="--labels-key")
+            labels_array = None if found is None else read_zarr(found)
+        else:
+            labels_array = _read_labels(Path(labels), labels_key)
+    else:
+        if raw_key is not None:
+            raise EmsegInputError(f"--raw-key names a dataset of an HDF5 file or a zarr store, "
+                                  f"not of {path}")
+        raw = raw_as_uint8(read_array(path), path, rescale=rescale)
+        labels_array = None if labels is None else _read_labels(Path(labels), labels_key)
     ids, kind = None, "no labels"
-    if labels is not None:
-        ids, kind = as_labels(read_array(labels), label_kind, Path(labels))
+    if labels_array is not None:
+        source_name = Path(labels) if labels is not None else path
+        ids, kind = as_labels(labels_array, label_kind, source_name)
         if ids.shape != raw.shape:
-            raise EmsegInputError(f"{labels}: labels have shape {ids.shape} but {path} has "
+            raise EmsegInputError(f"{source_name}: labels have shape {ids.shape} but {path} has "
                                   f"shape {raw.shape}; they must match slice for slice")
     return EMVolume(raw, ids, tuple(resolution), str(path), label_kind=kind)
 

@@ -1,0 +1,126 @@
+"""The big inputs of ``emseg segment`` and ``emseg postprocess``, opened to be read chunk by
+chunk: an HDF5 dataset or a zarr array wrapped in a
+:class:`~emseg_lib.cli.volumes.CheckedVolume` (read once and checked before any work), any
+other format loaded whole."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zarr
+
+from emseg_lib.cli.common import load_volume, open_hdf5
+from emseg_lib.cli.volumes import (
+    CheckedVolume,
+    check_volume_header,
+    hdf5_resolution,
+    probability_volume,
+    raw_volume,
+)
+from emseg_lib.data.cremi import PROBABILITY_KEY, RAW_KEY, volume_dataset
+from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
+from emseg_lib.data.zarr_store import ZarrArray, array_names, is_zarr, open_zarr, split_zarr_path
+from emseg_lib.errors import EmsegInputError
+
+
+def _announce_raw(name: str, raw: CheckedVolume, dtype: np.dtype,
+                  resolution: tuple[float, ...]) -> None:
+    print(f"{name} shape {raw.shape} (Z, Y, X), {dtype}"
+          f"{', rescaled to 0..255' if dtype != np.uint8 else ''}, resolution {resolution} nm")
+
+
+@contextmanager
+def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float, float]]]:
+    """The ``--data`` raw volume and its resolution: an HDF5 dataset (``--raw-key``, default
+    ``volumes/raw``) or a zarr array read chunk by chunk
+    (:func:`~emseg_lib.cli.volumes.raw_volume`), any other format loaded whole."""
+    chunked = args.data.suffix.lower() in HDF5_SUFFIXES or is_zarr(args.data)
+    if not chunked:
+        volume = load_volume(args)
+        yield volume.raw, volume.resolution
+        return
+    if args.labels is not None or args.labels_key is not None:
+        raise EmsegInputError(f"{args.data}: segmenting needs no labels; drop --labels / "
+                              "--labels-key")
+    if is_zarr(args.data):
+        source = open_zarr(args.data, args.raw_key, role="raw")
+        check_volume_header(source.array, source.path, "the raw array", args.chunk_slices)
+        resolution = source.resolution or tuple(args.resolution)
+        raw = raw_volume(source.array, source.path, rescale=args.rescale,
+                         chunk_slices=args.chunk_slices)
+        _announce_raw(f"{source.path}:", raw, source.dtype, resolution)
+        yield raw, resolution
+        return
+    key = args.raw_key or RAW_KEY
+    with open_hdf5(args.data) as handle:
+        dataset = volume_dataset(handle, key, args.data)
+        check_volume_header(dataset, args.data, f"'{key}'", args.chunk_slices)
+        resolution = hdf5_resolution(dataset, args.data, tuple(args.resolution))
+        raw = raw_volume(dataset, args.data, rescale=args.rescale,
+                         chunk_slices=args.chunk_slices)
+        _announce_raw(f"{args.data}: '{key}'", raw, dataset.dtype, resolution)
+        yield raw, resolution
+
+
+def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str:
+    if key is not None:
+        if key not in handle or not isinstance(handle[key], h5py.Dataset):
+            raise EmsegInputError(f"{path}: dataset '{key}' not found (--prob-key)")
+        return key
+    if PROBABILITY_KEY in handle:
+        return PROBABILITY_KEY
+    volumes: list[str] = []
+    handle.visititems(lambda name, node: volumes.append(name)
+                      if isinstance(node, h5py.Dataset) and node.ndim == 3 else None)
+    if len(volumes) != 1:
+        raise EmsegInputError(f"{path}: no '{PROBABILITY_KEY}' dataset; name the probability "
+                              f"dataset with --prob-key (3-D datasets: {volumes or 'none'})")
+    return volumes[0]
+
+
+def _zarr_probabilities(path: Path, key: str | None) -> ZarrArray:
+    """The probability array of a zarr store: named (path or ``--prob-key``), in its usual
+    places, or the store's only 3-D array."""
+    store, inner = split_zarr_path(path)
+    if key is not None or inner:
+        return open_zarr(path, key, role="probabilities", flag="--prob-key")
+    found = open_zarr(store, role="probabilities", required=False, flag="--prob-key")
+    if found is not None:
+        return found
+    group = zarr.open_group(store, mode="r")
+    volumes = [name for name in array_names(group) if group[name].ndim == 3]
+    if len(volumes) != 1:
+        raise EmsegInputError(f"{path}: no '{PROBABILITY_KEY}' array; name the probability "
+                              f"array with --prob-key (3-D arrays: {volumes or 'none'})")
+    return open_zarr(store / volumes[0])
+
+
+@contextmanager
+def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
+                       chunk_slices: int) -> Iterator[tuple[CheckedVolume, tuple[float, ...]]]:
+    """The probability volume, read and checked once (NaN, range, damage: naming the slice)
+    and then served chunk by chunk, and its resolution (stored, else ``default``)."""
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(path) as handle:
+            dataset = handle[_hdf5_probability_key(handle, path, key)]
+            check_volume_header(dataset, path, f"'{dataset.name.lstrip('/')}'", chunk_slices)
+            resolution = hdf5_resolution(dataset, path, default)
+            yield probability_volume(dataset, path, chunk_slices=chunk_slices), resolution
+        return
+    if is_zarr(path):
+        source = _zarr_probabilities(path, key)
+        check_volume_header(source.array, source.path, "the probability map", chunk_slices)
+        yield (probability_volume(source.array, source.path, chunk_slices=chunk_slices),
+               source.resolution or default)
+        return
+    if key is not None:
+        raise EmsegInputError(f"--prob-key applies to HDF5 files and zarr stores, not to {path}")
+    array = read_array(path)
+    check_volume_header(array, path, "the probability map", chunk_slices)
+    yield probability_volume(array, path, chunk_slices=chunk_slices), default

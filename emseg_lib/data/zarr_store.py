@@ -1,0 +1,250 @@
+"""Reading ``(Z, Y, X)`` arrays from zarr stores (zarr v2 and v3, OME-Zarr images included).
+
+A zarr input is named by a path: the store (a folder whose name ends in ``.zarr``) and, after
+it, the array's key inside the store, e.g. ``volume.zarr/raw``; a key flag (``--raw-key``)
+names the array instead. A path or key that leads to an OME-Zarr image (a group with
+``multiscales`` metadata) means its full-resolution level, and its voxel size is read from
+the image's metadata (:func:`ome_resolution`). When neither names an array, the usual places
+are tried (:data:`DEFAULT_KEYS`: the CREMI layout, an OME-Zarr image and its labels, the
+arrays ``emseg segment`` writes); a missing array is one error line listing those present.
+
+:func:`open_zarr` only opens (nothing is read); :class:`ZarrArray` is sliced chunk by chunk
+by the CLI (:class:`~emseg_lib.cli.volumes.CheckedVolume`) or read whole by :func:`read_zarr`
+when it fits in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import zarr
+
+from emseg_lib.atomic import ZARR_METADATA
+from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
+from emseg_lib.data.validate import check_fits_in_memory
+from emseg_lib.errors import EmsegInputError, one_line
+
+ZARR_SUFFIX = ".zarr"
+#: what an array holds, for the keys tried when none is named
+Role = Literal["raw", "labels", "probabilities"]
+#: keys tried, in order, when neither the path nor a key flag names an array ("" = the
+#: store's own OME-Zarr image); labels also try the first entry of an OME-Zarr ``labels`` list
+DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
+    "raw": (RAW_KEY, "raw", ""),
+    "labels": (LABELS_KEY, "labels/neuron_ids", "labels"),
+    "probabilities": (PROBABILITY_KEY, "probabilities"),
+}
+#: nanometres per unit of an OME-Zarr axis (units of the NGFF specification)
+NM_PER_UNIT = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "angstrom": 0.1,
+               "picometer": 1e-3, "meter": 1e9}
+
+
+@dataclass(frozen=True)
+class ZarrArray:
+    """An opened zarr array (nothing read yet).
+
+    Attributes:
+        array: the ``zarr.Array``: ``shape``, ``dtype`` and slicing, read chunk by chunk.
+        path: ``STORE.zarr/KEY``, for messages.
+        resolution: voxel size in nm ``(z, y, x)`` from OME-Zarr metadata or a
+            ``resolution`` attribute, else None.
+    """
+
+    array: zarr.Array
+    path: Path
+    resolution: tuple[float, float, float] | None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
+        return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The array's dtype."""
+        return np.dtype(self.array.dtype)
+
+
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` names a zarr store or a node in one: a part of it ends in ``.zarr``,
+    or it is a folder holding zarr metadata."""
+    path = Path(path)
+    if any(part.lower().endswith(ZARR_SUFFIX) for part in path.parts):
+        return True
+    return path.is_dir() and any((path / name).is_file() for name in ZARR_METADATA)
+
+
+def split_zarr_path(path: str | Path) -> tuple[Path, str]:
+    """``(store, key)`` of a path such as ``volume.zarr/volumes/raw``: the store is the path
+    up to its first part ending in ``.zarr`` (or the whole path), the key what follows."""
+    path = Path(path)
+    for i, part in enumerate(path.parts):
+        if part.lower().endswith(ZARR_SUFFIX):
+            return Path(*path.parts[:i + 1]), "/".join(path.parts[i + 1:])
+    return path, ""
+
+
+def _open_store(store: Path) -> zarr.Group | zarr.Array:
+    if not store.exists():
+        raise EmsegInputError(f"{store}: not found")
+    if not store.is_dir():
+        raise EmsegInputError(f"{store}: a zarr store is a folder; this is a file")
+    try:
+        return zarr.open(store, mode="r")
+    except Exception as err:  # zarr raises many kinds for missing or damaged metadata
+        raise EmsegInputError(f"{store}: cannot be opened as a zarr store ({one_line(err)}); "
+                              "is it a zarr v2 or v3 folder?") from err
+
+
+def array_names(group: zarr.Group) -> list[str]:
+    """Every array's key under ``group``, sorted."""
+    names: list[str] = []
+    for name, node in group.members(max_depth=None):
+        if isinstance(node, zarr.Array):
+            names.append(name)
+    return sorted(names)
+
+
+def _multiscales(group: zarr.Group) -> list | None:
+    attrs = group.attrs.asdict()
+    return attrs.get("ome", attrs).get("multiscales")
+
+
+def ome_resolution(group_path: Path) -> tuple[float, float, float] | None:
+    """The full-resolution voxel size in nm ``(z, y, x)`` of the OME-Zarr image at
+    ``group_path``, read with ``ome-zarr``; None when its axes carry no spatial units.
+
+    Raises:
+        EmsegInputError: metadata that is not three spatial axes with positive scales.
+    """
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    logger = logging.getLogger("ome_zarr")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "version mismatch" notes: any version is read alike
+    try:
+        location = parse_url(str(group_path))
+        nodes = Reader(location)() if location is not None else []
+        # a label image comes after the image it belongs to: take the one asked for
+        node = next((n for n in nodes if Path(n.zarr.path) == Path(location.path)), None)
+    finally:
+        logger.setLevel(level)
+    if node is None or "coordinateTransformations" not in node.metadata:
+        return None
+    scale = next((t["scale"] for t in node.metadata["coordinateTransformations"][0]
+                  if t.get("type") == "scale"), None)
+    axes = node.metadata.get("axes") or [{"name": n} for n in "zyx"]
+    if scale is None or len(scale) != 3 or len(axes) != 3:
+        raise EmsegInputError(f"{group_path}: the OME-Zarr image must have three axes (z, y, x) "
+                              f"with a scale, got axes {axes} and scale {scale}")
+    units = [axis.get("unit") for axis in axes]
+    if any(unit is None for unit in units):
+        return None
+    unknown = [unit for unit in units if unit not in NM_PER_UNIT]
+    if unknown or min(scale) <= 0:
+        raise EmsegInputError(f"{group_path}: OME-Zarr scale {scale} in {units}: expected "
+                              f"positive spatial scales in {', '.join(NM_PER_UNIT)}")
+    return tuple(float(s) * NM_PER_UNIT[u] for s, u in zip(scale, units, strict=True))
+
+
+def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, float] | None:
+    if "resolution" not in array.attrs:
+        return None
+    resolution = tuple(float(v) for v in np.ravel(array.attrs["resolution"]))
+    if len(resolution) != 3 or not all(np.isfinite(resolution)) or min(resolution) <= 0:
+        raise EmsegInputError(f"{path}: 'resolution' attribute must be three positive numbers "
+                              f"(z, y, x) in nm, got {resolution}")
+    return resolution  # type: ignore[return-value]
+
+
+def _node(root: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
+    if not key:
+        return root
+    try:
+        return root[key]
+    except KeyError:
+        return None
+
+
+def _as_array(root: zarr.Group, store: Path, key: str) -> ZarrArray | None:
+    """The array at ``key``, or the full-resolution level of an OME-Zarr image there."""
+    node = _node(root, key)
+    if isinstance(node, zarr.Array):
+        path = store / key
+        return ZarrArray(node, path, _attribute_resolution(node, path))
+    if node is None or not _multiscales(node):
+        return None
+    level = _multiscales(node)[0]["datasets"][0]["path"]
+    array = _node(node, level)
+    if not isinstance(array, zarr.Array):
+        return None
+    return ZarrArray(array, store / key / level, ome_resolution(store / key))
+
+
+def _candidates(root: zarr.Group, key: str, role: Role) -> list[str]:
+    """The usual places of a ``role`` array in the group at ``key``."""
+    prefix = f"{key}/" if key else ""
+    keys = [prefix + k if k else key for k in DEFAULT_KEYS[role]]
+    if role == "labels":
+        labels = _node(root, prefix + "labels")
+        names = labels.attrs.get("labels", []) if isinstance(labels, zarr.Group) else []
+        keys += [f"{prefix}labels/{name}" for name in names[:1]]
+    return keys
+
+
+def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
+              required: bool = True, flag: str = "--raw-key") -> ZarrArray | None:
+    """Open a ``(Z, Y, X)`` array of a zarr store; nothing is read.
+
+    Args:
+        path: the store, or a node in it (``volume.zarr/raw``).
+        key: the array's key below ``path`` (a key flag); None: ``path`` names it, else the
+            keys of :data:`DEFAULT_KEYS` for ``role`` are tried.
+        required: raise when no array is found; otherwise return None.
+        flag: the key flag, named in the message for a missing array.
+
+    Raises:
+        EmsegInputError: no store there, unreadable metadata, a missing array (listing the
+            arrays present), or an array that is not 3-D.
+    """
+    store, inner = split_zarr_path(path)
+    root = _open_store(store)
+    if isinstance(root, zarr.Array):  # a store that is one array
+        if inner or key:
+            raise EmsegInputError(f"{store}: is a single zarr array, it holds no "
+                                  f"'{'/'.join(p for p in (inner, key or '') if p)}'")
+        return _checked(ZarrArray(root, store, _attribute_resolution(root, store)))
+    inner = "/".join(part for part in (inner, key or "") if part)
+    node = _node(root, inner)
+    named = bool(inner) and not (isinstance(node, zarr.Group) and not _multiscales(node))
+    keys = [inner] if named else _candidates(root, inner, role)
+    found = next((a for a in (_as_array(root, store, k) for k in keys) if a is not None), None)
+    if found is None:
+        if not required:
+            return None
+        wanted = " or ".join(f"'{k}'" if k else "an OME-Zarr image" for k in keys)
+        raise EmsegInputError(f"{store}: no {role} array {wanted}; name it with {flag} or as "
+                              f"{store}/KEY. Arrays present: {array_names(root) or 'none'}")
+    return _checked(found)
+
+
+def _checked(found: ZarrArray) -> ZarrArray:
+    if len(found.shape) != 3:
+        raise EmsegInputError(f"{found.path}: must be 3-D (Z, Y, X), got shape {found.shape}")
+    return found
+
+
+def read_zarr(source: ZarrArray) -> np.ndarray:
+    """The whole array, if it fits in the available memory; a damaged chunk is one line."""
+    check_fits_in_memory(source.path, [("zarr array", source.shape, source.dtype)])
+    try:
+        return np.asarray(source.array[...])
+    except Exception as err:  # codecs and stores raise many kinds for damaged chunks
+        raise EmsegInputError(f"{source.path}: cannot be read ({one_line(err)}); a chunk may "
+                              "be truncated or corrupt") from err
+

@@ -1,0 +1,168 @@
+"""The files a whole-volume segmentation is written to, chunk by chunk: HDF5 in the CREMI
+layout, or an OME-Zarr image for napari and neuroglancer (an output named ``*.zarr``).
+
+:func:`open_output` gives a :class:`SegmentationOutput` whose :meth:`~SegmentationOutput.write`
+takes one range of slices at a time; the output appears at its path only when complete
+(:func:`~emseg_lib.atomic.atomic_hdf5`, :func:`~emseg_lib.atomic.atomic_directory`).
+
+The OME-Zarr layout (NGFF 0.4 on zarr v2 by default, 0.5 on zarr v3), every array with axes
+z, y, x in nanometres and the voxel size as its scale::
+
+    seg.zarr/                  image: the raw data segmented (uint8), or the probability map
+                               (float32) that ``emseg postprocess`` segmented
+    seg.zarr/labels/neuron_ids label image: the segment ids (uint64)
+    seg.zarr/probabilities     image: the cell probability (float32), when asked for
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import zarr
+
+from emseg_lib.atomic import atomic_directory, atomic_hdf5, interrupts_deferred
+from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY
+from emseg_lib.data.zarr_store import ZARR_SUFFIX
+
+#: the OME-Zarr label image of the segment ids, and the probability image, in a ``.zarr``
+LABELS_NAME, PROBABILITIES_NAME = "neuron_ids", "probabilities"
+#: largest in-plane zarr chunk (pixels); one slice deep, so each chunk is written once
+ZARR_TILE = 512
+
+
+class SegmentationOutput(Protocol):
+    """A segmentation being written, one range of slices at a time."""
+
+    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray,
+              image: np.ndarray) -> None:
+        """Slices ``z0 .. z0 + len(labels) - 1``: ids ``(z, Y, X)`` uint64, cell probability
+        ``(z, Y, X)`` float32, and the image they were computed from ``(z, Y, X)``."""
+
+    def flush(self) -> None:
+        """Make what was written so far reach the disk (a full disk fails here)."""
+
+
+def is_zarr_output(path: str | Path) -> bool:
+    """Whether ``path`` names an OME-Zarr output (a ``.zarr`` name)."""
+    return Path(path).suffix.lower() == ZARR_SUFFIX
+
+
+class _Hdf5Output:
+    def __init__(self, output, shape: tuple[int, int, int],
+                 resolution: tuple[float, float, float], probabilities: bool) -> None:
+        self._output = output
+        chunks = (1, *shape[1:])
+        self._labels = output.file.create_dataset(LABELS_KEY, shape, dtype=np.uint64,
+                                                  chunks=chunks, compression="gzip")
+        self._prob = output.file.create_dataset(
+            PROBABILITY_KEY, shape, dtype=np.float32, chunks=chunks, compression="gzip"
+        ) if probabilities else None
+        for dataset in (self._labels, self._prob):
+            if dataset is not None:
+                dataset.attrs["resolution"] = np.asarray(resolution, dtype=np.float64)
+
+    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
+        z1 = z0 + len(labels)
+        self._labels[z0:z1] = labels
+        if self._prob is not None:
+            self._prob[z0:z1] = prob
+
+    def flush(self) -> None:
+        self._output.flush()
+
+
+def _compressor(zarr_format: int):
+    """Blosc/zstd, the codec ome-zarr writes and neuroglancer and napari read."""
+    if zarr_format == 2:
+        from numcodecs import Blosc
+
+        return Blosc(cname="zstd", clevel=5, shuffle=Blosc.SHUFFLE)
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+
+class _OmeZarrOutput:
+    def __init__(self, folder: Path, shape: tuple[int, int, int],
+                 resolution: tuple[float, float, float], *, image_dtype: np.dtype,
+                 probabilities: bool, zarr_format: int, name: str) -> None:
+        from ome_zarr.format import FormatV04, FormatV05
+
+        self._fmt = FormatV04() if zarr_format == 2 else FormatV05()
+        self._resolution = [float(r) for r in resolution]
+        self._root = zarr.open_group(folder, mode="w", zarr_format=zarr_format)
+        chunks = (1, min(shape[1], ZARR_TILE), min(shape[2], ZARR_TILE))
+        compressor = _compressor(zarr_format)
+
+        def image(group: zarr.Group, dtype: np.dtype, title: str) -> zarr.Array:
+            array = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype,
+                                       compressors=compressor, fill_value=0)
+            self._images.append((group, title))
+            return array
+
+        self._images: list[tuple[zarr.Group, str]] = []
+        self._image = image(self._root, image_dtype, name)
+        self._labels = image(self._root.require_group(f"labels/{LABELS_NAME}"), np.uint64,
+                             LABELS_NAME)
+        self._prob = image(self._root.require_group(PROBABILITIES_NAME), np.float32,
+                           "cell probability") if probabilities else None
+
+    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
+        z1 = z0 + len(labels)
+        with interrupts_deferred():  # zarr writes in a background thread: let it finish
+            self._image[z0:z1] = image
+            self._labels[z0:z1] = labels
+            if self._prob is not None:
+                self._prob[z0:z1] = prob
+
+    def flush(self) -> None:
+        """Every chunk is stored as it is written."""
+
+    def finish(self) -> None:
+        """Write the OME-Zarr metadata (with ``ome-zarr``): multiscales with the voxel size
+        as scale, and the label image's ``image-label`` pointing at its image."""
+        with warnings.catch_warnings():  # ome-zarr's own default argument is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+        axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
+        datasets = [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": self._resolution}]}]
+        for group, title in self._images:
+            write_multiscales_metadata(group, datasets, fmt=self._fmt, axes=axes, name=title)
+        write_label_metadata(self._root["labels"], LABELS_NAME, fmt=self._fmt,
+                             source={"image": "../../"})
+
+
+@contextmanager
+def open_output(path: str | Path, shape: tuple[int, int, int],
+                resolution: tuple[float, float, float], *, image_dtype: np.dtype,
+                probabilities: bool, zarr_format: int = 2, image_name: str = "raw"
+                ) -> Iterator[SegmentationOutput]:
+    """A segmentation output at ``path``, complete there only when the block ends without
+    an error (an existing file or zarr store at ``path`` is replaced then).
+
+    Args:
+        path: ``*.zarr``: an OME-Zarr image (see the module docstring); otherwise HDF5 in
+            the CREMI layout (``volumes/labels/neuron_ids``, with ``probabilities``
+            ``volumes/predictions/cell_probability``; the image is not stored).
+        shape: ``(Z, Y, X)``.
+        resolution: voxel size in nm ``(z, y, x)``, stored with every array.
+        image_dtype: dtype of the image the labels were computed from.
+        probabilities: store the cell probability map.
+        zarr_format: 2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5).
+        image_name: the OME-Zarr image's name (what it shows).
+    """
+    if not is_zarr_output(path):
+        with atomic_hdf5(path) as output:
+            yield _Hdf5Output(output, shape, resolution, probabilities)
+        return
+    with atomic_directory(path) as folder:
+        output = _OmeZarrOutput(folder, shape, resolution, image_dtype=np.dtype(image_dtype),
+                                probabilities=probabilities, zarr_format=zarr_format,
+                                name=image_name)
+        yield output
+        output.finish()

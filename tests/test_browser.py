@@ -1,0 +1,250 @@
+"""The threshold notebook's sliders in a real browser: JupyterLab on 127.0.0.1 (a free port, a
+token) opens ``notebooks/05_threshold_tables.ipynb`` after the session's smoke run
+(:func:`conftest.smoke_run`, found through ``EMSEG_ROOT``), headless Chromium runs every cell,
+moves the ``sig_th`` slider down with the arrow keys until the VOI changes (the smoke run's
+network is barely trained: near the thesis's threshold every slice is one segment), and the
+figure (its PNG data) and the VOI readout must change.
+
+Screenshots go to ``tests/artifacts/browser/`` (git-ignored) for a person to look at. Skipped
+where Chromium, its driver or selenium are missing (``.ci/run`` installs Debian's
+``chromium`` and ``chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "05_threshold_tables.ipynb"
+ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+#: flags for a closed network: no first-run, sync, update or background traffic
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1400,1100"]
+#: JupyterLab settings: start the notebook's kernel without asking, fetch no news
+SETTINGS = {"@jupyterlab/docmanager-extension/plugin": {"autoStartDefaultKernel": True},
+            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
+#: slider steps (0.01 each) tried until the VOI changes
+MAX_STEPS = 60
+T = TypeVar("T")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="no Chromium: apt-get install chromium chromium-driver "
+                              "(.ci/run installs them)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _poll(check: Callable[[], T | None], timeout: float) -> T | None:
+    """Call ``check`` until it returns something truthy (returned), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    return None
+
+
+def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
+    """:func:`_poll`, failing the test naming ``what`` on a timeout."""
+    result = _poll(check, timeout)
+    if not result:
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return result
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(smoke_run, tmp_path_factory) -> Iterator[str]:
+    """JupyterLab serving a copy of the notebook (autosave must not touch the repository)
+    with ``EMSEG_ROOT`` set to the smoke run; yields the notebook's URL with the token."""
+    out, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    home = tmp_path_factory.mktemp("jupyterlab")
+    (home / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, home / "notebooks" / NOTEBOOK)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "EMSEG_ROOT": str(out), "PYTHONPATH": str(ROOT),
+           "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    for plugin, settings in SETTINGS.items():
+        path = home / "settings" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
+    log = (home / "jupyterlab.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={home}", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited: {(home / 'jupyterlab.log').read_text()[-2000:]}")
+            return _answers(f"{base}/api/status?token={token}")
+
+        _wait("JupyterLab to answer", ready, 90)
+        yield f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}"
+    finally:
+        server.send_signal(signal.SIGTERM)  # the server shuts its kernels down
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium driven by selenium, with a fresh profile."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver, element, name: str) -> Path:
+    """The element (and the whole window beside it) as PNGs in :data:`ARTIFACTS`."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}_window.png"))
+    path = ARTIFACTS / f"{name}.png"
+    element.screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def _accept_dialogs(driver) -> None:
+    """Accept what JupyterLab asks in a dialog (which kernel to start: the notebook's)."""
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
+        if button.is_displayed():
+            button.click()
+
+
+def _run_all_cells(driver) -> None:
+    """Run > Run All Cells, again (at most 3 times) until a cell is executing or done."""
+    from selenium.webdriver.common.by import By
+
+    run_menu = "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']"
+    run_all = "//li[contains(@class, 'lm-Menu-item')][.//*[text()='Run All Cells']]"
+    started = """return [...document.querySelectorAll('.jp-InputPrompt')]
+                     .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent));"""
+    for _ in range(3):
+        _accept_dialogs(driver)
+        _wait("the Run menu", lambda: driver.find_elements(By.XPATH, run_menu), 60)[0].click()
+        driver.find_element(By.XPATH, run_all).click()
+        if _poll(lambda: _accept_dialogs(driver) or driver.execute_script(started), 60):
+            return
+    pytest.fail("Run All Cells did not start the notebook")
+
+
+def _voi(readout: str) -> float:
+    """The VOI (bits) a readout shows."""
+    return float(re.search(r"VOI ([0-9.]+) bits", readout).group(1))
+
+
+def _state(driver) -> tuple[str, str] | None:
+    """The slider panel's VOI readout and its figure's image data, once both are shown."""
+    return driver.execute_script("""
+        const panels = [...document.querySelectorAll('.widget-vbox')].filter(
+            box => box.querySelector('.widget-slider') && box.querySelector('.widget-output'));
+        if (!panels.length) return null;
+        const panel = panels[panels.length - 1];
+        const readout = [...panel.querySelectorAll('.widget-html-content')]
+            .map(e => e.textContent).find(t => t.includes('VOI') && t.includes('bits'));
+        const image = panel.querySelector('.widget-output img');
+        return readout && image && image.src.startsWith('data:image/png') ?
+            [readout, image.src] : null;
+    """)
+
+
+def test_threshold_slider_redraws_the_figure_and_the_voi(jupyterlab, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's pictures
+    try:
+        browser.get(jupyterlab)
+        _wait("the notebook's kernel to be idle", lambda: browser.execute_script(
+            "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+            "return s && s.getAttribute('data-status') === 'idle';"), 120)
+        _run_all_cells(browser)
+        readout, image = _wait("the slider panel with its first figure",
+                               lambda: _accept_dialogs(browser) or _state(browser), 600)
+        panel = browser.find_elements(By.CSS_SELECTOR, ".widget-vbox")[-1]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", panel)
+        _shot(browser, panel, "sliders_before")
+
+        slider = browser.find_element(
+            By.XPATH, "//div[contains(@class, 'widget-slider')][.//*[text()='sig_th']]")
+        handle = slider.find_element(By.CSS_SELECTOR, ".noUi-handle")
+        ActionChains(browser).click(handle).perform()  # focus: the arrow keys move it
+        new_readout, new_image = readout, image
+        for _ in range(MAX_STEPS):  # down by 0.01 until the VOI differs
+            handle.send_keys(Keys.ARROW_LEFT)
+            new_readout, new_image = _wait(
+                "the readout to follow the slider",
+                lambda last=new_readout: (state := _state(browser)) and state[0] != last
+                and state, 60)
+            if _voi(new_readout) != _voi(readout):
+                break
+        assert _voi(new_readout) != _voi(readout), (readout, new_readout)
+        new_readout, new_image = _wait("the figure to be redrawn", lambda: (
+            state := _state(browser)) and state[1] != image and state, 60)
+        _shot(browser, panel, "sliders_after")
+        assert "sig_th 0.83" in readout and "sig_th 0.83" not in new_readout
+        assert _voi(new_readout) != _voi(readout)
+        assert new_image != image
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "failure_window.png"))
+        print(f"screenshot of the failure: {ARTIFACTS / 'failure_window.png'}")
+        raise
