@@ -242,3 +242,12 @@ def test_postprocess_bad_arguments(tmp_path, probabilities, capsys, args, fragme
     _expect_error(capsys, ["postprocess", "--prob", root / "prob.h5", "--out",
                            tmp_path / "s.h5", *args], *fragments)
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_segment_tiles_with_the_profile_the_checkpoint_was_trained_with():
+    from emseg_lib.cli.segment import tiling_profile
+
+    assert tiling_profile(None, {"identity": {"profile": "full"}}) == "full"
+    assert tiling_profile("smoke", {"identity": {"profile": "full"}}) == "smoke"
+    assert tiling_profile(None, {"identity": {"profile": "no such profile"}}) == "quick"
+    assert tiling_profile(None, {}) == "quick"

@@ -90,6 +90,13 @@ def output_spec(args: argparse.Namespace) -> OutputSpec:
                       zarr_format=args.zarr_format)
 
 
+def tiling_profile(given: str | None, state: dict) -> str:
+    """``--profile`` when given, else the profile the checkpoint was trained with (its run
+    identity), else ``quick``."""
+    trained = (state.get("identity") or {}).get("profile")
+    return given or (trained if trained in PROFILES else "quick")
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """Network inference, then post-processing, into ``args.out``, and its preview picture.
 
@@ -103,15 +110,18 @@ def run_segment(args: argparse.Namespace) -> int:
     check_postprocess_arguments(args)
     pick_device(args.device)
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
-    learned = load_checkpoint(args.checkpoint).get("postprocess")
+    state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(args.checkpoint)
-    post, message = choose_postprocessing(args, learned, model_entry(model).dims)
-    tiling = get_profile(args.profile).tiling_3d
+    post, message = choose_postprocessing(args, state.get("postprocess"), model_entry(model).dims)
+    profile = tiling_profile(args.profile, state)
+    tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):
         check_out_file(args.out, _segment_inputs(args), args.overwrite,
                        expected_bytes=output_bytes_bound(tuple(raw.shape),
                                                          zarr=is_zarr_output(args.out)))
         print(message)
+        if model_entry(model).dims == 3:
+            print(f"3D tiling of profile {profile}: tiles {tiling.tile}, overlap {tiling.overlap}")
         run = write_output(args.out, lambda: segment_to_file(
             model, raw, args.out, post, resolution=resolution, tiling=tiling,
             chunk_slices=args.chunk_slices, device=args.device, spec=output_spec(args)))
@@ -169,8 +179,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     segment.add_argument("--save-probabilities", action="store_true",
                          help="also store the cell probability map in a .zarr output (an "
                               ".h5 output always holds it)")
-    segment.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                         help="3D tiling of this profile (default quick)")
+    segment.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                         help="3D tiling of this profile (default: the profile the checkpoint "
+                              "was trained with, else quick)")
     segment.add_argument("--device")
     add_postprocess_arguments(segment)
     segment.set_defaults(run=run_segment, interrupted=interrupted)

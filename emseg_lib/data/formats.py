@@ -31,6 +31,7 @@ import tifffile
 from skimage.measure import label
 
 from emseg_lib.data.cremi import EMVolume, load_cremi
+from emseg_lib.data.labels import stack_slices
 from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
@@ -126,13 +127,7 @@ def read_array(path: str | Path) -> np.ndarray:
 def membranes_to_instances(membranes: np.ndarray) -> np.ndarray:
     """Instance ids from a binary membrane mask ``(Z, Y, X)``: 4-connected components of
     the non-membrane pixels, slice by slice, ids unique across the stack; membranes get 0."""
-    ids = np.zeros(membranes.shape, dtype=np.uint64)
-    offset = 0
-    for z, mask in enumerate(membranes):
-        components = label(~mask, connectivity=1)
-        ids[z] = np.where(components > 0, components + offset, 0)
-        offset += int(components.max())
-    return ids
+    return stack_slices(label(~mask, connectivity=1) for mask in membranes).astype(np.uint64)
 
 
 def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndarray, str]:
