@@ -24,7 +24,7 @@ from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
 from emseg_lib.data.zarr_store import ZARR_SUFFIX
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.parallel import resolve_workers
-from emseg_lib.postprocess import METHODS, get_method
+from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
 from emseg_lib.preview import preview_path
 from emseg_lib.segmentation_output import is_zarr_output
 
@@ -74,6 +74,12 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
                              "complete)")
 
 
+def _defaults_text(method: PostprocessMethod, name: str) -> str:
+    """``0.9`` or ``0.9 per slice, 0.98 in 3D``: a threshold's defaults for help texts."""
+    flat, volume = method.default_thresholds(2)[name], method.default_thresholds(3)[name]
+    return f"{flat:g}" if flat == volume else f"{flat:g} per slice, {volume:g} in 3D"
+
+
 def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
     """``--method``, every method's threshold flags, ``--keep-boundaries``, ``--workers``."""
     group = parser.add_argument_group("post-processing")
@@ -83,7 +89,7 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
         owner = next(m for m in METHODS.values() if name in m.parameters)
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,
                            help=f"{owner.name} method (default: learned, else "
-                                f"{owner.defaults[name]:g})")
+                                f"{_defaults_text(owner, name)})")
     group.add_argument("--keep-boundaries", action="store_true",
                        help="keep the thesis method's label-0 boundaries (not dense)")
     group.add_argument("--workers", type=int,

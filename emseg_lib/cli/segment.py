@@ -44,7 +44,7 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
     method = get_method(name)
     base = (learned or {}).get("thresholds", {}).get(name)
     given = given_thresholds(args)
-    thresholds = method.thresholds(given, base)
+    thresholds = method.thresholds(given, base, dims)
     if base is not None:
         source = f"learned on the validation split at epoch {learned['epoch']}"
     elif learned is None and args.method is None and hasattr(args, "checkpoint"):

@@ -77,7 +77,8 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
     settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
     settings += [(name, trained.postprocess["thresholds"][name], "validation")
                  for name in METHODS]
-    settings.append((DEFAULT_METHOD, dict(get_method(DEFAULT_METHOD).defaults), "defaults"))
+    settings.append((DEFAULT_METHOD, get_method(DEFAULT_METHOD).default_thresholds(dims),
+                     "defaults"))
     rows = []
     for name, thresholds, source in settings:
         seg = segment_volume(test.prob, name, thresholds, dims=dims,

@@ -55,11 +55,13 @@ class PostprocessMethod:
     Attributes:
         name: the name ``--method`` takes.
         summary: one line for help texts.
-        defaults: thresholds used when nothing was learned (e.g. ``emseg postprocess``).
+        defaults: thresholds used when nothing was learned (e.g. ``emseg postprocess``) and
+            the slices are segmented one by one (2D).
         grid: values tried by :func:`~emseg_lib.tuning.tune_thresholds`, one tuple per grid
             axis; the first axis is the :attr:`outer` one.
         has_boundaries: its :meth:`labels` leave 0 on boundaries (``keep_boundaries`` keeps
             them; otherwise they are flooded from the segments).
+        defaults_3d: the defaults for volumes segmented in 3D, where they differ.
     """
 
     name: str
@@ -67,6 +69,12 @@ class PostprocessMethod:
     defaults: Mapping[str, float]
     grid: Mapping[str, tuple[float, ...]]
     has_boundaries: bool = False
+    defaults_3d: Mapping[str, float] | None = None
+
+    def default_thresholds(self, dims: int = 2) -> Thresholds:
+        """:attr:`defaults`, or :attr:`defaults_3d` for ``dims == 3`` where the method has
+        them."""
+        return dict(self.defaults_3d if dims == 3 and self.defaults_3d else self.defaults)
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -79,14 +87,15 @@ class PostprocessMethod:
         return next(iter(self.grid))
 
     def thresholds(self, given: Mapping[str, float | None] | None = None,
-                   base: Mapping[str, float] | None = None) -> Thresholds:
-        """``base`` (default :attr:`defaults`) with every non-None entry of ``given`` applied.
+                   base: Mapping[str, float] | None = None, dims: int = 2) -> Thresholds:
+        """``base`` (default: :meth:`default_thresholds` for ``dims``) with every non-None
+        entry of ``given`` applied.
 
         Raises:
             EmsegInputError: an entry of ``given`` that is not one of this method's thresholds,
                 or a value outside its range (:data:`LIMITS`).
         """
-        values = dict(self.defaults if base is None else base)
+        values = dict(self.default_thresholds(dims) if base is None else base)
         for key, value in (given or {}).items():
             if value is None:
                 continue
@@ -190,9 +199,10 @@ METHODS: dict[str, PostprocessMethod] = {
         grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
-        defaults={"seed_th": 0.95, "smooth_px": 1.0},
+        defaults={"seed_th": 0.9, "smooth_px": 1.0},
         grid={"smooth_px": (0.0, 1.0, 2.0),
-              "seed_th": (*_steps(0.5, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)}),
+              "seed_th": (*_steps(0.5, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
+        defaults_3d={"seed_th": 0.98, "smooth_px": 1.0}),
 }
 DEFAULT_METHOD = "seeded"
 
