@@ -199,7 +199,7 @@ METHODS: dict[str, PostprocessMethod] = {
         grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
-        defaults={"seed_th": 0.9, "smooth_px": 1.0},
+        defaults={"seed_th": 0.95, "smooth_px": 1.0},
         grid={"smooth_px": (0.0, 1.0, 2.0),
               "seed_th": (*_steps(0.5, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
         defaults_3d={"seed_th": 0.98, "smooth_px": 1.0}),
