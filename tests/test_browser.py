@@ -39,7 +39,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1400,1100"]
 #: JupyterLab settings: start the notebook's kernel without asking, fetch no news
-SETTINGS = {"@jupyterlab/docmanager-extension/plugin": {"autoStartDefaultKernel": True},
+SETTINGS = {"@jupyterlab/notebook-extension/tracker": {"autoStartDefaultKernel": True},
             "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
 #: slider steps (0.01 each) tried until the VOI changes
 MAX_STEPS = 60
@@ -159,30 +159,41 @@ def _shot(driver, element, name: str) -> Path:
     return path
 
 
-def _accept_dialogs(driver) -> None:
-    """Accept what JupyterLab asks in a dialog (which kernel to start: the notebook's)."""
+def _accept_dialogs(driver) -> bool:
+    """Accept what JupyterLab asks in a dialog (which kernel to start: the notebook's); True
+    when there was one."""
     from selenium.webdriver.common.by import By
 
-    for button in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
-        if button.is_displayed():
-            button.click()
+    shown = [b for b in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept")
+             if b.is_displayed()]
+    for button in shown:
+        button.click()
+    return bool(shown)
+
+
+def _kernel_idle(driver) -> bool:
+    return driver.execute_script(
+        "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+        "return s && s.getAttribute('data-status') === 'idle';")
 
 
 def _run_all_cells(driver) -> None:
-    """Run > Run All Cells, again (at most 3 times) until a cell is executing or done."""
+    """Run > Run All Cells once the kernel is idle and no dialog is open.
+
+    A dialog is accepted only before the run: accepting a kernel choice while cells run
+    would start another kernel for the cells still queued.
+    """
     from selenium.webdriver.common.by import By
 
     run_menu = "//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='Run']"
     run_all = "//li[contains(@class, 'lm-Menu-item')][.//*[text()='Run All Cells']]"
     started = """return [...document.querySelectorAll('.jp-InputPrompt')]
                      .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent));"""
-    for _ in range(3):
-        _accept_dialogs(driver)
-        _wait("the Run menu", lambda: driver.find_elements(By.XPATH, run_menu), 60)[0].click()
-        driver.find_element(By.XPATH, run_all).click()
-        if _poll(lambda: _accept_dialogs(driver) or driver.execute_script(started), 60):
-            return
-    pytest.fail("Run All Cells did not start the notebook")
+    _wait("the notebook's kernel to be idle, with no dialog open",
+          lambda: not _accept_dialogs(driver) and _kernel_idle(driver), 120)
+    _wait("the Run menu", lambda: driver.find_elements(By.XPATH, run_menu), 60)[0].click()
+    driver.find_element(By.XPATH, run_all).click()
+    _wait("Run All Cells to start the notebook", lambda: driver.execute_script(started), 60)
 
 
 def _voi(readout: str) -> float:
@@ -213,12 +224,14 @@ def test_threshold_slider_redraws_the_figure_and_the_voi(jupyterlab, browser):
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's pictures
     try:
         browser.get(jupyterlab)
-        _wait("the notebook's kernel to be idle", lambda: browser.execute_script(
-            "const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-            "return s && s.getAttribute('data-status') === 'idle';"), 120)
         _run_all_cells(browser)
         readout, image = _wait("the slider panel with its first figure",
-                               lambda: _accept_dialogs(browser) or _state(browser), 600)
+                               lambda: _state(browser), 600)
+        counts = browser.execute_script(
+            "return [...document.querySelectorAll('.jp-InputPrompt')]"
+            ".map(p => p.textContent.match(/\\[(\\d+)\\]/)).filter(m => m).map(m => +m[1]);")
+        assert len(counts) > 1 and len(set(counts)) == len(counts), \
+            f"the cells did not run in one kernel: execution counts {counts}"
         panel = browser.find_elements(By.CSS_SELECTOR, ".widget-vbox")[-1]
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", panel)
         _shot(browser, panel, "sliders_before")
