@@ -1,5 +1,6 @@
 """The threshold notebook's sliders in a real browser: JupyterLab on 127.0.0.1 (a free port, a
-token) opens ``notebooks/05_threshold_tables.ipynb`` after the session's smoke run
+token; the notebook's kernel started through its REST API) opens
+``notebooks/05_threshold_tables.ipynb`` after the session's smoke run
 (:func:`conftest.smoke_run`, found through ``EMSEG_ROOT``), headless Chromium runs every cell,
 moves the ``sig_th`` slider down with the arrow keys until the VOI changes (the smoke run's
 network is barely trained: near the thesis's threshold every slice is one segment), and the
@@ -38,9 +39,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1400,1100"]
-#: JupyterLab settings: start the notebook's kernel without asking, fetch no news
-SETTINGS = {"@jupyterlab/notebook-extension/tracker": {"autoStartDefaultKernel": True},
-            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
+#: JupyterLab settings: fetch no news (the kernel is started through the REST API)
+SETTINGS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
 #: slider steps (0.01 each) tried until the VOI changes
 MAX_STEPS = 60
 T = TypeVar("T")
@@ -86,6 +86,19 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _start_kernel(base: str, token: str) -> None:
+    """Start the notebook's kernel through the server's REST API (a session for its path), so
+    that the page connects to a running kernel: no kernel choice, no start-up race in the page.
+    """
+    body = json.dumps({"path": f"notebooks/{NOTEBOOK}", "type": "notebook", "name": NOTEBOOK,
+                       "kernel": {"name": "python3"}}).encode()
+    request = urllib.request.Request(f"{base}/api/sessions?token={token}", data=body,
+                                     method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 201, response.status
+
+
 @pytest.fixture(scope="module")
 def jupyterlab(smoke_run, tmp_path_factory) -> Iterator[str]:
     """JupyterLab serving a copy of the notebook (autosave must not touch the repository)
@@ -122,6 +135,7 @@ def jupyterlab(smoke_run, tmp_path_factory) -> Iterator[str]:
             return _answers(f"{base}/api/status?token={token}")
 
         _wait("JupyterLab to answer", ready, 90)
+        _start_kernel(base, token)
         yield f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}"
     finally:
         server.send_signal(signal.SIGTERM)  # the server shuts its kernels down
