@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +27,15 @@ from emseg_lib.errors import EmsegInputError, check_probabilities
 from emseg_lib.inference import predict_volume
 from emseg_lib.models import model_entry
 from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
+from emseg_lib.partial_results import PartialResults
 from emseg_lib.postprocess import get_method, segment_volume
 from emseg_lib.preview import PreviewSamples, SliceSample
 from emseg_lib.profiles import Tiling
 from emseg_lib.progress import progress_bar
 from emseg_lib.segmentation_output import is_zarr_output, open_output
 
-#: ``(z0, z1, prob, image)``: a chunk's cell probability and the image it came from
-Chunk = tuple[int, int, np.ndarray, np.ndarray]
+#: ``(z0, z1) -> (prob, image)``: a chunk's cell probability and the image it came from
+ChunkSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class SegmentationRun:
     cells: int
     zero_voxels: int
     samples: tuple[SliceSample, ...] = ()
+    resumed_chunks: int = 0
 
     @property
     def slices_per_second(self) -> float:
@@ -103,31 +105,57 @@ class OutputSpec:
     preview_slices: int = 3
 
 
-def _write_labels(chunks: Iterator[Chunk], out_path: Path, shape: tuple[int, int, int],
-                  resolution: tuple[float, float, float], post: Postprocessing,
-                  pool: SerialPool | ProcessPool, *, spec: OutputSpec, raw_image: bool,
-                  progress: bool, total: int) -> SegmentationRun:
-    """Post-process ``(z0, z1, prob, image)`` chunks into ``out_path``."""
+def _ids_dtype(labels: np.ndarray) -> np.dtype:
+    """The smallest unsigned dtype holding ``labels``' ids (they are stored that way)."""
+    return np.min_scalar_type(int(labels.max(initial=0)))
+
+
+def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
+           thresholds: dict[str, float], resolution: tuple[float, float, float],
+           pool: SerialPool | ProcessPool, partial: PartialResults | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices ``z0 .. z1 - 1``: ids from 1 (0 on kept boundaries), probability, image;
+    taken from ``partial`` when an earlier run finished them, else computed (and kept)."""
+    if partial is not None and partial.has(z0):
+        saved = partial.load(z0)
+        return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
+    prob, image = compute(z0, z1)
+    cells = segment_volume(prob, post.method, thresholds, dims=post.dims,
+                           resolution=resolution, keep_boundaries=post.keep_boundaries,
+                           start=0, pool=pool)
+    if partial is not None:
+        own_image = {} if image is prob else {"image": image}
+        partial.save(z0, labels=cells.astype(_ids_dtype(cells)), prob=prob, **own_image)
+    return cells, prob, image
+
+
+def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path: Path,
+                  shape: tuple[int, int, int], resolution: tuple[float, float, float],
+                  post: Postprocessing, pool: SerialPool | ProcessPool, *, spec: OutputSpec,
+                  raw_image: bool, progress: bool, partial: PartialResults | None
+                  ) -> SegmentationRun:
+    """Post-process the chunks ``ranges`` of ``compute`` into ``out_path``."""
     started = time.perf_counter()
     last_id, zeros = 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
     samples = PreviewSamples(shape[0], spec.preview_slices)
     image_dtype = np.uint8 if raw_image else np.float32
+    resumed = sum(partial.has(z0) for z0, _ in ranges) if partial is not None else 0
     with open_output(out_path, shape, resolution, image_dtype=image_dtype,
                      probabilities=spec.probabilities, zarr_format=spec.zarr_format,
                      image_name="raw" if raw_image else "cell probability") as output:
-        for z0, _, prob, image in progress_bar(chunks, total=total, desc="chunks",
-                                               disable=not progress):
-            cells = segment_volume(prob, post.method, thresholds, dims=post.dims,
-                                   resolution=resolution, keep_boundaries=post.keep_boundaries,
-                                   start=last_id, pool=pool).astype(np.uint64)
+        for z0, z1 in progress_bar(ranges, desc="chunks", disable=not progress):
+            local, prob, image = _chunk(z0, z1, compute, post, thresholds, resolution, pool,
+                                        partial)
+            cells = np.where(local > 0, local.astype(np.uint64) + np.uint64(last_id),
+                             np.uint64(0))
             output.write(z0, cells, prob, image)
             samples.take(z0, prob, cells, image if raw_image else None)
             last_id = max(last_id, int(cells.max(initial=0)))
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
     return SegmentationRun(shape[0], time.perf_counter() - started, last_id, zeros,
-                           tuple(samples.samples))
+                           tuple(samples.samples), resumed)
 
 
 def output_bytes_bound(shape: tuple[int, int, int], zarr: bool = False) -> int:
@@ -145,7 +173,8 @@ def output_bytes_bound(shape: tuple[int, int, int], zarr: bool = False) -> int:
 def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postprocessing, *,
                     tiling: Tiling, resolution: tuple[float, float, float],
                     chunk_slices: int = 8, device: str | None = None,
-                    spec: OutputSpec | None = None, progress: bool = True) -> SegmentationRun:
+                    spec: OutputSpec | None = None, progress: bool = True,
+                    partial: PartialResults | None = None) -> SegmentationRun:
     """Segment ``raw`` ``(Z, Y, X)`` uint8 (array, h5py dataset or zarr array) into
     ``out_path``.
 
@@ -155,7 +184,8 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
     OME-Zarr image of ``raw`` with the labels, and the probabilities if ``spec`` asks
     (:mod:`~emseg_lib.segmentation_output`). The output appears at ``out_path`` only when
     complete; an existing one there is replaced, so check the location first with
-    :func:`~emseg_lib.atomic.check_output`.
+    :func:`~emseg_lib.atomic.check_output`. With ``partial`` (entered), finished chunks are
+    kept there and those an interrupted earlier run kept are not computed again.
     """
     if len(raw.shape) != 3:
         raise EmsegInputError(f"raw data must be (Z, Y, X), got shape {raw.shape}")
@@ -168,21 +198,21 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
     n_slices = raw.shape[0]
     context = tiling.tile[0] // 2 if model_entry(model).dims == 3 else 0
 
-    def predicted() -> Iterator[Chunk]:
-        for z0, z1 in _chunks(n_slices, chunk_slices):
-            lo, hi = max(0, z0 - context), min(n_slices, z1 + context)
-            image = np.asarray(raw[lo:hi])
-            prob = predict_volume(model, image, tiling, device=device, progress=False)
-            yield z0, z1, prob[z0 - lo:z1 - lo], image[z0 - lo:z1 - lo]
+    def predicted(z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = max(0, z0 - context), min(n_slices, z1 + context)
+        image = np.asarray(raw[lo:hi])
+        prob = predict_volume(model, image, tiling, device=device, progress=False)
+        return prob[z0 - lo:z1 - lo], image[z0 - lo:z1 - lo]
 
-    return _run(predicted, out_path, tuple(raw.shape), resolution, post, spec=spec,
-                raw_image=True, progress=progress, total=len(_chunks(n_slices, chunk_slices)))
+    return _run(predicted, _chunks(n_slices, chunk_slices), out_path, tuple(raw.shape),
+                resolution, post, spec=spec, raw_image=True, progress=progress, partial=partial)
 
 
 def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
                         resolution: tuple[float, float, float], invert: bool = False,
                         chunk_slices: int = 8, spec: OutputSpec | None = None,
-                        progress: bool = True) -> SegmentationRun:
+                        progress: bool = True, partial: PartialResults | None = None
+                        ) -> SegmentationRun:
     """Post-process a probability volume ``(Z, Y, X)`` (array, h5py dataset or zarr array)
     into ``out_path``: HDF5 ``volumes/labels/neuron_ids`` (CREMI layout), or for ``*.zarr``
     an OME-Zarr image of the probabilities (as used) with the labels.
@@ -190,29 +220,32 @@ def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
     Args:
         prob: float in [0, 1], 1 = cell interior; with ``invert`` 1 = boundary (maps from
             other tools), used as ``1 - prob``.
+        partial: as :func:`segment_to_file`.
     """
     if len(prob.shape) != 3:
         raise EmsegInputError(f"the probability map must be (Z, Y, X), got shape {prob.shape}")
     spec = dataclasses.replace(spec or OutputSpec(), probabilities=False)
     n_slices = prob.shape[0]
 
-    def read() -> Iterator[Chunk]:
-        for z0, z1 in _chunks(n_slices, chunk_slices):
-            chunk = np.asarray(prob[z0:z1], dtype=np.float32)
-            check_probabilities(f"probability slices {z0}..{z1 - 1}", chunk)
-            used = 1.0 - chunk if invert else chunk
-            yield z0, z1, used, used
+    def read(z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+        chunk = np.asarray(prob[z0:z1], dtype=np.float32)
+        check_probabilities(f"probability slices {z0}..{z1 - 1}", chunk)
+        used = 1.0 - chunk if invert else chunk
+        return used, used
 
-    return _run(read, out_path, tuple(prob.shape), resolution, post, spec=spec,
-                raw_image=False, progress=progress, total=len(_chunks(n_slices, chunk_slices)))
+    return _run(read, _chunks(n_slices, chunk_slices), out_path, tuple(prob.shape),
+                resolution, post, spec=spec, raw_image=False, progress=progress,
+                partial=partial)
 
 
-def _run(chunks: Callable[[], Iterator[Chunk]], out_path: str | Path,
+def _run(compute: ChunkSource, ranges: list[tuple[int, int]], out_path: str | Path,
          shape: tuple[int, ...], resolution: tuple[float, float, float], post: Postprocessing,
-         *, spec: OutputSpec, raw_image: bool, progress: bool, total: int) -> SegmentationRun:
+         *, spec: OutputSpec, raw_image: bool, progress: bool,
+         partial: PartialResults | None) -> SegmentationRun:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     workers = 1 if post.dims == 3 else min(resolve_workers(post.workers), shape[0])
     with worker_pool(workers) as pool:
-        return _write_labels(chunks(), out_path, shape, resolution, post, pool, spec=spec,
-                             raw_image=raw_image, progress=progress, total=total)
+        return _write_labels(compute, ranges, out_path, shape, resolution, post, pool,
+                             spec=spec, raw_image=raw_image, progress=progress,
+                             partial=partial)

@@ -868,14 +868,19 @@ def test_sigkill_mid_write_keeps_the_previous_output(capsys, case, tmp_path, com
     process.communicate()
     assert process.returncode == -signal.SIGKILL
     after = snapshot(case.dir)
-    partial = [name for name in after if name not in before]
-    assert len(partial) == 1 and re.fullmatch(r"\.previous\.\d+-[0-9a-f]{8}\.tmp\.h5",
-                                               partial[0])
-    assert (case / partial[0]).stat().st_size > 0  # the first chunk was being written
-    assert {k: v for k, v in after.items() if k != partial[0]} == before
-    code, stdout, err = cli(capsys, args)  # the next run clears what the killed one left
+    kept = ".previous.h5.partial"  # the first chunk was finished: kept for resuming
+    new = [name for name in after if name not in before]
+    temporary = [name for name in new if not name.startswith(kept)]
+    assert len(temporary) == 1 and re.fullmatch(r"\.previous\.\d+-[0-9a-f]{8}\.tmp\.h5",
+                                                 temporary[0])
+    assert (case / temporary[0]).stat().st_size > 0  # the first chunk was being written
+    assert f"{kept}/z000000.npz" in new and f"{kept}/z000001.npz" not in new
+    assert {k: v for k, v in after.items() if k in before} == before
+    code, stdout, err = cli(capsys, args)  # the next run clears the temporary, resumes
     assert code == 0, err
-    assert f"removed {case / partial[0]}, a partial file left by an interrupted" in stdout
+    assert f"removed {case / temporary[0]}, a partial file left by an interrupted" in stdout
+    assert (f"resuming: 1 chunk(s) finished by an interrupted earlier run are taken from "
+            f"{case / kept}") in stdout
     assert not [p for p in case.dir.iterdir() if p.name.startswith(".")]
 
 
@@ -887,9 +892,19 @@ def test_ctrl_c_while_segmenting(case, tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert the_line(err, "emseg: interrupted") == \
-        f"emseg: interrupted; nothing was written to {out}"
-    assert snapshot(case.dir) == before
+    _assert_interrupted_keeps_one_chunk(case, out, err, before)
+
+
+def _assert_interrupted_keeps_one_chunk(c: Case, out: Path, err: str, before: dict) -> None:
+    """Ctrl-C after the first chunk: the output and every other file as they were, the
+    finished chunk kept beside them, and a line saying so."""
+    kept = c / f".{out.name}.partial"
+    assert the_line(err, "emseg: interrupted") == (
+        f"emseg: interrupted; nothing was written to {out}; 1 finished chunk(s) are kept in "
+        f"{kept}: run the same command again to resume")
+    after = snapshot(c.dir)
+    assert {k: v for k, v in after.items() if not k.startswith(kept.name)} == before
+    assert sorted(p.name for p in kept.iterdir()) == ["job.json", "z000000.npz"]
 
 
 def test_ctrl_c_to_the_whole_process_group_with_worker_processes(case, tmp_path):
@@ -901,9 +916,7 @@ def test_ctrl_c_to_the_whole_process_group_with_worker_processes(case, tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert the_line(err, "emseg: interrupted") == \
-        f"emseg: interrupted; nothing was written to {out}"
-    assert snapshot(case.dir) == before
+    _assert_interrupted_keeps_one_chunk(case, out, err, before)
 
 
 def test_ctrl_c_while_training_keeps_the_run(case, tmp_path):

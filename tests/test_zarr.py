@@ -30,6 +30,7 @@ from emseg_lib.data.formats import load_stack
 from emseg_lib.data.targets import instance_boundary
 from emseg_lib.data.zarr_store import open_zarr
 from emseg_lib.models import UNet2D, model_spec
+from emseg_lib.partial_results import partial_folder
 from emseg_lib.pipeline import PROBABILITY_KEY
 from emseg_lib.train.checkpoint import save_checkpoint
 
@@ -342,14 +343,18 @@ def test_interrupted_zarr_output_leaves_the_previous_store(tmp_path, capsys, dat
         time.sleep(0.05)
     process.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
     _, err = process.communicate(timeout=120)
+    partial = partial_folder(out)  # the first chunk was finished: kept for resuming
+    assert sorted(p.name for p in partial.glob("z*.npz")) == ["z000000.npz"]
     if how == "sigint":
         assert process.returncode == 130, err
-        assert err.strip().splitlines()[-1] == f"emseg: interrupted; nothing was written to {out}"
-        assert snapshot(folder) == before
-        return
-    left = [p for p in folder.iterdir() if p.name.startswith(".")]
-    assert len(left) == 1 and left[0].is_dir() and ".tmp.zarr" in left[0].name
-    assert remove_stale_temporaries(out) == left  # its writer is dead: the next run clears it
+        assert err.strip().splitlines()[-1] == (
+            f"emseg: interrupted; nothing was written to {out}; 1 finished chunk(s) are kept "
+            f"in {partial}: run the same command again to resume")
+    else:
+        left = [p for p in folder.iterdir() if p.name.startswith(".") and p != partial]
+        assert len(left) == 1 and left[0].is_dir() and ".tmp.zarr" in left[0].name
+        assert remove_stale_temporaries(out) == left  # its writer is dead: the next run clears it
+    shutil.rmtree(partial)
     assert snapshot(folder) == before
 
 

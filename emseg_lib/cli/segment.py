@@ -4,9 +4,11 @@ from any network to a segmentation)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emseg_lib import __version__
 from emseg_lib.cli.common import (
     add_data_arguments,
     add_overwrite_argument,
@@ -20,6 +22,13 @@ from emseg_lib.cli.common import (
 )
 from emseg_lib.cli.inputs import open_probabilities, open_raw
 from emseg_lib.device import pick_device
+from emseg_lib.partial_results import (
+    PartialResults,
+    file_identity,
+    finished_chunks,
+    partial_bytes_bound,
+    partial_folder,
+)
 from emseg_lib.pipeline import (
     PROBABILITY_KEY,
     OutputSpec,
@@ -58,6 +67,39 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
                           workers=args.workers)
     values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
     return post, f"post-processing: {name} ({values}; {source})"
+
+
+#: arguments that do not change what a run writes (left out of its job)
+NOT_IN_JOB = frozenset({"overwrite", "workers"})
+
+
+def run_job(args: argparse.Namespace, post: Postprocessing, **decided: Any) -> dict[str, Any]:
+    """What decides the result of ``segment`` or ``postprocess``, for resuming an interrupted
+    run (:mod:`~emseg_lib.partial_results`): every argument but ``--overwrite`` and
+    ``--workers``, the identity of every input file, the post-processing used and what the
+    run decided itself (``decided``: the device, the 3D tiling)."""
+    settings = {key: value for key, value in vars(args).items()
+                if key not in NOT_IN_JOB and not callable(value)}
+    inputs = {key: file_identity(value) for key, value in settings.items()
+              if key != "out" and isinstance(value, Path) and value.exists()}
+    return {"emseg": __version__, "settings": settings, "inputs": inputs,
+            "postprocessing": {"method": post.method, "thresholds": post.thresholds,
+                               "dims": post.dims, "keep_boundaries": post.keep_boundaries},
+            **decided}
+
+
+def resumable(out: Path, job: dict[str, Any], write: Callable[[PartialResults],
+              SegmentationRun]) -> SegmentationRun:
+    """Run ``write`` with the finished chunks an interrupted earlier run of the same job kept
+    for ``out``, saying what was kept or discarded."""
+    with PartialResults(out, job) as partial:
+        if partial.discarded:
+            print(f"discarded {partial.discarded} finished chunk(s) of an interrupted run "
+                  f"with other inputs or settings ({partial.folder})")
+        if partial.kept:
+            print(f"resuming: {partial.kept} chunk(s) finished by an interrupted earlier run "
+                  f"are taken from {partial.folder}")
+        return write(partial)
 
 
 def report(out: Path, run: SegmentationRun) -> None:
@@ -108,7 +150,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from emseg_lib.train import load_checkpoint, model_from_checkpoint
 
     check_postprocess_arguments(args)
-    pick_device(args.device)
+    device = pick_device(args.device)
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(args.checkpoint)
@@ -116,15 +158,18 @@ def run_segment(args: argparse.Namespace) -> int:
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):
+        shape = tuple(raw.shape)
         check_out_file(args.out, _segment_inputs(args), args.overwrite,
-                       expected_bytes=output_bytes_bound(tuple(raw.shape),
-                                                         zarr=is_zarr_output(args.out)))
+                       expected_bytes=output_bytes_bound(shape, zarr=is_zarr_output(args.out))
+                       + partial_bytes_bound(shape, image=True))
         print(message)
         if model_entry(model).dims == 3:
             print(f"3D tiling of profile {profile}: tiles {tiling.tile}, overlap {tiling.overlap}")
-        run = write_output(args.out, lambda: segment_to_file(
-            model, raw, args.out, post, resolution=resolution, tiling=tiling,
-            chunk_slices=args.chunk_slices, device=args.device, spec=output_spec(args)))
+        job = run_job(args, post, device=str(device), tiling=[tiling.tile, tiling.overlap])
+        run = write_output(args.out, lambda: resumable(args.out, job, lambda partial:
+            segment_to_file(model, raw, args.out, post, resolution=resolution, tiling=tiling,
+                            chunk_slices=args.chunk_slices, device=args.device,
+                            spec=output_spec(args), partial=partial)))
     report(args.out, run)
     write_preview(args.out, run, f"{args.data}, {args.checkpoint.name}")
     return 0
@@ -142,13 +187,16 @@ def run_postprocess(args: argparse.Namespace) -> int:
                             args.chunk_slices) as (prob, resolution):
         check_out_file(args.out, [args.prob], args.overwrite,
                        expected_bytes=output_bytes_bound(prob.shape,
-                                                         zarr=is_zarr_output(args.out)))
+                                                         zarr=is_zarr_output(args.out))
+                       + partial_bytes_bound(prob.shape, image=False))
         print(f"{args.prob}: shape {prob.shape} (Z, Y, X), resolution {resolution} nm"
               f"{', inverted (1 = boundary)' if args.invert else ''}")
         print(message)
-        run = write_output(args.out, lambda: postprocess_to_file(
-            prob, args.out, post, resolution=resolution, invert=args.invert,
-            chunk_slices=args.chunk_slices, spec=output_spec(args)))
+        job = run_job(args, post, resolution=list(resolution))
+        run = write_output(args.out, lambda: resumable(args.out, job, lambda partial:
+            postprocess_to_file(prob, args.out, post, resolution=resolution,
+                                invert=args.invert, chunk_slices=args.chunk_slices,
+                                spec=output_spec(args), partial=partial)))
     report(args.out, run)
     write_preview(args.out, run, f"{args.prob}, {post.method}")
     return 0
@@ -166,8 +214,13 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
-    """The Ctrl-C line of ``segment`` and ``postprocess``."""
-    return interrupted_output(args.out)
+    """The Ctrl-C line of ``segment`` and ``postprocess``: nothing was written to the output;
+    the finished chunks are kept for the same command to resume."""
+    kept = finished_chunks(args.out)
+    if not kept:
+        return interrupted_output(args.out)
+    return (f"{interrupted_output(args.out)}; {kept} finished chunk(s) are kept in "
+            f"{partial_folder(args.out)}: run the same command again to resume")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

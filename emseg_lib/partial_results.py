@@ -1,0 +1,161 @@
+"""Finished chunks of a whole-volume run, kept beside its output so that a run stopped by
+Ctrl-C or killed resumes where it stopped (``emseg segment`` and ``emseg postprocess``).
+
+They live in a hidden folder beside the output ``NAME``, ``.NAME.partial/``:
+
+* ``job.json``: everything that decides the result (the inputs' identities, the settings);
+* ``lock``: the process id of the run writing the folder (a second run is refused while it
+  lives; a killed run's lock is taken over);
+* ``z000016.npz``: one file per finished chunk, named by its first slice, written atomically
+  (a chunk file is complete or absent): the chunk's segment ids before they are made unique
+  across the volume, its cell probability and, where it differs, the image it came from.
+
+A run with the same job takes the finished chunks from there and computes only the rest; a
+run with another job discards them. The folder is removed once the output is complete, and
+when the run fails (the same error would stop the next run again); Ctrl-C and a kill leave it
+for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from emseg_lib.atomic import atomic_path, atomic_write_text
+from emseg_lib.errors import EmsegInputError
+
+JOB_FILE, LOCK_FILE = "job.json", "lock"
+
+
+def partial_folder(out: str | Path) -> Path:
+    """``.NAME.partial`` beside the output ``NAME``."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """What tells one version of an input from another without reading it: its resolved
+    path, size in bytes and last modification (ns); for a folder (a zarr store) the totals
+    over the files in it."""
+    path = Path(path).resolve()
+    if not path.is_dir():
+        stat = path.stat()
+        return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    size, latest, files = 0, path.stat().st_mtime_ns, 0
+    for parent, _, names in os.walk(path):
+        for name in names:
+            stat = (Path(parent) / name).stat()
+            size, latest, files = size + stat.st_size, max(latest, stat.st_mtime_ns), files + 1
+    return {"path": str(path), "bytes": size, "mtime_ns": latest, "files": files}
+
+
+def chunk_name(z0: int) -> str:
+    """The file of the chunk starting at slice ``z0``."""
+    return f"z{z0:06d}.npz"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finished_chunks(out: str | Path) -> int:
+    """How many finished chunks of an interrupted run are kept for ``out``."""
+    folder = partial_folder(out)
+    return len(list(folder.glob("z*.npz"))) if folder.is_dir() else 0
+
+
+class PartialResults:
+    """The finished chunks of one run writing ``out``; a context manager.
+
+    Entering claims the folder (refused while another live process holds it), keeps the
+    chunks of an earlier run with the same ``job`` (:attr:`kept`) and discards those of
+    another job (:attr:`discarded`). Leaving removes the folder, except on Ctrl-C
+    (``KeyboardInterrupt``) with finished chunks, which keeps it for the next run.
+
+    Args:
+        out: the output the chunks are for.
+        job: JSON-serialisable description of everything that decides the result.
+    """
+
+    def __init__(self, out: str | Path, job: Mapping[str, Any]) -> None:
+        self.out = Path(out)
+        self.folder = partial_folder(out)
+        self.job = json.loads(json.dumps(job, sort_keys=True, default=str))
+        self.kept = 0
+        self.discarded = 0
+
+    def __enter__(self) -> PartialResults:
+        if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
+            raise EmsegInputError(f"{self.out}: {self.folder} is in the way of the partial "
+                                  "results; remove it")
+        self.folder.mkdir(exist_ok=True)
+        self._lock()
+        job_file = self.folder / JOB_FILE
+        earlier = None
+        if job_file.is_file():
+            try:
+                earlier = json.loads(job_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                earlier = None
+        chunks = sorted(self.folder.glob("z*.npz"))
+        if earlier == self.job:
+            self.kept = len(chunks)
+        else:
+            for chunk in chunks:
+                chunk.unlink()
+            self.discarded = len(chunks)
+            atomic_write_text(job_file, json.dumps(self.job, indent=1, sort_keys=True))
+        return self
+
+    def _lock(self) -> None:
+        lock = self.folder / LOCK_FILE
+        try:
+            holder = int(lock.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            holder = None
+        if holder is not None and holder != os.getpid() and _process_alive(holder):
+            raise EmsegInputError(f"{self.out}: another emseg run (process {holder}) is "
+                                  "writing it; wait for it to finish or stop it")
+        atomic_write_text(lock, str(os.getpid()))
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if interrupted and any(self.folder.glob("z*.npz")):
+            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def has(self, z0: int) -> bool:
+        """Whether the chunk starting at ``z0`` is finished."""
+        return (self.folder / chunk_name(z0)).is_file()
+
+    def load(self, z0: int) -> dict[str, np.ndarray]:
+        """The arrays :meth:`save` stored for the chunk starting at ``z0``."""
+        with np.load(self.folder / chunk_name(z0)) as saved:
+            return {name: saved[name] for name in saved.files}
+
+    def save(self, z0: int, **arrays: np.ndarray) -> None:
+        """Store the finished chunk starting at ``z0`` (complete, or not at all)."""
+        with atomic_path(self.folder / chunk_name(z0)) as tmp:
+            np.savez(tmp, **arrays)
+
+
+def partial_bytes_bound(shape: tuple[int, int, int], image: bool) -> int:
+    """Upper bound in bytes of the partial results of a volume of ``shape`` (Z, Y, X): uint64
+    ids and float32 probabilities, and uint8 raw slices when ``image``."""
+    per_voxel = np.dtype(np.uint64).itemsize + np.dtype(np.float32).itemsize + int(image)
+    return int(np.prod(shape, dtype=np.int64)) * per_voxel
