@@ -12,6 +12,7 @@ from pathlib import Path
 from emseg_lib.atomic import atomic_write_text, check_not_input, remove_stale_temporaries
 from emseg_lib.cli.common import (
     add_data_arguments,
+    check_workers,
     check_writable_location,
     environment_errors,
     load_volume,
@@ -20,7 +21,6 @@ from emseg_lib.cli.common import (
 from emseg_lib.data.formats import describe
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
-from emseg_lib.parallel import resolve_workers
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST
 from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, check_run_dir, run_lock
@@ -47,11 +47,17 @@ def check_run_folder(args: argparse.Namespace) -> None:
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
 
 
+#: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
+MAX_SEED = 2**32 - 1
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
-    """``--epochs``, ``--workers`` and ``--device``, before any data is read."""
+    """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
         raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
-    resolve_workers(args.workers)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise EmsegInputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+    check_workers(args.workers)
     pick_device(args.device)
 
 
