@@ -83,8 +83,18 @@ def scores_path(args: argparse.Namespace) -> Path:
 
 
 def score_outputs(json_path: Path) -> tuple[Path, Path]:
-    """The per-slice table and its plot beside the JSON: ``NAME.csv``, ``NAME.png``."""
-    return json_path.with_suffix(".csv"), json_path.with_suffix(".png")
+    """The per-slice table and its plot beside the JSON: ``NAME.csv``, ``NAME.png``.
+
+    Raises:
+        EmsegInputError: a JSON name ending in ``.csv`` or ``.png`` (any case), which one of
+            the two would overwrite.
+    """
+    csv_path, plot_path = json_path.with_suffix(".csv"), json_path.with_suffix(".png")
+    if json_path.suffix.lower() in (".csv", ".png"):  # the same file, or on a case-blind disk
+        raise EmsegInputError(f"{json_path}: the per-slice scores (.csv) and their plot (.png) "
+                              f"are written beside the JSON and would replace it; give --json "
+                              f"a .json name, e.g. {json_path.with_suffix('.json')}")
+    return csv_path, plot_path
 
 
 def run(args: argparse.Namespace) -> int:
