@@ -21,7 +21,7 @@ import h5py
 from emseg_lib.atomic import check_output, remove_stale_temporaries
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
-from emseg_lib.data.zarr_store import ZARR_SUFFIX
+from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.parallel import available_cores, resolve_workers
 from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
@@ -150,13 +150,21 @@ def check_postprocess_arguments(args: argparse.Namespace) -> None:
         get_method(args.method).thresholds(given)
 
 
+def input_places(inputs: Sequence[Path | None]) -> list[Path]:
+    """The given inputs, each with the zarr store it is read from (``volume.zarr`` for
+    ``volume.zarr/raw``): an output inside that store would change the input."""
+    given = [Path(p) for p in inputs if p is not None]
+    stores = [split_zarr_path(p)[0] for p in given if is_zarr(p)]
+    return list(dict.fromkeys([*given, *stores]))
+
+
 def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
                    expected_bytes: int | None = None) -> None:
     """Check a segmentation output (``--out``) and its preview picture before any work: not
     an input (also not through a link, and a zarr store holding none), not existing unless
     ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
     ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
-    given = [p for p in inputs if p is not None]
+    given = input_places(inputs)
     if path.suffix.lower() not in (*HDF5_SUFFIXES, ZARR_SUFFIX):
         check_output(path, inputs=given, overwrite=overwrite)
         raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "

@@ -15,6 +15,7 @@ from emseg_lib.atomic import atomic_write_text, check_output
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
+    input_places,
     interrupted_output,
     open_hdf5,
     write_output,
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     json_path = scores_path(args)
     csv_path, plot_path = score_outputs(json_path)
     for path in (json_path, csv_path, plot_path):
-        check_output(path, inputs=[args.seg, args.gt], overwrite=args.overwrite)
+        check_output(path, inputs=input_places([args.seg, args.gt]), overwrite=args.overwrite)
     seg = read_segmentation(args.seg, args.seg_key)
     gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution),
                                        args.gt_key)
