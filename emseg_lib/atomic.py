@@ -348,6 +348,10 @@ def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
         EmsegInputError: one line naming ``path`` and the input it would destroy.
     """
     path = Path(path)
+    for source in inputs:  # a folder holding an input: named as such, before the same-file test
+        if path.resolve() in Path(source).resolve().parents:
+            raise EmsegInputError(f"{path}: holds the input {source}; writing there would "
+                                  "destroy it, choose another output")
     for source in inputs:
         if _same_file(path, Path(source)):
             raise EmsegInputError(f"{path}: is the input {source}; writing there would "

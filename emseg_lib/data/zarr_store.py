@@ -236,7 +236,25 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
 def _checked(found: ZarrArray) -> ZarrArray:
     if len(found.shape) != 3:
         raise EmsegInputError(f"{found.path}: must be 3-D (Z, Y, X), got shape {found.shape}")
+    check_chunks_present(found)
     return found
+
+
+def check_chunks_present(found: ZarrArray) -> None:
+    """Raise if chunks of the array are missing from its store: zarr would read them as its
+    fill value, silently (a copy that stopped early, a deleted file)."""
+    try:
+        stored, total = int(found.array.nchunks_initialized), int(found.array.nchunks)
+    except Exception as err:  # stores raise many kinds when they cannot be listed
+        raise EmsegInputError(f"{found.path}: its chunks cannot be listed ({one_line(err)}); "
+                              "the store may be damaged") from err
+    if stored < total:
+        raise EmsegInputError(
+            f"{found.path}: {total - stored} of its {total} chunks are missing from the store "
+            f"(zarr would read them as {found.array.fill_value}); the copy may be incomplete. "
+            "A store written with empty chunks skipped must be rewritten with "
+            "write_empty_chunks=True"
+        )
 
 
 def read_zarr(source: ZarrArray) -> np.ndarray:
