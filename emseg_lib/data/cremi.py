@@ -19,7 +19,12 @@ import h5py
 import numpy as np
 
 from emseg_lib.atomic import atomic_path
-from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
+from emseg_lib.data.validate import (
+    check_fits_in_memory,
+    check_label_ids,
+    raw_as_uint8,
+    stored_resolution,
+)
 from emseg_lib.errors import EmsegInputError, one_line
 
 RAW_KEY = "volumes/raw"
@@ -121,13 +126,21 @@ def _read_resolution(node: h5py.Dataset, path: Path) -> tuple[float, float, floa
             f"{path}: '{node.name.lstrip('/')}' has no 'resolution' attribute (voxel size in nm, "
             "(z, y, x)); pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
         )
-    resolution = tuple(float(r) for r in np.ravel(attrs["resolution"]))
-    if len(resolution) != 3 or min(resolution) <= 0:
+    resolution = stored_resolution(attrs["resolution"])
+    if resolution is None:
         raise EmsegInputError(
             f"{path}: 'resolution' attribute must be three positive numbers (z, y, x) in nm, "
-            f"got {resolution}"
+            f"got {_shown(attrs['resolution'])}"
         )
-    return resolution  # type: ignore[return-value]
+    return resolution
+
+
+def _shown(value: object) -> str:
+    """A stored attribute for a message: numbers as a tuple, anything else as its repr."""
+    try:
+        return repr(tuple(float(r) for r in np.ravel(np.asarray(value))))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def load_cremi(
