@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     seg = read_segmentation(args.seg, args.seg_key)
     gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution),
                                        args.gt_key)
+    if not gt.any():
+        raise EmsegInputError(f"{args.gt}: the ground truth is all 0 (unlabelled); there is "
+                              "nothing to score against")
     if gt.shape != seg.shape:
         raise EmsegInputError(f"{args.gt}: ground truth has shape {gt.shape} but {args.seg} "
                               f"has shape {seg.shape}; they must match")

@@ -18,6 +18,7 @@ from emseg_lib.cli.common import (
     load_volume,
     write_output,
 )
+from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.formats import describe
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
@@ -51,6 +52,21 @@ def check_run_folder(args: argparse.Namespace) -> None:
 MAX_SEED = 2**32 - 1
 
 
+def check_labelled_splits(volume: EMVolume, source: Path) -> None:
+    """Raise unless the labels hold cells in the training and the validation split (the
+    validation scores and the learned thresholds need labelled slices)."""
+    if not volume.labels.any():
+        raise EmsegInputError(f"{source}: the labels are all 0 (unlabelled); training needs "
+                              "labelled cells")
+    split = split_slices(volume.shape[0])
+    for name in ("train", "val"):
+        part = getattr(split, name)
+        if not volume.labels[part].any():
+            raise EmsegInputError(
+                f"{source}: the {name} split (slices {part.start}..{part.stop - 1} of "
+                f"{volume.shape[0]}) is all 0 (unlabelled); label cells in every split")
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
     """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
@@ -70,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
+    check_labelled_splits(volume, args.labels or args.data)
     profile = get_profile(args.profile)
     if args.epochs is not None:
         plan = getattr(profile, args.model)
