@@ -1143,3 +1143,32 @@ def test_ground_truth_all_zero(capsys, case):
     tiff(case / "zero_gt.tif", np.zeros(SHAPE, np.uint32))
     refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=case / "zero_gt.tif"),
             "zero_gt.tif: the ground truth is all 0")
+
+
+@pytest.mark.parametrize("command", ["segment", "train", "postprocess", "evaluate"])
+@pytest.mark.parametrize("kind", ["external", "soft"])
+def test_hdf5_link_that_cannot_be_followed(capsys, case, command, kind):
+    key = {"segment": RAW_KEY, "train": RAW_KEY, "postprocess": PROBABILITY_KEY,
+           "evaluate": LABELS_KEY}[command]
+    with h5py.File(case / "linked.h5", "w") as handle:
+        handle[key] = (h5py.ExternalLink("moved.h5", "/data") if kind == "external"
+                       else h5py.SoftLink("/removed"))
+    linked = case / "linked.h5"
+    args = {"segment": segment_args(case, case / "s.h5", data=linked),
+            "train": train_args(case, case / "run", data=linked, tiff_labels=False),
+            "postprocess": postprocess_args(case, case / "s.h5", prob=linked),
+            "evaluate": evaluate_args(case, case / "s.json", seg=linked)}[command]
+    refused(capsys, case.dir, args, f"linked.h5: '{key}' is a link to", "cannot be opened")
+
+
+def test_slice_folder_of_mixed_bit_depths(capsys, case):
+    import imageio.v3 as iio
+
+    folder = case / "slices"
+    folder.mkdir()
+    raw = case.world.volume.raw
+    for z in range(3):
+        iio.imwrite(folder / f"s{z}.png", raw[z])
+    iio.imwrite(folder / "s3.png", raw[3].astype(np.uint16) * 257)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", "--rescale", data=folder),
+            "slices: slices differ in type (uint8, uint16; first s3.png is uint16)")

@@ -76,6 +76,19 @@ class EMVolume:
                         self.label_kind)
 
 
+def hdf5_node(handle: h5py.File, key: str, path: Path) -> h5py.Dataset | h5py.Group:
+    """``handle[key]`` (which must be present); a soft or external link whose target cannot be
+    opened (a missing file, a removed dataset) is one error line naming the link."""
+    try:
+        return handle[key]
+    except (KeyError, OSError) as err:
+        link = handle.get(key, getlink=True)
+        target = (f"'{link.path}' in {link.filename}" if isinstance(link, h5py.ExternalLink)
+                  else f"'{getattr(link, 'path', '?')}'")
+        raise EmsegInputError(f"{path}: '{key}' is a link to {target}, which cannot be opened "
+                              f"({one_line(err)})") from err
+
+
 def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
     """The 3-D dataset ``key`` of the open file ``path``, checked from the header alone
     (nothing read yet); a missing dataset names those present."""
@@ -86,7 +99,7 @@ def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
             f"'{LABELS_KEY}', other layouts name theirs with --raw-key / --labels-key. "
             f"Datasets present: {present or 'none'}"
         )
-    node = handle[key]
+    node = hdf5_node(handle, key, path)
     if not isinstance(node, h5py.Dataset):
         raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")
     if node.ndim != 3:

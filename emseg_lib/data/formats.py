@@ -119,6 +119,12 @@ def _read_folder(path: Path) -> np.ndarray:
     if len(shapes) != 1:
         raise EmsegInputError(f"{path}: slices differ in size {sorted(shapes)}; all slices "
                               "must have one size")
+    dtypes = list(dict.fromkeys(s.dtype for s in slices))
+    if len(dtypes) != 1:  # np.stack would widen them, and --rescale map them as one range
+        odd = next(f for f, s in zip(files, slices, strict=True) if s.dtype != dtypes[0])
+        raise EmsegInputError(f"{path}: slices differ in type ({', '.join(map(str, dtypes))}; "
+                              f"first {odd.name} is {dtypes[1]}); save every slice with one "
+                              "bit depth")
     return np.stack(slices)
 
 
