@@ -1172,3 +1172,8 @@ def test_slice_folder_of_mixed_bit_depths(capsys, case):
     iio.imwrite(folder / "s3.png", raw[3].astype(np.uint16) * 257)
     refused(capsys, case.dir, segment_args(case, case / "s.h5", "--rescale", data=folder),
             "slices: slices differ in type (uint8, uint16; first s3.png is uint16)")
+
+
+def test_epochs_that_would_train_for_ever(capsys, case):
+    refused(capsys, case.dir, train_args(case, case / "run", "--epochs", str(10**20)),
+            f"--epochs must be <= 100000, got {10**20}")

@@ -48,6 +48,8 @@ def check_run_folder(args: argparse.Namespace) -> None:
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
 
 
+#: the most ``--epochs`` (the thesis trained 300; more is a typo that would run for ever)
+MAX_EPOCHS = 100_000
 #: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
 MAX_SEED = 2**32 - 1
 
@@ -71,6 +73,8 @@ def check_train_arguments(args: argparse.Namespace) -> None:
     """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
         raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.epochs is not None and args.epochs > MAX_EPOCHS:
+        raise EmsegInputError(f"--epochs must be <= {MAX_EPOCHS}, got {args.epochs}")
     if not 0 <= args.seed <= MAX_SEED:
         raise EmsegInputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
     check_workers(args.workers)
