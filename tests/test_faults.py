@@ -1177,3 +1177,24 @@ def test_slice_folder_of_mixed_bit_depths(capsys, case):
 def test_epochs_that_would_train_for_ever(capsys, case):
     refused(capsys, case.dir, train_args(case, case / "run", "--epochs", str(10**20)),
             f"--epochs must be <= 100000, got {10**20}")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_empty_hdf5_dataset(capsys, case, command):
+    volume = case.world.volume
+    with h5py.File(case / "empty.h5", "w") as handle:  # an empty dataset cannot be chunked
+        handle[RAW_KEY] = volume.raw[:0]
+        handle[LABELS_KEY] = volume.labels[:0]
+        handle[RAW_KEY].attrs["resolution"] = (40.0, 4.0, 4.0)
+    args = (train_args(case, case / "run", data=case / "empty.h5", tiff_labels=False)
+            if command == "train" else evaluate_args(case, case / "s.json", seg=case / "empty.h5"))
+    refused(capsys, case.dir, args, "empty.h5: dataset", "is empty, shape (0, 160, 160)")
+
+
+def test_empty_zarr_array(capsys, case):
+    import zarr
+
+    store = zarr.open_group(str(case / "empty.zarr"), mode="w")
+    store.create_array("ids", shape=(0, 8, 8), dtype=np.uint32, chunks=(1, 8, 8))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "empty.zarr/ids"),
+            "ids: the array is empty, shape (0, 8, 8)")

@@ -106,6 +106,8 @@ def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
         raise EmsegInputError(
             f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {node.shape}"
         )
+    if 0 in node.shape:
+        raise EmsegInputError(f"{path}: dataset '{key}' is empty, shape {node.shape}")
     return node
 
 

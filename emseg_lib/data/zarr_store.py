@@ -236,6 +236,8 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
 def _checked(found: ZarrArray) -> ZarrArray:
     if len(found.shape) != 3:
         raise EmsegInputError(f"{found.path}: must be 3-D (Z, Y, X), got shape {found.shape}")
+    if 0 in found.shape:
+        raise EmsegInputError(f"{found.path}: the array is empty, shape {found.shape}")
     check_chunks_present(found)
     return found
 
