@@ -1198,3 +1198,25 @@ def test_empty_zarr_array(capsys, case):
     store.create_array("ids", shape=(0, 8, 8), dtype=np.uint32, chunks=(1, 8, 8))
     refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "empty.zarr/ids"),
             "ids: the array is empty, shape (0, 8, 8)")
+
+
+def _zarr_raw(c: Case) -> Path:
+    return _zarr_store(c / "raw.zarr", "raw", c.world.volume.raw) / "raw"
+
+
+def test_zarr_array_metadata_that_is_not_json(capsys, case):
+    array = _zarr_raw(case)
+    (array / "zarr.json").write_text("{not json")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
+            "raw.zarr/raw: its zarr metadata cannot be read")
+
+
+def test_zarr_metadata_claiming_a_larger_array(capsys, case):
+    import json
+
+    array = _zarr_raw(case)
+    meta = json.loads((array / "zarr.json").read_text())
+    meta["shape"][2] *= 2  # read back, the new half would be zeros
+    (array / "zarr.json").write_text(json.dumps(meta))
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
+            "raw.zarr/raw: 4 of its 8 chunks are missing from the store")

@@ -162,25 +162,32 @@ def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, 
     return resolution  # type: ignore[return-value]
 
 
-def _node(root: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
+def _node(root: zarr.Group, key: str, store: Path | None = None
+          ) -> zarr.Array | zarr.Group | None:
+    """``root[key]``, None where there is nothing; metadata that cannot be read (damaged
+    JSON, impossible values) is one error line naming ``store / key``."""
     if not key:
         return root
     try:
         return root[key]
     except KeyError:
         return None
+    except Exception as err:  # zarr raises JSON, value and type errors for damaged metadata
+        where = store / key if store is not None else key
+        raise EmsegInputError(f"{where}: its zarr metadata cannot be read ({one_line(err)}); "
+                              "the store may be damaged") from err
 
 
 def _as_array(root: zarr.Group, store: Path, key: str) -> ZarrArray | None:
     """The array at ``key``, or the full-resolution level of an OME-Zarr image there."""
-    node = _node(root, key)
+    node = _node(root, key, store)
     if isinstance(node, zarr.Array):
         path = store / key
         return ZarrArray(node, path, _attribute_resolution(node, path))
     if node is None or not _multiscales(node):
         return None
     level = _multiscales(node)[0]["datasets"][0]["path"]
-    array = _node(node, level)
+    array = _node(node, level, store / key)
     if not isinstance(array, zarr.Array):
         return None
     return ZarrArray(array, store / key / level, ome_resolution(store / key))
@@ -220,7 +227,7 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
                                   f"'{'/'.join(p for p in (inner, key or '') if p)}'")
         return _checked(ZarrArray(root, store, _attribute_resolution(root, store)))
     inner = "/".join(part for part in (inner, key or "") if part)
-    node = _node(root, inner)
+    node = _node(root, inner, store)
     named = bool(inner) and not (isinstance(node, zarr.Group) and not _multiscales(node))
     keys = [inner] if named else _candidates(root, inner, role)
     found = next((a for a in (_as_array(root, store, k) for k in keys) if a is not None), None)
