@@ -1220,3 +1220,8 @@ def test_zarr_metadata_claiming_a_larger_array(capsys, case):
     (array / "zarr.json").write_text(json.dumps(meta))
     refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
             "raw.zarr/raw: 4 of its 8 chunks are missing from the store")
+
+
+def test_output_named_only_by_its_suffix(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / ".h5"),
+            ".h5: the output needs a name before its suffix")

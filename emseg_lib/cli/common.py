@@ -165,6 +165,9 @@ def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
     ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
     ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
     given = input_places(inputs)
+    if path.name.lower() in (*HDF5_SUFFIXES, ZARR_SUFFIX):  # '.h5': a hidden file, no suffix
+        raise EmsegInputError(f"{path}: the output needs a name before its suffix, e.g. "
+                              f"{path.with_name('seg' + path.name)}")
     if path.suffix.lower() not in (*HDF5_SUFFIXES, ZARR_SUFFIX):
         check_output(path, inputs=given, overwrite=overwrite)
         raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "
