@@ -341,16 +341,25 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
-    """Raise unless ``path`` is none of ``inputs``, also not through a symbolic or hard link.
+    """Raise unless ``path`` is none of ``inputs``, also not through a symbolic or hard link,
+    and not inside an input that is a folder (a zarr store, a folder of slices).
 
     Raises:
         EmsegInputError: one line naming ``path`` and the input it would destroy.
     """
     path = Path(path)
+    for source in inputs:  # a folder holding an input: named as such, before the same-file test
+        if path.resolve() in Path(source).resolve().parents:
+            raise EmsegInputError(f"{path}: holds the input {source}; writing there would "
+                                  "destroy it, choose another output")
     for source in inputs:
         if _same_file(path, Path(source)):
             raise EmsegInputError(f"{path}: is the input {source}; writing there would "
                                   "destroy it, choose another output")
+        if Path(source).is_dir() and Path(source).resolve() in path.resolve().parents:
+            raise EmsegInputError(f"{path}: is inside the input folder {source} (a zarr store "
+                                  "or a folder of slices); writing there would change that "
+                                  "input, choose another output")
 
 
 #: files that make a folder a zarr store (v2 array, v2 group, v3 node)

@@ -15,6 +15,8 @@ def _parse(requested: str) -> torch.device:
         device = torch.device(requested)
     except (RuntimeError, TypeError, ValueError):
         device = None
+    if device is not None and device.type == "cpu" and device.index not in (None, 0):
+        raise EmsegInputError(f"device={requested!r}: the CPU has no numbered devices; use cpu")
     if device is None or device.type not in DEVICE_TYPES:
         raise EmsegInputError(f"device={requested!r} is not a device emseg can use; use cpu, "
                               "cuda or cuda:N (N = the GPU's number)")

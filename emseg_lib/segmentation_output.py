@@ -99,7 +99,8 @@ class _OmeZarrOutput:
 
         def image(group: zarr.Group, dtype: np.dtype, title: str) -> zarr.Array:
             array = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype,
-                                       compressors=compressor, fill_value=0)
+                                       compressors=compressor, fill_value=0,
+                                       config={"write_empty_chunks": True})
             self._images.append((group, title))
             return array
 

@@ -978,3 +978,263 @@ def test_training_that_cannot_save_its_checkpoint(case):
     assert line.startswith(f"emseg: error: {run}: training stopped (the checkpoints there "
                            "hold the last finished epoch): File too large")
     assert snapshot(case.dir) == before
+
+
+# -- 13. second hunt: numbers, output places, data, checkpoints, runs ------------------------
+
+@pytest.mark.parametrize("command", ["segment", "postprocess", "evaluate", "train"])
+@pytest.mark.parametrize("value", ["0", "-4", "nan", "inf", "1e308"])
+def test_bad_resolution_is_refused_before_any_data_is_read(capsys, case, command, value):
+    absent = case / "absent.tif"  # never read: the argument is refused while parsing
+    args = {"segment": ["segment", "--checkpoint", case / "absent.pt", "--data", absent,
+                        "--out", case / "s.h5"],
+            "postprocess": ["postprocess", "--prob", absent, "--out", case / "s.h5"],
+            "evaluate": ["evaluate", "--seg", absent, "--gt", absent],
+            "train": ["train", "--model", "unet2d", "--data", absent, "--labels", absent,
+                      "--out", case / "run"]}[command]
+    refused(capsys, case.dir, [*args, "--resolution", "40", value, "4"],
+            f"argument --resolution: a voxel side must be a positive number of nm, at most "
+            f"1e+06, got '{value}'")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_seed_outside_the_generators_range(capsys, case, seed):
+    refused(capsys, case.dir, train_args(case, case / "run", "--seed", seed),
+            f"--seed must lie in 0..4294967295, got {seed}")
+
+
+def test_far_more_workers_than_cores(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5") + ["--workers", "100000"],
+            "--workers must be <=", "got 100000")
+
+
+def test_a_numbered_cpu(capsys, case):
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", device="cpu:1"),
+            "device='cpu:1': the CPU has no numbered devices")
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.PNG"])
+def test_json_named_like_its_table_or_plot(capsys, case, name):
+    refused(capsys, case.dir, evaluate_args(case, case / name), f"{name}: the per-slice scores",
+            "give --json a .json name")
+
+
+def _zarr_store(path: Path, key: str, array: np.ndarray) -> Path:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    group.create_array(key, shape=array.shape, dtype=array.dtype,
+                       chunks=(1, *array.shape[1:]))[:] = array
+    return path
+
+
+def test_output_inside_the_input_zarr_store(capsys, case):
+    store = _zarr_store(case / "in.zarr", "raw", case.world.volume.raw)
+    refused(capsys, case.dir, segment_args(case, store / "seg.zarr", data=store / "raw"),
+            "seg.zarr: is inside the input folder", "in.zarr")
+
+
+def test_scores_inside_the_segmentation_store(capsys, case):
+    store = _zarr_store(case / "seg.zarr", "ids", case.world.volume.labels.astype(np.uint32))
+    refused(capsys, case.dir, evaluate_args(case, store / "scores.json", seg=store / "ids"),
+            "scores.json: is inside the input folder")
+
+
+def test_output_inside_the_input_slice_folder(capsys, case):
+    folder = case / "slices"
+    folder.mkdir()
+    for z, image in enumerate(case.world.volume.raw):
+        tiff(folder / f"{z:02d}.tif", image)
+    # its preview would be read back as a slice of that folder
+    refused(capsys, case.dir, segment_args(case, folder / "seg.h5", data=folder),
+            "seg.h5: is inside the input folder")
+
+
+def test_tiff_pages_written_one_by_one_are_all_read(case):
+    with tifffile.TiffWriter(case / "pages.tif") as writer:
+        for image in case.world.volume.raw:  # each page its own series
+            writer.write(image, photometric="minisblack")
+    np.testing.assert_array_equal(load_stack(case / "pages.tif").raw, case.world.volume.raw)
+
+
+def test_tiff_pages_of_mixed_sizes(capsys, case):
+    with tifffile.TiffWriter(case / "mixed.tif") as writer:
+        for image in case.world.volume.raw[:3]:
+            writer.write(image, photometric="minisblack")
+        writer.write(case.world.volume.raw[3, :32, :32], photometric="minisblack")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "mixed.tif"),
+            "mixed.tif: pages differ in size or type")
+
+
+def test_zarr_chunk_missing(capsys, case):
+    with h5py.File(case / "prob.h5") as handle:
+        store = _zarr_store(case / "prob.zarr", "predictions", handle["predictions"][()])
+    chunk = sorted(p for p in (store / "predictions").rglob("*")
+                   if p.is_file() and p.name != "zarr.json")[2]
+    chunk.unlink()
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5", prob=store),
+            "predictions: 1 of its 4 chunks are missing from the store")
+
+
+def _resave(path: Path, **changes) -> None:
+    """Rewrite an emseg checkpoint with ``changes`` (None deletes), checksums recomputed: a
+    well-formed file whose contents are odd."""
+    from emseg_lib.train.checkpoint import content_sha256
+
+    state = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            state.pop(key)
+        else:
+            state[key] = value
+    state["content_sha256"] = content_sha256(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"model_spec": {"name": "unet2d", "config": {"bogus": 1}}},
+     "its model_spec {'name': 'unet2d', 'config': {'bogus': 1}} cannot be built"),
+    ({"model_spec": {"name": "unet2d", "config": {"base_width": 10**7, "depth": 2}}},
+     "checkpoint was saved from a different architecture than its model_spec"),
+    ({"model_spec": None}, "an emseg checkpoint without model_spec"),
+    ({"postprocess": {"method": "magic"}}, "its learned post-processing entry is not one"),
+    ({"postprocess": {"method": "seeded", "thresholds": {}}},
+     "its learned post-processing entry is not one"),
+])
+def test_checkpoint_with_odd_contents(capsys, case, changes, fragment):
+    _resave(case / "ckpt.pt", **changes)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5"), "ckpt.pt: " + fragment)
+
+
+def test_checkpoint_that_is_a_folder(capsys, case):
+    (case / "best.pt").mkdir()
+    refused(capsys, case.dir, ["segment", "--checkpoint", case / "best.pt", "--data",
+                               case / "cremi.h5", "--out", case / "s.h5", "--device", "cpu"],
+            "best.pt: is a folder, not a checkpoint file")
+
+
+def test_resolution_attribute_that_is_text(capsys, case):
+    write_h5(case / "text.h5", {RAW_KEY: case.world.volume.raw}, resolution="abc")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=case / "text.h5"),
+            "text.h5: 'resolution' of 'volumes/raw' must be three positive numbers", "'abc'")
+
+
+def test_cremi_resolution_attribute_that_is_nan(capsys, case):
+    volume = case.world.volume
+    write_h5(case / "nan_res.h5", {RAW_KEY: volume.raw, LABELS_KEY: volume.labels},
+             resolution=(40.0, np.nan, 4.0))
+    refused(capsys, case.dir,
+            train_args(case, case / "run", data=case / "nan_res.h5", tiff_labels=False),
+            "nan_res.h5: 'resolution' attribute must be three positive numbers")
+
+
+def test_training_labels_all_zero(capsys, case):
+    tiff(case / "zero.tif", np.zeros(SHAPE, np.uint32))
+    refused(capsys, case.dir, train_args(case, case / "run", labels=case / "zero.tif"),
+            "zero.tif: the labels are all 0")
+
+
+def test_training_labels_without_a_labelled_validation_slice(capsys, case):
+    labels = case.world.volume.labels.astype(np.uint32)
+    labels[1:] = 0  # the 4 slices split 2 / 1 / 1: validation is slice 2
+    tiff(case / "sparse.tif", labels)
+    refused(capsys, case.dir, train_args(case, case / "run", labels=case / "sparse.tif"),
+            "sparse.tif: the val split (slices 2..2 of 4) is all 0")
+
+
+def test_a_refusal_inside_training_leaves_no_run_folder(case):
+    from emseg_lib.errors import EmsegInputError
+    from emseg_lib.train.runs import training_run
+
+    before = snapshot(case.dir)
+    with pytest.raises(EmsegInputError), training_run(case / "new_run", {"seed": 0}):
+        raise EmsegInputError("refused while training")
+    assert snapshot(case.dir) == before
+
+
+def test_ground_truth_all_zero(capsys, case):
+    tiff(case / "zero_gt.tif", np.zeros(SHAPE, np.uint32))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=case / "zero_gt.tif"),
+            "zero_gt.tif: the ground truth is all 0")
+
+
+@pytest.mark.parametrize("command", ["segment", "train", "postprocess", "evaluate"])
+@pytest.mark.parametrize("kind", ["external", "soft"])
+def test_hdf5_link_that_cannot_be_followed(capsys, case, command, kind):
+    key = {"segment": RAW_KEY, "train": RAW_KEY, "postprocess": PROBABILITY_KEY,
+           "evaluate": LABELS_KEY}[command]
+    with h5py.File(case / "linked.h5", "w") as handle:
+        handle[key] = (h5py.ExternalLink("moved.h5", "/data") if kind == "external"
+                       else h5py.SoftLink("/removed"))
+    linked = case / "linked.h5"
+    args = {"segment": segment_args(case, case / "s.h5", data=linked),
+            "train": train_args(case, case / "run", data=linked, tiff_labels=False),
+            "postprocess": postprocess_args(case, case / "s.h5", prob=linked),
+            "evaluate": evaluate_args(case, case / "s.json", seg=linked)}[command]
+    refused(capsys, case.dir, args, f"linked.h5: '{key}' is a link to", "cannot be opened")
+
+
+def test_slice_folder_of_mixed_bit_depths(capsys, case):
+    import imageio.v3 as iio
+
+    folder = case / "slices"
+    folder.mkdir()
+    raw = case.world.volume.raw
+    for z in range(3):
+        iio.imwrite(folder / f"s{z}.png", raw[z])
+    iio.imwrite(folder / "s3.png", raw[3].astype(np.uint16) * 257)
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", "--rescale", data=folder),
+            "slices: slices differ in type (uint8, uint16; first s3.png is uint16)")
+
+
+def test_epochs_that_would_train_for_ever(capsys, case):
+    refused(capsys, case.dir, train_args(case, case / "run", "--epochs", str(10**20)),
+            f"--epochs must be <= 100000, got {10**20}")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_empty_hdf5_dataset(capsys, case, command):
+    volume = case.world.volume
+    with h5py.File(case / "empty.h5", "w") as handle:  # an empty dataset cannot be chunked
+        handle[RAW_KEY] = volume.raw[:0]
+        handle[LABELS_KEY] = volume.labels[:0]
+        handle[RAW_KEY].attrs["resolution"] = (40.0, 4.0, 4.0)
+    args = (train_args(case, case / "run", data=case / "empty.h5", tiff_labels=False)
+            if command == "train" else evaluate_args(case, case / "s.json", seg=case / "empty.h5"))
+    refused(capsys, case.dir, args, "empty.h5: dataset", "is empty, shape (0, 160, 160)")
+
+
+def test_empty_zarr_array(capsys, case):
+    import zarr
+
+    store = zarr.open_group(str(case / "empty.zarr"), mode="w")
+    store.create_array("ids", shape=(0, 8, 8), dtype=np.uint32, chunks=(1, 8, 8))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", seg=case / "empty.zarr/ids"),
+            "ids: the array is empty, shape (0, 8, 8)")
+
+
+def _zarr_raw(c: Case) -> Path:
+    return _zarr_store(c / "raw.zarr", "raw", c.world.volume.raw) / "raw"
+
+
+def test_zarr_array_metadata_that_is_not_json(capsys, case):
+    array = _zarr_raw(case)
+    (array / "zarr.json").write_text("{not json")
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
+            "raw.zarr/raw: its zarr metadata cannot be read")
+
+
+def test_zarr_metadata_claiming_a_larger_array(capsys, case):
+    import json
+
+    array = _zarr_raw(case)
+    meta = json.loads((array / "zarr.json").read_text())
+    meta["shape"][2] *= 2  # read back, the new half would be zeros
+    (array / "zarr.json").write_text(json.dumps(meta))
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
+            "raw.zarr/raw: 4 of its 8 chunks are missing from the store")
+
+
+def test_output_named_only_by_its_suffix(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / ".h5"),
+            ".h5: the output needs a name before its suffix")

@@ -21,9 +21,9 @@ import h5py
 from emseg_lib.atomic import check_output, remove_stale_temporaries
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
-from emseg_lib.data.zarr_store import ZARR_SUFFIX
+from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
-from emseg_lib.parallel import resolve_workers
+from emseg_lib.parallel import available_cores, resolve_workers
 from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
 from emseg_lib.preview import preview_path
 from emseg_lib.segmentation_output import is_zarr_output
@@ -59,9 +59,26 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="map a non-uint8 raw stack's min..max to 0..255")
 
 
+#: the largest voxel side ``--resolution`` takes, in nm (1 mm: no EM voxel comes near it)
+MAX_VOXEL_NM = 1e6
+
+
+def voxel_nm(text: str) -> float:
+    """One ``--resolution`` value: a finite number of nm in (0, :data:`MAX_VOXEL_NM`]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 0.0 < value <= MAX_VOXEL_NM:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"a voxel side must be a positive number of nm, at "
+                                         f"most {MAX_VOXEL_NM:g}, got {text!r}")
+    return value
+
+
 def add_resolution_argument(parser: argparse.ArgumentParser) -> None:
-    """``--resolution Z Y X`` (nm) for files that do not store it."""
-    parser.add_argument("--resolution", type=float, nargs=3, default=(40.0, 4.0, 4.0),
+    """``--resolution Z Y X`` (nm) for files that do not store it; each a positive finite
+    number (:func:`voxel_nm`)."""
+    parser.add_argument("--resolution", type=voxel_nm, nargs=3, default=(40.0, 4.0, 4.0),
                         metavar=("Z", "Y", "X"),
                         help="voxel size in nm for data that do not store it (a 'resolution' "
                              "attribute or an OME-Zarr scale; default 40 4 4, CREMI)")
@@ -98,6 +115,19 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
                        help="slices held in memory at once (default 8)")
 
 
+#: ``--workers`` may ask for at most this many processes per available core
+WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int | None) -> None:
+    """``--workers``: at least 1 and at most :data:`WORKERS_PER_CORE` per available core (more
+    processes only share the cores, each holding its own chunk in memory)."""
+    most = WORKERS_PER_CORE * available_cores()
+    if resolve_workers(workers) > most:
+        raise EmsegInputError(f"--workers must be <= {most} ({WORKERS_PER_CORE} per core of the "
+                              f"{available_cores()} this process may use), got {workers}")
+
+
 def given_thresholds(args: argparse.Namespace) -> dict[str, float | None]:
     """The threshold flags as given (None where not given)."""
     return {name: getattr(args, name) for name in THRESHOLD_FLAGS}
@@ -111,7 +141,7 @@ def check_postprocess_arguments(args: argparse.Namespace) -> None:
     """
     if args.chunk_slices < 1:
         raise EmsegInputError(f"--chunk-slices must be >= 1, got {args.chunk_slices}")
-    resolve_workers(args.workers)
+    check_workers(args.workers)
     given = given_thresholds(args)
     for name, value in given.items():
         if value is not None:
@@ -120,13 +150,24 @@ def check_postprocess_arguments(args: argparse.Namespace) -> None:
         get_method(args.method).thresholds(given)
 
 
+def input_places(inputs: Sequence[Path | None]) -> list[Path]:
+    """The given inputs, each with the zarr store it is read from (``volume.zarr`` for
+    ``volume.zarr/raw``): an output inside that store would change the input."""
+    given = [Path(p) for p in inputs if p is not None]
+    stores = [split_zarr_path(p)[0] for p in given if is_zarr(p)]
+    return list(dict.fromkeys([*given, *stores]))
+
+
 def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
                    expected_bytes: int | None = None) -> None:
     """Check a segmentation output (``--out``) and its preview picture before any work: not
     an input (also not through a link, and a zarr store holding none), not existing unless
     ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
     ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
-    given = [p for p in inputs if p is not None]
+    given = input_places(inputs)
+    if path.name.lower() in (*HDF5_SUFFIXES, ZARR_SUFFIX):  # '.h5': a hidden file, no suffix
+        raise EmsegInputError(f"{path}: the output needs a name before its suffix, e.g. "
+                              f"{path.with_name('seg' + path.name)}")
     if path.suffix.lower() not in (*HDF5_SUFFIXES, ZARR_SUFFIX):
         check_output(path, inputs=given, overwrite=overwrite)
         raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "

@@ -15,6 +15,7 @@ from emseg_lib.atomic import atomic_write_text, check_output
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
+    input_places,
     interrupted_output,
     open_hdf5,
     write_output,
@@ -83,8 +84,18 @@ def scores_path(args: argparse.Namespace) -> Path:
 
 
 def score_outputs(json_path: Path) -> tuple[Path, Path]:
-    """The per-slice table and its plot beside the JSON: ``NAME.csv``, ``NAME.png``."""
-    return json_path.with_suffix(".csv"), json_path.with_suffix(".png")
+    """The per-slice table and its plot beside the JSON: ``NAME.csv``, ``NAME.png``.
+
+    Raises:
+        EmsegInputError: a JSON name ending in ``.csv`` or ``.png`` (any case), which one of
+            the two would overwrite.
+    """
+    csv_path, plot_path = json_path.with_suffix(".csv"), json_path.with_suffix(".png")
+    if json_path.suffix.lower() in (".csv", ".png"):  # the same file, or on a case-blind disk
+        raise EmsegInputError(f"{json_path}: the per-slice scores (.csv) and their plot (.png) "
+                              f"are written beside the JSON and would replace it; give --json "
+                              f"a .json name, e.g. {json_path.with_suffix('.json')}")
+    return csv_path, plot_path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +104,13 @@ def run(args: argparse.Namespace) -> int:
     json_path = scores_path(args)
     csv_path, plot_path = score_outputs(json_path)
     for path in (json_path, csv_path, plot_path):
-        check_output(path, inputs=[args.seg, args.gt], overwrite=args.overwrite)
+        check_output(path, inputs=input_places([args.seg, args.gt]), overwrite=args.overwrite)
     seg = read_segmentation(args.seg, args.seg_key)
     gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution),
                                        args.gt_key)
+    if not gt.any():
+        raise EmsegInputError(f"{args.gt}: the ground truth is all 0 (unlabelled); there is "
+                              "nothing to score against")
     if gt.shape != seg.shape:
         raise EmsegInputError(f"{args.gt}: ground truth has shape {gt.shape} but {args.seg} "
                               f"has shape {seg.shape}; they must match")

@@ -23,7 +23,7 @@ from emseg_lib.cli.volumes import (
     probability_volume,
     raw_volume,
 )
-from emseg_lib.data.cremi import PROBABILITY_KEY, RAW_KEY, volume_dataset
+from emseg_lib.data.cremi import PROBABILITY_KEY, RAW_KEY, hdf5_node, volume_dataset
 from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
 from emseg_lib.data.zarr_store import ZarrArray, array_names, is_zarr, open_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
@@ -70,10 +70,11 @@ def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float
 
 def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str:
     if key is not None:
-        if key not in handle or not isinstance(handle[key], h5py.Dataset):
+        if key not in handle or not isinstance(hdf5_node(handle, key, path), h5py.Dataset):
             raise EmsegInputError(f"{path}: dataset '{key}' not found (--prob-key)")
         return key
     if PROBABILITY_KEY in handle:
+        hdf5_node(handle, PROBABILITY_KEY, path)
         return PROBABILITY_KEY
     volumes: list[str] = []
     handle.visititems(lambda name, node: volumes.append(name)
@@ -108,7 +109,7 @@ def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
     and then served chunk by chunk, and its resolution (stored, else ``default``)."""
     if path.suffix.lower() in HDF5_SUFFIXES:
         with open_hdf5(path) as handle:
-            dataset = handle[_hdf5_probability_key(handle, path, key)]
+            dataset = hdf5_node(handle, _hdf5_probability_key(handle, path, key), path)
             check_volume_header(dataset, path, f"'{dataset.name.lstrip('/')}'", chunk_slices)
             resolution = hdf5_resolution(dataset, path, default)
             yield probability_volume(dataset, path, chunk_slices=chunk_slices), resolution

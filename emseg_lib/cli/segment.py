@@ -22,6 +22,7 @@ from emseg_lib.cli.common import (
 )
 from emseg_lib.cli.inputs import open_probabilities, open_raw
 from emseg_lib.device import pick_device
+from emseg_lib.errors import EmsegInputError
 from emseg_lib.partial_results import (
     PartialResults,
     file_identity,
@@ -36,7 +37,7 @@ from emseg_lib.pipeline import (
     SegmentationRun,
     output_bytes_bound,
 )
-from emseg_lib.postprocess import DEFAULT_METHOD, get_method
+from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
 from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.segmentation_output import is_zarr_output
@@ -132,10 +133,32 @@ def output_spec(args: argparse.Namespace) -> OutputSpec:
                       zarr_format=args.zarr_format)
 
 
-def tiling_profile(given: str | None, state: dict) -> str:
+def learned_postprocessing(state: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The checkpoint's learned post-processing entry (``"postprocess"``), None if it has
+    none; an entry not shaped as emseg writes it (a method name, an epoch, thresholds per
+    method) is refused rather than half used.
+
+    Raises:
+        EmsegInputError: one line naming the checkpoint.
+    """
+    entry = state.get("postprocess")
+    if entry is None:
+        return None
+    thresholds = entry.get("thresholds", {}) if isinstance(entry, dict) else None
+    if not (isinstance(entry, dict) and entry.get("method") in METHODS
+            and isinstance(entry.get("epoch"), int) and isinstance(thresholds, dict)
+            and all(isinstance(v, dict) for v in thresholds.values())):
+        raise EmsegInputError(f"{path}: its learned post-processing entry is not one emseg "
+                              "writes (a method, an epoch and thresholds per method); use a "
+                              "checkpoint written by emseg training")
+    return entry
+
+
+def tiling_profile(given: str | None, state: dict[str, Any]) -> str:
     """``--profile`` when given, else the profile the checkpoint was trained with (its run
     identity), else ``quick``."""
-    trained = (state.get("identity") or {}).get("profile")
+    identity = state.get("identity")
+    trained = identity.get("profile") if isinstance(identity, dict) else None
     return given or (trained if trained in PROFILES else "quick")
 
 
@@ -154,7 +177,8 @@ def run_segment(args: argparse.Namespace) -> int:
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(args.checkpoint)
-    post, message = choose_postprocessing(args, state.get("postprocess"), model_entry(model).dims)
+    post, message = choose_postprocessing(args, learned_postprocessing(state, args.checkpoint),
+                                          model_entry(model).dims)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):

@@ -12,15 +12,16 @@ from pathlib import Path
 from emseg_lib.atomic import atomic_write_text, check_not_input, remove_stale_temporaries
 from emseg_lib.cli.common import (
     add_data_arguments,
+    check_workers,
     check_writable_location,
     environment_errors,
     load_volume,
     write_output,
 )
+from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.formats import describe
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
-from emseg_lib.parallel import resolve_workers
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST
 from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, check_run_dir, run_lock
@@ -47,11 +48,36 @@ def check_run_folder(args: argparse.Namespace) -> None:
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
 
 
+#: the most ``--epochs`` (the thesis trained 300; more is a typo that would run for ever)
+MAX_EPOCHS = 100_000
+#: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
+MAX_SEED = 2**32 - 1
+
+
+def check_labelled_splits(volume: EMVolume, source: Path) -> None:
+    """Raise unless the labels hold cells in the training and the validation split (the
+    validation scores and the learned thresholds need labelled slices)."""
+    if not volume.labels.any():
+        raise EmsegInputError(f"{source}: the labels are all 0 (unlabelled); training needs "
+                              "labelled cells")
+    split = split_slices(volume.shape[0])
+    for name in ("train", "val"):
+        part = getattr(split, name)
+        if not volume.labels[part].any():
+            raise EmsegInputError(
+                f"{source}: the {name} split (slices {part.start}..{part.stop - 1} of "
+                f"{volume.shape[0]}) is all 0 (unlabelled); label cells in every split")
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
-    """``--epochs``, ``--workers`` and ``--device``, before any data is read."""
+    """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
         raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
-    resolve_workers(args.workers)
+    if args.epochs is not None and args.epochs > MAX_EPOCHS:
+        raise EmsegInputError(f"--epochs must be <= {MAX_EPOCHS}, got {args.epochs}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise EmsegInputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+    check_workers(args.workers)
     pick_device(args.device)
 
 
@@ -64,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
+    check_labelled_splits(volume, args.labels or args.data)
     profile = get_profile(args.profile)
     if args.epochs is not None:
         plan = getattr(profile, args.model)

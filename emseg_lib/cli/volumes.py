@@ -18,7 +18,12 @@ import h5py
 import numpy as np
 import zarr
 
-from emseg_lib.data.validate import check_finite_raw, check_fits_in_memory, rescale_to_uint8
+from emseg_lib.data.validate import (
+    check_finite_raw,
+    check_fits_in_memory,
+    rescale_to_uint8,
+    stored_resolution,
+)
 from emseg_lib.errors import EmsegInputError, one_line
 
 #: ``convert(chunk, first_slice)``: a chunk as read -> the chunk the pipeline gets
@@ -155,8 +160,16 @@ def hdf5_resolution(dataset: h5py.Dataset, path: Path, default: tuple[float, ...
                     ) -> tuple[float, float, float]:
     """The dataset's ``resolution`` attribute (nm, z y x), else ``default`` (--resolution)."""
     values = dataset.attrs.get("resolution", default)
-    resolution = tuple(float(v) for v in np.ravel(values))
-    if len(resolution) != 3 or not all(np.isfinite(resolution)) or min(resolution) <= 0:
+    resolution = stored_resolution(values)
+    if resolution is None:
         raise EmsegInputError(f"{path}: 'resolution' of '{dataset.name.lstrip('/')}' must be "
-                              f"three positive numbers (z, y, x) in nm, got {resolution}")
-    return resolution  # type: ignore[return-value]
+                              f"three positive numbers (z, y, x) in nm, got {_shown(values)}")
+    return resolution
+
+
+def _shown(value: Any) -> str:
+    """An attribute for a message: numbers as a tuple, anything else as its repr."""
+    try:
+        return repr(tuple(float(v) for v in np.ravel(np.asarray(value))))
+    except (TypeError, ValueError):
+        return repr(value)

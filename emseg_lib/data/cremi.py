@@ -19,7 +19,12 @@ import h5py
 import numpy as np
 
 from emseg_lib.atomic import atomic_path
-from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
+from emseg_lib.data.validate import (
+    check_fits_in_memory,
+    check_label_ids,
+    raw_as_uint8,
+    stored_resolution,
+)
 from emseg_lib.errors import EmsegInputError, one_line
 
 RAW_KEY = "volumes/raw"
@@ -71,6 +76,19 @@ class EMVolume:
                         self.label_kind)
 
 
+def hdf5_node(handle: h5py.File, key: str, path: Path) -> h5py.Dataset | h5py.Group:
+    """``handle[key]`` (which must be present); a soft or external link whose target cannot be
+    opened (a missing file, a removed dataset) is one error line naming the link."""
+    try:
+        return handle[key]
+    except (KeyError, OSError) as err:
+        link = handle.get(key, getlink=True)
+        target = (f"'{link.path}' in {link.filename}" if isinstance(link, h5py.ExternalLink)
+                  else f"'{getattr(link, 'path', '?')}'")
+        raise EmsegInputError(f"{path}: '{key}' is a link to {target}, which cannot be opened "
+                              f"({one_line(err)})") from err
+
+
 def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
     """The 3-D dataset ``key`` of the open file ``path``, checked from the header alone
     (nothing read yet); a missing dataset names those present."""
@@ -81,13 +99,15 @@ def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
             f"'{LABELS_KEY}', other layouts name theirs with --raw-key / --labels-key. "
             f"Datasets present: {present or 'none'}"
         )
-    node = handle[key]
+    node = hdf5_node(handle, key, path)
     if not isinstance(node, h5py.Dataset):
         raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")
     if node.ndim != 3:
         raise EmsegInputError(
             f"{path}: dataset '{key}' must be 3-D (Z, Y, X), got shape {node.shape}"
         )
+    if 0 in node.shape:
+        raise EmsegInputError(f"{path}: dataset '{key}' is empty, shape {node.shape}")
     return node
 
 
@@ -121,13 +141,21 @@ def _read_resolution(node: h5py.Dataset, path: Path) -> tuple[float, float, floa
             f"{path}: '{node.name.lstrip('/')}' has no 'resolution' attribute (voxel size in nm, "
             "(z, y, x)); pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
         )
-    resolution = tuple(float(r) for r in np.ravel(attrs["resolution"]))
-    if len(resolution) != 3 or min(resolution) <= 0:
+    resolution = stored_resolution(attrs["resolution"])
+    if resolution is None:
         raise EmsegInputError(
             f"{path}: 'resolution' attribute must be three positive numbers (z, y, x) in nm, "
-            f"got {resolution}"
+            f"got {_shown(attrs['resolution'])}"
         )
-    return resolution  # type: ignore[return-value]
+    return resolution
+
+
+def _shown(value: object) -> str:
+    """A stored attribute for a message: numbers as a tuple, anything else as its repr."""
+    try:
+        return repr(tuple(float(r) for r in np.ravel(np.asarray(value))))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def load_cremi(

@@ -57,12 +57,30 @@ def _quiet_tifffile() -> Iterator[None]:
         logger.disabled = disabled
 
 
+def _read_pages(tif: tifffile.TiffFile, path: Path) -> np.ndarray:
+    """A TIFF of several series (pages written one by one, or of other sizes): every page,
+    stacked, if all have one shape and dtype; reading only the first series would silently
+    drop the others."""
+    pages = [page for page in tif.pages if page.shape]
+    kinds = list(dict.fromkeys((page.shape, np.dtype(page.dtype)) for page in pages))
+    if len(kinds) > 1:
+        found = ", ".join(f"{shape} {dtype}" for shape, dtype in kinds[:4])
+        raise EmsegInputError(f"{path}: pages differ in size or type ({found}); a stack needs "
+                              "every slice of one size and dtype")
+    shape, dtype = kinds[0]
+    check_fits_in_memory(path, [("TIFF stack", (len(pages), *shape), dtype)])
+    return np.stack([page.asarray() for page in pages])
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     try:
         with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            check_fits_in_memory(path, [("TIFF stack", series.shape, series.dtype)])
-            array = series.asarray()
+            if len(tif.series) > 1:
+                array = _read_pages(tif, path)
+            else:
+                series = tif.series[0]
+                check_fits_in_memory(path, [("TIFF stack", series.shape, series.dtype)])
+                array = series.asarray()
     except EmsegInputError:
         raise
     except Exception as err:  # tifffile raises many kinds for corrupt or truncated files
@@ -101,6 +119,12 @@ def _read_folder(path: Path) -> np.ndarray:
     if len(shapes) != 1:
         raise EmsegInputError(f"{path}: slices differ in size {sorted(shapes)}; all slices "
                               "must have one size")
+    dtypes = list(dict.fromkeys(s.dtype for s in slices))
+    if len(dtypes) != 1:  # np.stack would widen them, and --rescale map them as one range
+        odd = next(f for f, s in zip(files, slices, strict=True) if s.dtype != dtypes[0])
+        raise EmsegInputError(f"{path}: slices differ in type ({', '.join(map(str, dtypes))}; "
+                              f"first {odd.name} is {dtypes[1]}); save every slice with one "
+                              "bit depth")
     return np.stack(slices)
 
 

@@ -141,3 +141,15 @@ def check_label_ids(labels: np.ndarray, source: str | Path) -> None:
             f"{source}: labels hold negative ids (lowest {lowest}, first in slice {z}); "
             "neuron ids must be non-negative integers (0 = unlabelled)"
         )
+
+
+def stored_resolution(value: object) -> tuple[float, float, float] | None:
+    """A stored ``resolution`` attribute as three positive finite numbers of nm ``(z, y, x)``,
+    or None when it is anything else (text, the wrong count, zero, negative, NaN, inf)."""
+    try:
+        resolution = tuple(float(r) for r in np.ravel(np.asarray(value)))
+    except (TypeError, ValueError):
+        return None
+    if len(resolution) != 3 or not all(math.isfinite(r) and r > 0 for r in resolution):
+        return None
+    return resolution  # type: ignore[return-value]

@@ -162,25 +162,32 @@ def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, 
     return resolution  # type: ignore[return-value]
 
 
-def _node(root: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
+def _node(root: zarr.Group, key: str, store: Path | None = None
+          ) -> zarr.Array | zarr.Group | None:
+    """``root[key]``, None where there is nothing; metadata that cannot be read (damaged
+    JSON, impossible values) is one error line naming ``store / key``."""
     if not key:
         return root
     try:
         return root[key]
     except KeyError:
         return None
+    except Exception as err:  # zarr raises JSON, value and type errors for damaged metadata
+        where = store / key if store is not None else key
+        raise EmsegInputError(f"{where}: its zarr metadata cannot be read ({one_line(err)}); "
+                              "the store may be damaged") from err
 
 
 def _as_array(root: zarr.Group, store: Path, key: str) -> ZarrArray | None:
     """The array at ``key``, or the full-resolution level of an OME-Zarr image there."""
-    node = _node(root, key)
+    node = _node(root, key, store)
     if isinstance(node, zarr.Array):
         path = store / key
         return ZarrArray(node, path, _attribute_resolution(node, path))
     if node is None or not _multiscales(node):
         return None
     level = _multiscales(node)[0]["datasets"][0]["path"]
-    array = _node(node, level)
+    array = _node(node, level, store / key)
     if not isinstance(array, zarr.Array):
         return None
     return ZarrArray(array, store / key / level, ome_resolution(store / key))
@@ -220,7 +227,7 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
                                   f"'{'/'.join(p for p in (inner, key or '') if p)}'")
         return _checked(ZarrArray(root, store, _attribute_resolution(root, store)))
     inner = "/".join(part for part in (inner, key or "") if part)
-    node = _node(root, inner)
+    node = _node(root, inner, store)
     named = bool(inner) and not (isinstance(node, zarr.Group) and not _multiscales(node))
     keys = [inner] if named else _candidates(root, inner, role)
     found = next((a for a in (_as_array(root, store, k) for k in keys) if a is not None), None)
@@ -236,7 +243,27 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
 def _checked(found: ZarrArray) -> ZarrArray:
     if len(found.shape) != 3:
         raise EmsegInputError(f"{found.path}: must be 3-D (Z, Y, X), got shape {found.shape}")
+    if 0 in found.shape:
+        raise EmsegInputError(f"{found.path}: the array is empty, shape {found.shape}")
+    check_chunks_present(found)
     return found
+
+
+def check_chunks_present(found: ZarrArray) -> None:
+    """Raise if chunks of the array are missing from its store: zarr would read them as its
+    fill value, silently (a copy that stopped early, a deleted file)."""
+    try:
+        stored, total = int(found.array.nchunks_initialized), int(found.array.nchunks)
+    except Exception as err:  # stores raise many kinds when they cannot be listed
+        raise EmsegInputError(f"{found.path}: its chunks cannot be listed ({one_line(err)}); "
+                              "the store may be damaged") from err
+    if stored < total:
+        raise EmsegInputError(
+            f"{found.path}: {total - stored} of its {total} chunks are missing from the store "
+            f"(zarr would read them as {found.array.fill_value}); the copy may be incomplete. "
+            "A store written with empty chunks skipped must be rewritten with "
+            "write_empty_chunks=True"
+        )
 
 
 def read_zarr(source: ZarrArray) -> np.ndarray:

@@ -148,6 +148,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
             weights that do not match their SHA-256.
     """
     path = Path(path)
+    if path.is_dir():
+        raise EmsegInputError(f"{path}: is a folder, not a checkpoint file (a run folder's "
+                              "checkpoint is RUN/best.pt)")
     if not path.is_file():
         raise EmsegInputError(f"{path}: checkpoint not found")
     try:
@@ -174,6 +177,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         raise EmsegInputError(f"{path}: checkpoint format version {version!r} is not the one "
                               f"this emseg reads ({VERSION}); retrain, or use the emseg that "
                               "wrote it")
+    missing = [key for key in ("model", "model_spec") if not isinstance(state.get(key), dict)]
+    if missing:
+        raise EmsegInputError(f"{path}: an emseg checkpoint without {' or '.join(missing)} "
+                              "(the network's weights and architecture); use a checkpoint "
+                              "written by emseg training")
     if state.get("weights_sha256") != weights_sha256(state):
         raise EmsegInputError(
             f"{path}: the weights do not match their SHA-256 checksum (the file was corrupted "
@@ -218,9 +226,39 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
     if name not in MODELS:
         raise EmsegInputError(f"{path}: holds a {name!r}, not a segmentation network "
                               f"({', '.join(sorted(MODELS))}); pass a UNet run's best.pt")
+    _check_architecture(spec, state["model"], path)
     model = build_model(spec)
     load_model_state(model, state, str(path))
     return model.eval()
+
+
+def _check_architecture(spec: dict[str, Any], weights: Any, path: Path | str) -> None:
+    """Raise unless ``spec`` builds a network whose weights have the names and shapes of
+    ``weights``; built without memory (on the ``meta`` device), so that a damaged or foreign
+    ``model_spec`` (unknown settings, a width claiming petabytes) is one line, not a crash."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(spec)
+    except EmsegInputError:
+        raise
+    except Exception as err:  # constructors raise TypeError, ValueError, ... for bad settings
+        raise EmsegInputError(f"{path}: its model_spec {_brief(spec)} cannot be built "
+                              f"({one_line(err)}); use a checkpoint written by emseg") from err
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    stored = {key: tuple(value.shape) for key, value in weights.items()
+              if isinstance(value, torch.Tensor)}
+    if stored != expected:
+        differ = sorted(set(stored.items()) ^ set(expected.items()))[:1]
+        raise EmsegInputError(
+            f"{path}: checkpoint was saved from a different architecture than its model_spec "
+            f"{_brief(spec)} builds (first difference: {differ[0][0] if differ else '?'}); "
+            "use a checkpoint written by emseg"
+        )
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> None:

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -155,20 +155,33 @@ def training_run(run_dir: str | Path, identity: dict[str, Any]) -> Iterator[dict
     run_dir = Path(run_dir)
     identity = normalise_identity(identity)
     check_run_dir(run_dir)
+    new_folder = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        record = run_dir / RUN_FILE
-        if record.exists():
-            check_identity(run_dir, RUN_FILE, _recorded_identity(record, run_dir), identity)
-        else:
-            if (run_dir / LAST).exists():  # run.json lost: the checkpoint says whose run it is
-                check_identity(run_dir, LAST, load_checkpoint(run_dir / LAST).get("identity"),
-                               identity)
-            created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            atomic_write_text(record, json.dumps(
-                {"identity": identity, "emseg_version": __version__, "created": created},
-                indent=2) + "\n")
-        yield identity
+    try:
+        with run_lock(run_dir):
+            record = run_dir / RUN_FILE
+            new_record = not record.exists()
+            if not new_record:
+                check_identity(run_dir, RUN_FILE, _recorded_identity(record, run_dir), identity)
+            else:
+                if (run_dir / LAST).exists():  # run.json lost: the checkpoint says whose run
+                    check_identity(run_dir, LAST,
+                                   load_checkpoint(run_dir / LAST).get("identity"), identity)
+                created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+                atomic_write_text(record, json.dumps(
+                    {"identity": identity, "emseg_version": __version__, "created": created},
+                    indent=2) + "\n")
+            try:
+                yield identity
+            except EmsegInputError:
+                if new_record and not (run_dir / LAST).exists():
+                    record.unlink(missing_ok=True)  # refused before any epoch: leave no run
+                raise
+    except EmsegInputError:
+        if new_folder:  # made by this call: removed again if the refusal left it empty
+            with suppress(OSError):
+                run_dir.rmdir()
+        raise
 
 
 def _recorded_identity(record: Path, run_dir: Path) -> Any:
