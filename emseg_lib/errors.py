@@ -15,6 +15,11 @@ class EmsegInputError(ValueError):
     """Bad user input: a file, a dataset key, a shape or a parameter value."""
 
 
+class EmsegWarning(UserWarning):
+    """Input that is used as it is but that the user should know about (the CLI prints it as
+    one line ``emseg: warning: ...``)."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C after its last checkpoint was written intact.
 

@@ -17,6 +17,8 @@ One module per command; :mod:`.common` holds the arguments, checks and readers t
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -47,9 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as the line ``emseg: warning: MESSAGE`` on stderr."""
+    print(f"emseg: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``emseg`` command; returns the exit code (0, 2 bad input, 130 interrupted)."""
+    """Run one ``emseg`` command; returns the exit code (0, 2 bad input, 130 interrupted).
+    Warnings are one line each, ``emseg: warning: ...``, on stderr."""
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.run(args)
     except EmsegInputError as err:

@@ -16,6 +16,7 @@ when it fits in memory.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,7 @@ import zarr
 from emseg_lib.atomic import ZARR_METADATA
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
 from emseg_lib.data.validate import check_fits_in_memory
-from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 ZARR_SUFFIX = ".zarr"
 #: what an array holds, for the keys tried when none is named
@@ -245,25 +246,31 @@ def _checked(found: ZarrArray) -> ZarrArray:
         raise EmsegInputError(f"{found.path}: must be 3-D (Z, Y, X), got shape {found.shape}")
     if 0 in found.shape:
         raise EmsegInputError(f"{found.path}: the array is empty, shape {found.shape}")
-    check_chunks_present(found)
+    warn_missing_chunks(found)
     return found
 
 
-def check_chunks_present(found: ZarrArray) -> None:
-    """Raise if chunks of the array are missing from its store: zarr would read them as its
-    fill value, silently (a copy that stopped early, a deleted file)."""
+def warn_missing_chunks(found: ZarrArray) -> None:
+    """Warn (:class:`~emseg_lib.errors.EmsegWarning`) when chunks of the array are not in its
+    store. zarr reads them as the array's fill value, and that is the format's rule for chunks
+    never written (zarr 3 skips chunks that hold only the fill value by default, as do many
+    writers for empty regions), so the array is used; but a copy that stopped early or a
+    deleted file looks the same, so the user is told how many.
+
+    Raises:
+        EmsegInputError: the store cannot be listed.
+    """
     try:
         stored, total = int(found.array.nchunks_initialized), int(found.array.nchunks)
     except Exception as err:  # stores raise many kinds when they cannot be listed
         raise EmsegInputError(f"{found.path}: its chunks cannot be listed ({one_line(err)}); "
                               "the store may be damaged") from err
     if stored < total:
-        raise EmsegInputError(
-            f"{found.path}: {total - stored} of its {total} chunks are missing from the store "
-            f"(zarr would read them as {found.array.fill_value}); the copy may be incomplete. "
-            "A store written with empty chunks skipped must be rewritten with "
-            "write_empty_chunks=True"
-        )
+        warnings.warn(EmsegWarning(
+            f"{found.path}: {total - stored} of its {total} chunks are not in the store and "
+            f"are read as the fill value {found.array.fill_value} (zarr's rule for chunks "
+            "never written; if the store was copied, check that the copy is complete)"),
+            stacklevel=2)
 
 
 def read_zarr(source: ZarrArray) -> np.ndarray:
