@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import json
 import os
 import re
 import resource
@@ -791,6 +792,26 @@ def test_resuming_with_another_seed(capsys, case):
     run = case.run_folder()
     refused(capsys, case.dir, train_args(case, run, "--seed", "1"),
             "trained with a different seed (seed was 0, now 1)")
+
+
+def test_resuming_with_another_voxel_size(capsys, case):
+    run = case.run_folder()
+    refused(capsys, case.dir, train_args(case, run, "--resolution", "50", "5", "5"),
+            "trained with different data (data.resolution was [40.0, 4.0, 4.0], now "
+            "[50.0, 5.0, 5.0])")
+
+
+def test_a_run_recorded_before_its_voxel_size_was_resumes(capsys, case):
+    run = case.run_folder()
+    record = json.loads((run / "run.json").read_text())
+    del record["identity"]["data"]["resolution"]
+    (run / "run.json").write_text(json.dumps(record))
+    for name in ("last.pt", "best.pt"):
+        identity = torch.load(run / name, weights_only=True)["identity"]
+        del identity["data"]["resolution"]
+        _resave(run / name, identity=identity)
+    code, out, err = cli(capsys, train_args(case, run, "--epochs", "2"))
+    assert code == 0, err
 
 
 def test_resuming_with_another_profile(capsys, case):

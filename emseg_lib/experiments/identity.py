@@ -15,15 +15,17 @@ def experiment_identity(volume: EMVolume, profile: Profile, seed: int, plan: Any
     """``run_identity`` for the training loops.
 
     Args:
-        volume: the data; its :func:`~emseg_lib.data.volume_fingerprint` is recorded.
+        volume: the data; its :func:`~emseg_lib.data.volume_fingerprint` and voxel size (nm;
+            the CREMI protocol's boundary band during validation depends on it) are recorded.
         profile: its name is recorded.
         seed: the experiment's seed.
         plan: the profile's plan for this experiment (a dataclass), recorded without the
             ``resumable`` fields (e.g. ``epochs``, which a resumed run may raise).
         extra: further JSON values, e.g. ``mask_kind="right"``.
     """
-    identity: dict[str, Any] = {"data": volume_fingerprint(volume), "seed": seed,
-                                "profile": profile.name, **extra}
+    data = {**volume_fingerprint(volume),
+            "resolution": [float(size) for size in volume.resolution]}
+    identity: dict[str, Any] = {"data": data, "seed": seed, "profile": profile.name, **extra}
     if plan is not None:
         identity["plan"] = {key: value for key, value in dataclasses.asdict(plan).items()
                             if key not in resumable}

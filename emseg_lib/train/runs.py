@@ -28,6 +28,8 @@ from emseg_lib.train.checkpoint import HISTORY, LAST, load_checkpoint
 
 RUN_FILE = "run.json"
 LOCK_FILE = "train.lock"
+#: identity entries recorded by later versions: a run folder written before them resumes
+RECORDED_LATER = frozenset({"data.resolution"})
 #: what a difference in each top-level identity entry means, for messages
 _MEANING = {"data": "different data", "seed": "a different seed",
             "profile": "a different profile", "plan": "a different profile",
@@ -65,7 +67,10 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
         return
     old = dict(_flatten(stored if isinstance(stored, dict) else {}))
     new = dict(_flatten(identity))
-    keys = [key for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)]
+    keys = [key for key in dict.fromkeys([*old, *new]) if old.get(key) != new.get(key)
+            and not (key in RECORDED_LATER and key not in old)]
+    if not keys:
+        return
     meaning = _MEANING.get(keys[0].split(".")[0], f"a different {keys[0].split('.')[0]}")
     details = "; ".join(f"{key} was {_short(old.get(key))}, now {_short(new.get(key))}"
                         for key in keys[:3])
