@@ -62,9 +62,14 @@ PAUSING_CLI = '''
 """emseg with pauses: creates $EMSEG_TEST_PAUSED and sleeps at the second post-processed
 chunk (the first one is written) and at the first training epoch."""
 import os
+import signal
 import sys
 import time
 from pathlib import Path
+
+# Ctrl-C as in a terminal, also when the tests run as a background job (which
+# starts with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from emseg_lib import pipeline
 from emseg_lib.cli import main

@@ -306,7 +306,8 @@ def test_atomic_directory_keeps_the_previous_store_on_failure(tmp_path):
 
 
 PAUSING = '''
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # also in a background job
 from pathlib import Path
 from emseg_lib import pipeline
 from emseg_lib.cli import main
