@@ -21,8 +21,8 @@ import zarr
 from emseg_lib.data.validate import (
     check_finite_raw,
     check_fits_in_memory,
+    checked_resolution,
     rescale_to_uint8,
-    stored_resolution,
 )
 from emseg_lib.errors import EmsegInputError, one_line
 
@@ -159,17 +159,5 @@ def probability_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Pat
 def hdf5_resolution(dataset: h5py.Dataset, path: Path, default: tuple[float, ...]
                     ) -> tuple[float, float, float]:
     """The dataset's ``resolution`` attribute (nm, z y x), else ``default`` (--resolution)."""
-    values = dataset.attrs.get("resolution", default)
-    resolution = stored_resolution(values)
-    if resolution is None:
-        raise EmsegInputError(f"{path}: 'resolution' of '{dataset.name.lstrip('/')}' must be "
-                              f"three positive numbers (z, y, x) in nm, got {_shown(values)}")
-    return resolution
-
-
-def _shown(value: Any) -> str:
-    """An attribute for a message: numbers as a tuple, anything else as its repr."""
-    try:
-        return repr(tuple(float(v) for v in np.ravel(np.asarray(value))))
-    except (TypeError, ValueError):
-        return repr(value)
+    return checked_resolution(dataset.attrs.get("resolution", default),
+                              f"{path}: 'resolution' of '{dataset.name.lstrip('/')}'")

@@ -22,8 +22,8 @@ from emseg_lib.atomic import atomic_path
 from emseg_lib.data.validate import (
     check_fits_in_memory,
     check_label_ids,
+    checked_resolution,
     raw_as_uint8,
-    stored_resolution,
 )
 from emseg_lib.errors import EmsegInputError, one_line
 
@@ -141,21 +141,7 @@ def _read_resolution(node: h5py.Dataset, path: Path) -> tuple[float, float, floa
             f"{path}: '{node.name.lstrip('/')}' has no 'resolution' attribute (voxel size in nm, "
             "(z, y, x)); pass resolution=(40, 4, 4) to load_cremi if the file is CREMI data"
         )
-    resolution = stored_resolution(attrs["resolution"])
-    if resolution is None:
-        raise EmsegInputError(
-            f"{path}: 'resolution' attribute must be three positive numbers (z, y, x) in nm, "
-            f"got {_shown(attrs['resolution'])}"
-        )
-    return resolution
-
-
-def _shown(value: object) -> str:
-    """A stored attribute for a message: numbers as a tuple, anything else as its repr."""
-    try:
-        return repr(tuple(float(r) for r in np.ravel(np.asarray(value))))
-    except (TypeError, ValueError):
-        return repr(value)
+    return checked_resolution(attrs["resolution"], f"{path}: 'resolution' attribute")
 
 
 def load_cremi(

@@ -153,3 +153,21 @@ def stored_resolution(value: object) -> tuple[float, float, float] | None:
     if len(resolution) != 3 or not all(math.isfinite(r) and r > 0 for r in resolution):
         return None
     return resolution  # type: ignore[return-value]
+
+
+def checked_resolution(value: object, where: str) -> tuple[float, float, float]:
+    """:func:`stored_resolution`, or one line naming ``where`` (e.g. ``"FILE: 'resolution'
+    attribute"``) and what was found.
+
+    Raises:
+        EmsegInputError: ``value`` is not three positive finite numbers.
+    """
+    resolution = stored_resolution(value)
+    if resolution is None:
+        try:
+            found = repr(tuple(float(r) for r in np.ravel(np.asarray(value))))
+        except (TypeError, ValueError):
+            found = repr(value)
+        raise EmsegInputError(f"{where} must be three positive numbers (z, y, x) in nm, "
+                              f"got {found}")
+    return resolution
