@@ -89,18 +89,31 @@ def run_job(args: argparse.Namespace, post: Postprocessing, **decided: Any) -> d
             **decided}
 
 
-def resumable(out: Path, job: dict[str, Any], write: Callable[[PartialResults],
-              SegmentationRun]) -> SegmentationRun:
-    """Run ``write`` with the finished chunks an interrupted earlier run of the same job kept
-    for ``out``, saying what was kept or discarded."""
-    with PartialResults(out, job) as partial:
-        if partial.discarded:
-            print(f"discarded {partial.discarded} finished chunk(s) of an interrupted run "
-                  f"with other inputs or settings ({partial.folder})")
-        if partial.kept:
-            print(f"resuming: {partial.kept} chunk(s) finished by an interrupted earlier run "
-                  f"are taken from {partial.folder}")
-        return write(partial)
+def check_volume_output(args: argparse.Namespace, inputs: list[Path | None],
+                        shape: tuple[int, ...], *, image: bool) -> None:
+    """:func:`~emseg_lib.cli.common.check_out_file` for ``--out`` of a ``shape`` volume, with
+    room for the output and its partial results (``image``: raw slices among them)."""
+    check_out_file(args.out, inputs, args.overwrite,
+                   expected_bytes=output_bytes_bound(shape, zarr=is_zarr_output(args.out))
+                   + partial_bytes_bound(shape, image=image))
+
+
+def write_resumable(out: Path, job: dict[str, Any],
+                    write: Callable[[PartialResults], SegmentationRun]) -> SegmentationRun:
+    """Run ``write`` (:func:`~emseg_lib.cli.common.write_output`) with the finished chunks an
+    interrupted earlier run of the same job kept for ``out``, saying what was kept or
+    discarded."""
+    def resumed() -> SegmentationRun:
+        with PartialResults(out, job) as partial:
+            if partial.discarded:
+                print(f"discarded {partial.discarded} finished chunk(s) of an interrupted run "
+                      f"with other inputs or settings ({partial.folder})")
+            if partial.kept:
+                print(f"resuming: {partial.kept} chunk(s) finished by an interrupted earlier "
+                      f"run are taken from {partial.folder}")
+            return write(partial)
+
+    return write_output(out, resumed)
 
 
 def report(out: Path, run: SegmentationRun) -> None:
@@ -182,18 +195,15 @@ def run_segment(args: argparse.Namespace) -> int:
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):
-        shape = tuple(raw.shape)
-        check_out_file(args.out, _segment_inputs(args), args.overwrite,
-                       expected_bytes=output_bytes_bound(shape, zarr=is_zarr_output(args.out))
-                       + partial_bytes_bound(shape, image=True))
+        check_volume_output(args, _segment_inputs(args), tuple(raw.shape), image=True)
         print(message)
         if model_entry(model).dims == 3:
             print(f"3D tiling of profile {profile}: tiles {tiling.tile}, overlap {tiling.overlap}")
         job = run_job(args, post, device=str(device), tiling=[tiling.tile, tiling.overlap])
-        run = write_output(args.out, lambda: resumable(args.out, job, lambda partial:
-            segment_to_file(model, raw, args.out, post, resolution=resolution, tiling=tiling,
-                            chunk_slices=args.chunk_slices, device=args.device,
-                            spec=output_spec(args), partial=partial)))
+        run = write_resumable(args.out, job, lambda partial: segment_to_file(
+            model, raw, args.out, post, resolution=resolution, tiling=tiling,
+            chunk_slices=args.chunk_slices, device=args.device, spec=output_spec(args),
+            partial=partial))
     report(args.out, run)
     write_preview(args.out, run, f"{args.data}, {args.checkpoint.name}")
     return 0
@@ -209,18 +219,14 @@ def run_postprocess(args: argparse.Namespace) -> int:
     check_out_file(args.out, [args.prob], args.overwrite)
     with open_probabilities(args.prob, args.prob_key, tuple(args.resolution),
                             args.chunk_slices) as (prob, resolution):
-        check_out_file(args.out, [args.prob], args.overwrite,
-                       expected_bytes=output_bytes_bound(prob.shape,
-                                                         zarr=is_zarr_output(args.out))
-                       + partial_bytes_bound(prob.shape, image=False))
+        check_volume_output(args, [args.prob], tuple(prob.shape), image=False)
         print(f"{args.prob}: shape {prob.shape} (Z, Y, X), resolution {resolution} nm"
               f"{', inverted (1 = boundary)' if args.invert else ''}")
         print(message)
         job = run_job(args, post, resolution=list(resolution))
-        run = write_output(args.out, lambda: resumable(args.out, job, lambda partial:
-            postprocess_to_file(prob, args.out, post, resolution=resolution,
-                                invert=args.invert, chunk_slices=args.chunk_slices,
-                                spec=output_spec(args), partial=partial)))
+        run = write_resumable(args.out, job, lambda partial: postprocess_to_file(
+            prob, args.out, post, resolution=resolution, invert=args.invert,
+            chunk_slices=args.chunk_slices, spec=output_spec(args), partial=partial))
     report(args.out, run)
     write_preview(args.out, run, f"{args.prob}, {post.method}")
     return 0
