@@ -4,8 +4,8 @@ Ctrl-C or killed resumes where it stopped (``emseg segment`` and ``emseg postpro
 They live in a hidden folder beside the output ``NAME``, ``.NAME.partial/``:
 
 * ``job.json``: everything that decides the result (the inputs' identities, the settings);
-* ``lock``: the process id of the run writing the folder (a second run is refused while it
-  lives; a killed run's lock is taken over);
+* ``lock``: held by the run writing the folder (:func:`~emseg_lib.atomic.held_lock`: a second
+  run is refused while it lives; a killed run's lock is taken over);
 * ``z000016.npz``: one file per finished chunk, named by its first slice, written atomically
   (a chunk file is complete or absent): the chunk's segment ids before they are made unique
   across the volume, its cell probability and, where it differs, the image it came from.
@@ -22,13 +22,14 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from emseg_lib.atomic import atomic_path, atomic_write_text
+from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
 from emseg_lib.errors import EmsegInputError
 
 JOB_FILE, LOCK_FILE = "job.json", "lock"
@@ -61,16 +62,6 @@ def chunk_name(z0: int) -> str:
     return f"z{z0:06d}.npz"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def finished_chunks(out: str | Path) -> int:
     """How many finished chunks of an interrupted run are kept for ``out``."""
     folder = partial_folder(out)
@@ -96,13 +87,27 @@ class PartialResults:
         self.job = json.loads(json.dumps(job, sort_keys=True, default=str))
         self.kept = 0
         self.discarded = 0
+        self._lock = ExitStack()
 
     def __enter__(self) -> PartialResults:
         if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
             raise EmsegInputError(f"{self.out}: {self.folder} is in the way of the partial "
                                   "results; remove it")
         self.folder.mkdir(exist_ok=True)
-        self._lock()
+        self._lock.enter_context(held_lock(self.folder / LOCK_FILE, self._refusal))
+        try:
+            self._take_or_discard()
+        except BaseException:
+            self._lock.close()
+            raise
+        return self
+
+    def _refusal(self, pid: str, host: str) -> str:
+        return (f"{self.out}: another emseg run (process {pid or 'unknown'}) is writing it; "
+                "wait for it to finish or stop it")
+
+    def _take_or_discard(self) -> None:
+        """Keep the chunks of an earlier run of this job, discard those of another."""
         job_file = self.folder / JOB_FILE
         earlier = None
         if job_file.is_file():
@@ -118,26 +123,13 @@ class PartialResults:
                 chunk.unlink()
             self.discarded = len(chunks)
             atomic_write_text(job_file, json.dumps(self.job, indent=1, sort_keys=True))
-        return self
-
-    def _lock(self) -> None:
-        lock = self.folder / LOCK_FILE
-        try:
-            holder = int(lock.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            holder = None
-        if holder is not None and holder != os.getpid() and _process_alive(holder):
-            raise EmsegInputError(f"{self.out}: another emseg run (process {holder}) is "
-                                  "writing it; wait for it to finish or stop it")
-        atomic_write_text(lock, str(os.getpid()))
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        self._lock.close()
         interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
-        if interrupted and any(self.folder.glob("z*.npz")):
-            (self.folder / LOCK_FILE).unlink(missing_ok=True)
-            return
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not (interrupted and any(self.folder.glob("z*.npz"))):
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def has(self, z0: int) -> bool:
         """Whether the chunk starting at ``z0`` is finished."""

@@ -5,6 +5,7 @@ same command computes only the rest and writes what an uninterrupted run writes.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -129,13 +130,17 @@ def test_a_run_that_fails_keeps_no_partial_results(tmp_path, capsys, monkeypatch
 def test_a_second_run_writing_the_same_output_is_refused_before_any_work(tmp_path, capsys,
                                                                          monkeypatch):
     prob = _probabilities(tmp_path / "prob.h5")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    folder = partial_folder(tmp_path / "seg.h5")
+    folder.mkdir()
+    holding = ("import sys, time; from emseg_lib.atomic import held_lock\n"
+               "with held_lock(sys.argv[1], str):\n    print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", holding, str(folder / "lock")],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        folder = partial_folder(tmp_path / "seg.h5")
-        folder.mkdir()
-        (folder / "lock").write_text(str(other.pid))
+        assert other.stdout.readline() == "held\n"
         calls = _counting(monkeypatch)
         code, _, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5"))
+        held = (folder / "lock").read_text()
     finally:
         other.kill()
         other.wait()
@@ -143,7 +148,7 @@ def test_a_second_run_writing_the_same_output_is_refused_before_any_work(tmp_pat
     assert err.strip().splitlines()[-1] == (
         f"emseg: error: {tmp_path / 'seg.h5'}: another emseg run (process {other.pid}) is "
         "writing it; wait for it to finish or stop it")
-    assert (folder / "lock").read_text() == str(other.pid)
+    assert held == f"{other.pid} {socket.gethostname()}\n"
 
 
 def test_a_killed_runs_lock_is_taken_over(tmp_path, capsys):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from emseg_lib import __version__
-from emseg_lib.atomic import atomic_path, atomic_write_text
+from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.train.checkpoint import HISTORY, LAST, load_checkpoint
 
@@ -81,42 +79,10 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
     )
 
 
-def _lock_holder(lock: Path) -> str:
-    try:
-        pid, _, host = lock.read_text().strip().partition(" ")
-    except OSError:
-        pid, host = "", ""
-    return f"PID {pid or 'unknown'}" + (f" on {host}" if host else "")
-
-
-def _acquire(lock: Path, run_dir: Path) -> int:
-    import fcntl  # POSIX only; imported here so that inference works without it
-
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise EmsegInputError(
-                f"{run_dir}: another trainer is using this run folder ({_lock_holder(lock)}, "
-                f"lock file {lock}); wait for it to finish or stop it"
-            ) from None
-        try:
-            still_there = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            still_there = False
-        if still_there:  # else its previous holder removed it meanwhile: lock the new one
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-    return fd
-
-
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold ``run_dir/train.lock`` for the ``with`` block; yields the lock file's path.
+    """Hold ``run_dir/train.lock`` for the ``with`` block (:func:`~emseg_lib.atomic.held_lock`);
+    yields the lock file's path.
 
     Raises:
         EmsegInputError: another live process holds the lock (the message names the folder
@@ -124,12 +90,14 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
     """
     run_dir = Path(run_dir)
     lock = run_dir / LOCK_FILE
-    fd = _acquire(lock, run_dir)
-    try:
+
+    def refusal(pid: str, host: str) -> str:
+        holder = f"PID {pid or 'unknown'}" + (f" on {host}" if host else "")
+        return (f"{run_dir}: another trainer is using this run folder ({holder}, lock file "
+                f"{lock}); wait for it to finish or stop it")
+
+    with held_lock(lock, refusal):
         yield lock
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
 
 
 def check_run_dir(run_dir: str | Path) -> None:
