@@ -83,7 +83,10 @@ def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, then act on it as it would have.
 
     For steps that must not be cut in half: a zarr write (its stores write in a background
-    thread that would go on writing after the interrupt), renaming folders into place.
+    thread that would go on writing after the interrupt), renaming folders into place, and
+    HDF5 calls on an :func:`atomic_hdf5` file (HDF5 writes through Python file methods: a
+    KeyboardInterrupt raised inside one, before :class:`GuardedFile` can catch it, leaves the
+    file unable to close).
     Only the main thread receives signals; elsewhere the block runs as it is.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -340,8 +343,9 @@ class Hdf5Output:
 
     def flush(self) -> None:
         """Write what HDF5 holds in memory to the file; raise the first failure so far
-        (disk full: OSError naming the target; Ctrl-C: KeyboardInterrupt)."""
-        self.file.flush()
+        (disk full: OSError naming the target; Ctrl-C: KeyboardInterrupt, once HDF5 is done)."""
+        with interrupts_deferred():
+            self.file.flush()
         self._guard.raise_pending()
 
 
@@ -381,8 +385,13 @@ def atomic_hdf5(target: str | Path) -> Iterator[Hdf5Output]:
         with atomic_hdf5("seg.h5") as out:
             out.file.create_dataset("labels", data=labels)
     """
-    with atomic_stream(target) as stream, h5py.File(stream, "w") as handle:
-        yield Hdf5Output(handle, stream)
+    with atomic_stream(target) as stream:
+        handle = h5py.File(stream, "w")
+        try:
+            yield Hdf5Output(handle, stream)
+        finally:
+            with interrupts_deferred():
+                handle.close()
 
 
 def _same_file(a: Path, b: Path) -> bool:

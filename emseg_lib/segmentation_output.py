@@ -68,9 +68,10 @@ class _Hdf5Output:
 
     def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
         z1 = z0 + len(labels)
-        self._labels[z0:z1] = labels
-        if self._prob is not None:
-            self._prob[z0:z1] = prob
+        with interrupts_deferred():  # HDF5 writes through Python calls: let it finish
+            self._labels[z0:z1] = labels
+            if self._prob is not None:
+                self._prob[z0:z1] = prob
 
     def flush(self) -> None:
         self._output.flush()

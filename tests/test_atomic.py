@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emseg_lib import EmsegInputError
-from emseg_lib.atomic import atomic_path, atomic_write_text, check_output
+from emseg_lib.atomic import GuardedFile, atomic_hdf5, atomic_path, atomic_write_text, check_output
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,3 +133,27 @@ def test_check_output_refuses_a_read_only_folder_and_a_full_disk(tmp_path, monke
     monkeypatch.setattr("emseg_lib.atomic.os.access", lambda path, mode: False)
     with pytest.raises(EmsegInputError, match=r"seg\.h5: folder .* is not writable"):
         check_output(tmp_path / "seg.h5")
+
+
+def test_ctrl_c_inside_an_hdf5_call_waits_until_hdf5_is_done(tmp_path, monkeypatch):
+    """A Ctrl-C that lands in a Python file method HDF5 is calling, before GuardedFile can
+    catch it, is held until the HDF5 call ends: a clean KeyboardInterrupt, the previous file
+    kept and no temporary left (it broke HDF5, which then could not close the file)."""
+    target = tmp_path / "seg.h5"
+    target.write_bytes(b"previous")
+    original = GuardedFile.seek
+    sent = []
+
+    def seek_hit_by_ctrl_c(self, *args):
+        if not sent:
+            sent.append(None)
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args)
+
+    with pytest.raises(KeyboardInterrupt), atomic_hdf5(target) as out:
+        out.file.create_dataset("labels", data=np.arange(1 << 16))
+        monkeypatch.setattr(GuardedFile, "seek", seek_hit_by_ctrl_c)
+        out.flush()
+    assert sent
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["seg.h5"]
