@@ -1254,6 +1254,15 @@ def _zarr_raw(c: Case) -> Path:
     return _zarr_store(c / "raw.zarr", "raw", c.world.volume.raw) / "raw"
 
 
+def test_zarr_resolution_attribute_that_is_text(capsys, case):
+    import zarr
+
+    array = _zarr_raw(case)
+    zarr.open_array(array).attrs["resolution"] = "abc"
+    refused(capsys, case.dir, segment_args(case, case / "s.h5", data=array),
+            "raw.zarr/raw: 'resolution' attribute must be three positive numbers", "'abc'")
+
+
 def test_zarr_array_metadata_that_is_not_json(capsys, case):
     array = _zarr_raw(case)
     (array / "zarr.json").write_text("{not json")

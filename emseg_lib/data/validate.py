@@ -143,31 +143,20 @@ def check_label_ids(labels: np.ndarray, source: str | Path) -> None:
         )
 
 
-def stored_resolution(value: object) -> tuple[float, float, float] | None:
-    """A stored ``resolution`` attribute as three positive finite numbers of nm ``(z, y, x)``,
-    or None when it is anything else (text, the wrong count, zero, negative, NaN, inf)."""
+def checked_resolution(value: object, where: str) -> tuple[float, float, float]:
+    """A stored ``resolution`` attribute as three positive finite numbers of nm ``(z, y, x)``.
+
+    Raises:
+        EmsegInputError: anything else (text, the wrong count, zero, negative, NaN, inf), one
+            line naming ``where`` (e.g. ``"FILE: 'resolution' attribute"``) and what was found.
+    """
     try:
         resolution = tuple(float(r) for r in np.ravel(np.asarray(value)))
     except (TypeError, ValueError):
-        return None
-    if len(resolution) != 3 or not all(math.isfinite(r) and r > 0 for r in resolution):
-        return None
-    return resolution  # type: ignore[return-value]
-
-
-def checked_resolution(value: object, where: str) -> tuple[float, float, float]:
-    """:func:`stored_resolution`, or one line naming ``where`` (e.g. ``"FILE: 'resolution'
-    attribute"``) and what was found.
-
-    Raises:
-        EmsegInputError: ``value`` is not three positive finite numbers.
-    """
-    resolution = stored_resolution(value)
-    if resolution is None:
-        try:
-            found = repr(tuple(float(r) for r in np.ravel(np.asarray(value))))
-        except (TypeError, ValueError):
-            found = repr(value)
+        resolution = None
+    if resolution is None or len(resolution) != 3 or not all(
+            math.isfinite(r) and r > 0 for r in resolution):
+        found = repr(value) if resolution is None else repr(resolution)
         raise EmsegInputError(f"{where} must be three positive numbers (z, y, x) in nm, "
                               f"got {found}")
-    return resolution
+    return resolution  # type: ignore[return-value]

@@ -26,7 +26,7 @@ import zarr
 
 from emseg_lib.atomic import ZARR_METADATA
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
-from emseg_lib.data.validate import check_fits_in_memory
+from emseg_lib.data.validate import check_fits_in_memory, checked_resolution
 from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 ZARR_SUFFIX = ".zarr"
@@ -156,11 +156,7 @@ def ome_resolution(group_path: Path) -> tuple[float, float, float] | None:
 def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, float] | None:
     if "resolution" not in array.attrs:
         return None
-    resolution = tuple(float(v) for v in np.ravel(array.attrs["resolution"]))
-    if len(resolution) != 3 or not all(np.isfinite(resolution)) or min(resolution) <= 0:
-        raise EmsegInputError(f"{path}: 'resolution' attribute must be three positive numbers "
-                              f"(z, y, x) in nm, got {resolution}")
-    return resolution  # type: ignore[return-value]
+    return checked_resolution(array.attrs["resolution"], f"{path}: 'resolution' attribute")
 
 
 def _node(root: zarr.Group, key: str, store: Path | None = None
