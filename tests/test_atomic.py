@@ -150,10 +150,15 @@ def test_ctrl_c_inside_an_hdf5_call_waits_until_hdf5_is_done(tmp_path, monkeypat
             signal.raise_signal(signal.SIGINT)
         return original(self, *args)
 
-    with pytest.raises(KeyboardInterrupt), atomic_hdf5(target) as out:
-        out.file.create_dataset("labels", data=np.arange(1 << 16))
-        monkeypatch.setattr(GuardedFile, "seek", seek_hit_by_ctrl_c)
-        out.flush()
+    # Ctrl-C as in a terminal, also when the tests run as a background job (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), atomic_hdf5(target) as out:
+            out.file.create_dataset("labels", data=np.arange(1 << 16))
+            monkeypatch.setattr(GuardedFile, "seek", seek_hit_by_ctrl_c)
+            out.flush()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sent
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["seg.h5"]
