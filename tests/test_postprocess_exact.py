@@ -188,3 +188,18 @@ def test_building_blocks_equal_scipy_and_scikit_image(maps):
     np.testing.assert_array_equal(distance_map(everything),
                                   ndi.distance_transform_edt(everything).astype(np.float32))
     assert not h_maxima(np.zeros((4, 4), np.float32), 1.0).any()
+
+
+def test_marker_ids_beyond_the_packed_range_are_refused():
+    """Ids share an ``int32`` with the pixel's state: ids that do not fit are an error, not
+    wrapped around."""
+    elevation = np.zeros((4, 5), np.float32)
+    markers = np.zeros((4, 5), np.int64)
+    markers[0, 0] = 2 ** 30
+    with pytest.raises(ValueError, match="ids in 0"):
+        watershed_lines(elevation, markers)
+    markers[0, 0] = 2 ** 31
+    with pytest.raises(ValueError, match="ids in 0"):
+        flood(elevation, markers)
+    markers[0, 0] = 2 ** 31 - 1
+    assert (flood(elevation, markers) == 2 ** 31 - 1).all()

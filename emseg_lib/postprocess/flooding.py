@@ -7,9 +7,13 @@ elevation, then by entry time; markers enter first, in raster order, at time 0),
 sift-up and sift-down steps (so markers of equal elevation leave the heap in the same order,
 which decides real pixels) and the same neighbour order. What they save is overhead: the
 elevation and the entry time are packed into one ``uint64`` key beside a small payload
-(scikit-image sifts pointers to 32-byte items), a flood stops once every pixel it is asked
-about is decided, and with lines the entries of the highest elevation (the background of a
-distance map) leave a FIFO queue instead of the heap once no marker is left.
+(scikit-image sifts pointers to 32-byte items); a pop moves the hole down along the smaller
+children and climbs back (Floyd's bottom-up sift-down: one comparison per level instead of two,
+the same final heap, ties included); everything a flood asks about a pixel (its label, whether it
+is a line, the padding, whether its result is wanted) is one ``int32`` and its elevation one
+``uint32``; a flood stops once every pixel it is asked about is decided, and with lines the
+entries of the highest elevation (the background of a distance map) leave a FIFO queue instead
+of the heap once no marker is left.
 
 No shortcut beyond that is exact: the heap's order among markers of equal elevation depends
 on every entry in it, and it decides real pixels. A flood restricted to the unlabelled band,
@@ -24,6 +28,10 @@ from numba import njit
 
 #: entry times are the low 32 bits of a key (scikit-image stores them as int32 as well)
 _AGE_BITS = np.uint64(32)
+#: a pixel's state: its label in the low 30 bits, this bit on unlabelled pixels whose result
+#: is wanted, negative on lines and the padding (see :func:`_flood`)
+_WATCHED = np.int32(1 << 30)
+_LABEL = np.int32((1 << 30) - 1)
 
 
 def ordered_bits(values: np.ndarray) -> np.ndarray:
@@ -34,11 +42,11 @@ def ordered_bits(values: np.ndarray) -> np.ndarray:
         values: finite ``float32`` array, any shape.
 
     Returns:
-        ``uint64`` array of the same shape: ``a < b`` exactly when the values are.
+        ``uint32`` array of the same shape: ``a < b`` exactly when the values are.
     """
     bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
     negative = (bits >> np.uint32(31)).astype(bool)
-    return np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+    return np.where(negative, ~bits, bits | np.uint32(0x80000000))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -60,54 +68,67 @@ def _push(keys, payloads, n, key, payload):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, inline="always")
 def _pop(keys, payloads, n):  # pragma: no cover - compiled
-    """Remove the smallest entry (scikit-image's sift-down); the new size."""
+    """Remove the smallest entry; the new size. The heap ends exactly as after scikit-image's
+    sift-down of the last entry from the root: the hole descends along the smaller child (the
+    left one on ties) to a leaf, then climbs back while its parent is not smaller than the last
+    entry, which goes where it stops."""
     n -= 1
     if n == 0:
         return n
     key, payload = keys[n], payloads[n]
     i = 0
-    while True:
+    left = 1
+    while left < n:
+        child = left
+        if left + 1 < n and keys[left + 1] < keys[left]:
+            child = left + 1
+        keys[i] = keys[child]
+        payloads[i] = payloads[child]
+        i = child
         left = 2 * i + 1
-        if left >= n:
+    while i > 0:
+        parent = (i - 1) >> 1
+        if keys[parent] < key:
             break
-        smallest, smallest_key = i, key
-        if keys[left] < key:
-            smallest, smallest_key = left, keys[left]
-        right = left + 1
-        if right < n and keys[right] < smallest_key:
-            smallest = right
-        if smallest == i:
-            break
-        keys[i] = keys[smallest]
-        payloads[i] = payloads[smallest]
-        i = smallest
+        keys[i] = keys[parent]
+        payloads[i] = payloads[parent]
+        i = parent
     keys[i] = key
     payloads[i] = payload
     return n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _visit(index, label, marker, output, inside, offsets, watch,
-           undecided):  # pragma: no cover - compiled
-    """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``."""
-    if output[index] != 0 and not marker:
-        return False, undecided  # a non-marker reached before from another neighbour
-    if not inside[index]:
+def _visit(index, label, marker, state, offsets, undecided):  # pragma: no cover - compiled
+    """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``.
+
+    ``state`` (see :func:`_flood`) stands for scikit-image's ``output`` and ``mask``: a line's
+    state is ``~output``, so a marker that becomes a line keeps its label in the result."""
+    here = state[index]
+    if here < 0:
         return True, undecided  # a line already; its neighbours are pushed again
-    if watch[index] and output[index] == 0:
+    if here & _LABEL != 0 and not marker:
+        return False, undecided  # a non-marker reached before from another neighbour
+    if here == _WATCHED:
         undecided -= 1  # its first pop decides it
     for offset in offsets:
-        neighbour = index + offset
-        if inside[neighbour] and output[neighbour] != 0 and output[neighbour] != label:
-            inside[index] = 0
+        there = state[index + offset]
+        if there >= 0 and there & _LABEL != 0 and there & _LABEL != label:
+            state[index] = ~(here & _LABEL)
             return True, undecided
-    output[index] = label
+    state[index] = label
     return True, undecided
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _open(state, index):  # pragma: no cover - compiled
+    """Whether ``index`` is inside the image, no line and unlabelled: it may be pushed."""
+    return state[index] & ~_WATCHED == 0
+
+
 @njit(cache=True, nogil=True)
-def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma: no cover
-    """scikit-image's ``watershed_raveled`` with lines, on padded raveled arrays.
+def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - compiled
+    """scikit-image's ``watershed_raveled`` with lines, on a padded raveled image.
 
     The heap holds ``(level << 32 | entry time)`` keys and ``(label << 32 | index)``
     payloads (a marker's label is fixed, so scikit-image's ``output[source]`` is known when
@@ -115,13 +136,13 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
     of the highest level and no marker, they leave in entry order: the rest is a FIFO queue.
 
     Args:
-        levels: ``uint64`` elevation codes (:func:`ordered_bits`), padded and raveled.
-        output: ``int32`` markers, padded and raveled; filled in place.
-        inside: ``int8``, 1 inside the image, 0 on the padding; lines are set to 0 in place.
+        levels: ``uint32`` elevation codes (:func:`level_codes`), padded and raveled.
+        state: ``int32``, padded and raveled, filled in place: the label (markers' ids, 0 for
+            unlabelled pixels, :data:`_WATCHED` for unlabelled pixels whose result is wanted)
+            or, for lines and the padding, the bitwise NOT of the label (-1: none).
         offsets: raveled neighbour offsets in scikit-image's order.
         starts: raveled marker positions in raster order.
-        watch: ``bool``, the pixels whose result is wanted; ``undecided`` of them are
-            unlabelled non-markers. The flood stops when none is left.
+        undecided: how many pixels are :data:`_WATCHED`; the flood stops when none is left.
     """
     capacity = max(1024, 2 * starts.size)
     keys = np.empty(capacity, np.uint64)
@@ -129,10 +150,10 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
     mask32 = np.uint64(0xFFFFFFFF)
     n = 0
     for start in starts:
-        n = _push(keys, payloads, n, levels[start] << _AGE_BITS,
-                  (np.uint64(output[start]) << _AGE_BITS) | np.uint64(start))
+        n = _push(keys, payloads, n, np.uint64(levels[start]) << _AGE_BITS,
+                  (np.uint64(state[start]) << _AGE_BITS) | np.uint64(start))
     markers_left = n
-    top = levels.max()
+    top = np.uint64(levels.max())
     age = 1
     while n > 0 and undecided > 0:
         key, payload = keys[0], payloads[0]
@@ -144,20 +165,19 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
         markers_left -= marker
         index = np.int64(payload & mask32)
         label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, marker, output, inside, offsets, watch,
-                                  undecided)
+        go_on, undecided = _visit(index, label, marker, state, offsets, undecided)
         if not go_on:
             continue
         for offset in offsets:
             neighbour = index + offset
-            if not inside[neighbour] or output[neighbour] != 0:
+            if not _open(state, neighbour):
                 continue
             age += 1
             if n == keys.size:
                 keys = np.concatenate((keys, np.empty_like(keys)))
                 payloads = np.concatenate((payloads, np.empty_like(payloads)))
             n = _push(keys, payloads, n,
-                      (max(levels[neighbour], level) << _AGE_BITS) | np.uint64(age),
+                      (max(np.uint64(levels[neighbour]), level) << _AGE_BITS) | np.uint64(age),
                       (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour))
     if n == 0 or undecided == 0:
         return
@@ -170,13 +190,12 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
         head += 1
         index = np.int64(payload & mask32)
         label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, False, output, inside, offsets, watch,
-                                  undecided)
+        go_on, undecided = _visit(index, label, False, state, offsets, undecided)
         if not go_on:
             continue
         for offset in offsets:
             neighbour = index + offset
-            if not inside[neighbour] or output[neighbour] != 0:
+            if not _open(state, neighbour):
                 continue
             if tail == queue.size:
                 queue = np.concatenate((queue[head:tail], np.empty(tail - head + 1024,
@@ -186,22 +205,29 @@ def _flood(levels, output, inside, offsets, starts, watch, undecided):  # pragma
             tail += 1
 
 
-def _padded(markers: np.ndarray) -> np.ndarray:
-    """``markers`` as ``int32`` with a border of 0; positions must fit the 32-bit payloads."""
+def _padded_state(markers: np.ndarray, largest: int) -> np.ndarray:
+    """``markers`` as ``int32`` with a border of -1 (no pixel).
+
+    Raises:
+        ValueError: more than 2**32 pixels (positions are 32-bit payloads), or ids outside
+            ``0..largest``.
+    """
     if np.prod(np.add(markers.shape, 2), dtype=np.float64) >= 2 ** 32:
         raise ValueError(f"watershed of {markers.shape}: at most 2**32 pixels")
-    return np.pad(np.asarray(markers, dtype=np.int32), 1)
+    markers = np.asarray(markers)
+    if markers.size and (markers.min() < 0 or markers.max() > largest):
+        raise ValueError(f"watershed markers must be ids in 0..{largest}")
+    return np.pad(markers.astype(np.int32), 1, constant_values=-1)
 
 
 def level_codes(elevation: np.ndarray) -> np.ndarray:
-    """``uint64`` codes below 2**32 ordered as ``elevation``'s values (equal values, equal
-    codes): the float32 bits (:func:`ordered_bits`), else the rank among the distinct
-    values."""
+    """``uint32`` codes ordered as ``elevation``'s values (equal values, equal codes): the
+    float32 bits (:func:`ordered_bits`), else the rank among the distinct values."""
     elevation = np.asarray(elevation)
     if elevation.dtype == np.float32:
         return ordered_bits(elevation)
     _, rank = np.unique(elevation.astype(np.float64), return_inverse=True)
-    return rank.reshape(elevation.shape).astype(np.uint64)
+    return rank.reshape(elevation.shape).astype(np.uint32)
 
 
 def face_offsets(shape: tuple[int, ...]) -> np.ndarray:
@@ -218,7 +244,7 @@ def watershed_lines(elevation: np.ndarray, markers: np.ndarray, *,
 
     Args:
         elevation: ``(Y, X)`` or ``(Z, Y, X)`` finite values.
-        markers: non-negative integer ids of the same shape, 0 = to be flooded.
+        markers: integer ids in ``0..2**30 - 1`` of the same shape, 0 = to be flooded.
         watch: ``bool`` mask of the pixels whose result the caller reads (default: all); the
             others may be left unflooded (0).
 
@@ -226,53 +252,52 @@ def watershed_lines(elevation: np.ndarray, markers: np.ndarray, *,
         ``int32`` labels of ``markers``' shape, 0 on the lines.
     """
     levels = np.pad(level_codes(elevation), 1).ravel()
-    output = _padded(markers)
-    inside = np.pad(np.ones(markers.shape, np.int8), 1).ravel()
-    watched = np.ones(markers.shape, bool) if watch is None else np.asarray(watch, bool)
-    watched = np.pad(watched, 1).ravel()
-    flat = output.ravel()
-    undecided = int(np.count_nonzero(watched & (flat == 0)))
-    _flood(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat), watched,
-           undecided)
-    return output[(slice(1, -1),) * output.ndim]
+    state = _padded_state(markers, int(_LABEL))
+    flat = state.ravel()
+    starts = np.flatnonzero(flat > 0)
+    inner = state[(slice(1, -1),) * state.ndim]
+    inner[(inner == 0) if watch is None else (inner == 0) & np.asarray(watch, bool)] = _WATCHED
+    _flood(levels, flat, face_offsets(state.shape), starts,
+           int(np.count_nonzero(flat == _WATCHED)))
+    return np.where(inner < 0, ~inner, inner & _LABEL)
 
 
 @njit(cache=True, nogil=True)
-def _flood_plain(levels, output, inside, offsets, starts):  # pragma: no cover - compiled
+def _flood_plain(levels, state, offsets, starts):  # pragma: no cover - compiled
     """scikit-image's ``watershed_raveled`` without lines or compactness (a pixel takes its
-    label when it enters the queue), on padded raveled arrays; stops once every pixel inside
-    has a label.
+    label when it enters the queue), on a padded raveled image; stops once every pixel
+    inside has a label.
 
     Args:
-        levels: ``uint64`` elevation codes (:func:`level_codes`), padded and raveled.
-        output: ``int32`` markers, padded and raveled; filled in place.
-        inside: ``int8``, 1 inside the image, 0 on the padding.
+        levels: ``uint32`` elevation codes (:func:`level_codes`), padded and raveled.
+        state: ``int32`` markers (0 = unlabelled), -1 on the padding, padded and raveled;
+            filled in place.
         offsets: raveled neighbour offsets in scikit-image's order.
         starts: raveled marker positions in raster order.
     """
     unlabelled = 0
-    for p in range(output.size):
-        if inside[p] and output[p] == 0:
-            unlabelled += 1
+    for p in range(state.size):
+        unlabelled += state[p] == 0
     keys = np.empty(starts.size + unlabelled + 1, np.uint64)
     payloads = np.empty(keys.size, np.uint32)
     n = 0
     for start in starts:
-        n = _push(keys, payloads, n, levels[start] << _AGE_BITS, np.uint32(start))
+        n = _push(keys, payloads, n, np.uint64(levels[start]) << _AGE_BITS, np.uint32(start))
     age = np.uint64(1)
     while n > 0 and unlabelled > 0:
         level = keys[0] >> _AGE_BITS
         index = np.int64(payloads[0])
         n = _pop(keys, payloads, n)
-        label = output[index]
+        label = state[index]
         for offset in offsets:
             neighbour = index + offset
-            if not inside[neighbour] or output[neighbour] != 0:
+            if state[neighbour] != 0:
                 continue
             age += np.uint64(1)
-            output[neighbour] = label
+            state[neighbour] = label
             unlabelled -= 1
-            n = _push(keys, payloads, n, (max(levels[neighbour], level) << _AGE_BITS) | age,
+            n = _push(keys, payloads, n,
+                      (max(np.uint64(levels[neighbour]), level) << _AGE_BITS) | age,
                       np.uint32(neighbour))
 
 
@@ -282,14 +307,13 @@ def flood(elevation: np.ndarray, markers: np.ndarray) -> np.ndarray:
 
     Args:
         elevation: ``(Y, X)`` or ``(Z, Y, X)`` finite values.
-        markers: non-negative integer ids of the same shape, 0 = to be flooded.
+        markers: integer ids in ``0..2**31 - 1`` of the same shape, 0 = to be flooded.
 
     Returns:
         ``int64`` labels of ``markers``' shape.
     """
     levels = np.pad(level_codes(elevation), 1).ravel()
-    output = _padded(markers)
-    inside = np.pad(np.ones(markers.shape, np.int8), 1).ravel()
-    flat = output.ravel()
-    _flood_plain(levels, flat, inside, face_offsets(output.shape), np.flatnonzero(flat))
-    return output[(slice(1, -1),) * output.ndim].astype(np.int64)
+    state = _padded_state(markers, np.iinfo(np.int32).max)
+    flat = state.ravel()
+    _flood_plain(levels, flat, face_offsets(state.shape), np.flatnonzero(flat > 0))
+    return state[(slice(1, -1),) * state.ndim].astype(np.int64)
