@@ -26,12 +26,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from emseg_lib.postprocess.prefetch import prefetch
+
 #: entry times are the low 32 bits of a key (scikit-image stores them as int32 as well)
 _AGE_BITS = np.uint64(32)
 #: a pixel's state: its label in the low 30 bits, this bit on unlabelled pixels whose result
 #: is wanted, negative on lines and the padding (see :func:`_flood`)
 _WATCHED = np.int32(1 << 30)
 _LABEL = np.int32((1 << 30) - 1)
+#: how many entries ahead of the FIFO queue's head a pixel's neighbourhood is prefetched
+_AHEAD = 8
 
 
 def ordered_bits(values: np.ndarray) -> np.ndarray:
@@ -99,6 +103,15 @@ def _pop(keys, payloads, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _prefetch_around(state, levels, index, offsets):  # pragma: no cover - compiled
+    """Start loading the state and level of the face neighbours of ``index``, the pixel
+    popped next (most likely): the queue's order jumps across the image."""
+    for offset in offsets:
+        prefetch(state, index + offset)
+        prefetch(levels, index + offset)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _visit(index, label, marker, state, offsets, undecided):  # pragma: no cover - compiled
     """What popping ``index`` does before its neighbours are pushed: ``(go on, undecided)``.
 
@@ -127,6 +140,69 @@ def _open(state, index):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _heap_phase(levels, state, offsets, keys, payloads, n, age, markers_left,
+                undecided):  # pragma: no cover - compiled
+    """Pop and flood while a marker is left or an entry below the highest level, and while
+    ``keys`` has room for one more pixel's pushes (no buffer is replaced inside this loop,
+    which keeps it fast). Returns ``(n, age, markers_left, undecided, finished)``; not
+    ``finished`` means: grow the heap and call again."""
+    mask32 = np.uint64(0xFFFFFFFF)
+    top = np.uint64(levels.max())
+    room = keys.size - offsets.size
+    while n > 0 and undecided > 0:
+        key = keys[0]
+        level = key >> _AGE_BITS
+        if level == top and markers_left == 0:
+            break  # every key left is (top, distinct time): first in, first out from here
+        if n > room:
+            return n, age, markers_left, undecided, False
+        payload = payloads[0]
+        n = _pop(keys, payloads, n)
+        _prefetch_around(state, levels, np.int64(payloads[0] & mask32), offsets)
+        marker = (key & mask32) == 0
+        markers_left -= marker
+        index = np.int64(payload & mask32)
+        label = np.int32(payload >> _AGE_BITS)
+        go_on, undecided = _visit(index, label, marker, state, offsets, undecided)
+        if not go_on:
+            continue
+        for offset in offsets:
+            neighbour = index + offset
+            if not _open(state, neighbour):
+                continue
+            age += 1
+            n = _push(keys, payloads, n,
+                      (max(np.uint64(levels[neighbour]), level) << _AGE_BITS) | np.uint64(age),
+                      (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour))
+    return n, age, markers_left, undecided, True
+
+
+@njit(cache=True, nogil=True)
+def _fifo_phase(state, offsets, queue, head, tail, undecided):  # pragma: no cover - compiled
+    """Pop ``queue[head:tail]`` first in, first out and flood, while ``queue`` has room for
+    one more pixel's pushes. Returns ``(head, tail, undecided)``."""
+    mask32 = np.uint64(0xFFFFFFFF)
+    room = queue.size - offsets.size
+    while head < tail and undecided > 0 and tail <= room:
+        payload = queue[head]
+        _prefetch_around(state, state, np.int64(queue[min(head + _AHEAD, tail - 1)] & mask32),
+                         offsets)
+        head += 1
+        index = np.int64(payload & mask32)
+        label = np.int32(payload >> _AGE_BITS)
+        go_on, undecided = _visit(index, label, False, state, offsets, undecided)
+        if not go_on:
+            continue
+        for offset in offsets:
+            neighbour = index + offset
+            if not _open(state, neighbour):
+                continue
+            queue[tail] = (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour)
+            tail += 1
+    return head, tail, undecided
+
+
+@njit(cache=True, nogil=True)
 def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - compiled
     """scikit-image's ``watershed_raveled`` with lines, on a padded raveled image.
 
@@ -144,65 +220,35 @@ def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - com
         starts: raveled marker positions in raster order.
         undecided: how many pixels are :data:`_WATCHED`; the flood stops when none is left.
     """
-    capacity = max(1024, 2 * starts.size)
-    keys = np.empty(capacity, np.uint64)
-    payloads = np.empty(capacity, np.uint64)
-    mask32 = np.uint64(0xFFFFFFFF)
+    keys = np.empty(max(1024, 2 * starts.size), np.uint64)
+    payloads = np.empty(keys.size, np.uint64)
     n = 0
     for start in starts:
         n = _push(keys, payloads, n, np.uint64(levels[start]) << _AGE_BITS,
                   (np.uint64(state[start]) << _AGE_BITS) | np.uint64(start))
-    markers_left = n
-    top = np.uint64(levels.max())
-    age = 1
-    while n > 0 and undecided > 0:
-        key, payload = keys[0], payloads[0]
-        level = key >> _AGE_BITS
-        if level == top and markers_left == 0:
-            break  # every key left is (top, distinct time): first in, first out from here
-        n = _pop(keys, payloads, n)
-        marker = (key & mask32) == 0
-        markers_left -= marker
-        index = np.int64(payload & mask32)
-        label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, marker, state, offsets, undecided)
-        if not go_on:
-            continue
-        for offset in offsets:
-            neighbour = index + offset
-            if not _open(state, neighbour):
-                continue
-            age += 1
-            if n == keys.size:
-                keys = np.concatenate((keys, np.empty_like(keys)))
-                payloads = np.concatenate((payloads, np.empty_like(payloads)))
-            n = _push(keys, payloads, n,
-                      (max(np.uint64(levels[neighbour]), level) << _AGE_BITS) | np.uint64(age),
-                      (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour))
+    age, markers_left, finished = 1, n, False
+    while not finished:
+        n, age, markers_left, undecided, finished = _heap_phase(
+            levels, state, offsets, keys, payloads, n, age, markers_left, undecided)
+        if not finished:
+            keys = np.concatenate((keys, np.empty_like(keys)))
+            payloads = np.concatenate((payloads, np.empty_like(payloads)))
     if n == 0 or undecided == 0:
         return
-    order = np.argsort(keys[:n])
-    queue = np.empty(max(n, 1024), np.uint64)
-    queue[:n] = payloads[:n][order]
+    queue = np.empty(max(2 * n, 1024), np.uint64)
+    queue[:n] = payloads[:n][np.argsort(keys[:n])]
     head, tail = 0, n
     while head < tail and undecided > 0:
-        payload = queue[head]
-        head += 1
-        index = np.int64(payload & mask32)
-        label = np.int32(payload >> _AGE_BITS)
-        go_on, undecided = _visit(index, label, False, state, offsets, undecided)
-        if not go_on:
-            continue
-        for offset in offsets:
-            neighbour = index + offset
-            if not _open(state, neighbour):
-                continue
-            if tail == queue.size:
-                queue = np.concatenate((queue[head:tail], np.empty(tail - head + 1024,
-                                                                   np.uint64)))
-                head, tail = 0, tail - head
-            queue[tail] = (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour)
-            tail += 1
+        head, tail, undecided = _fifo_phase(state, offsets, queue, head, tail, undecided)
+        if head < tail and undecided > 0:
+            live = tail - head
+            if head >= queue.size // 2:
+                queue[:live] = queue[head:tail]
+            else:
+                grown = np.empty(2 * queue.size, np.uint64)
+                grown[:live] = queue[head:tail]
+                queue = grown
+            head, tail = 0, live
 
 
 def _padded_state(markers: np.ndarray, largest: int) -> np.ndarray:
@@ -288,6 +334,7 @@ def _flood_plain(levels, state, offsets, starts):  # pragma: no cover - compiled
         level = keys[0] >> _AGE_BITS
         index = np.int64(payloads[0])
         n = _pop(keys, payloads, n)
+        _prefetch_around(state, levels, np.int64(payloads[0]), offsets)
         label = state[index]
         for offset in offsets:
             neighbour = index + offset
