@@ -203,6 +203,20 @@ def _fifo_phase(state, offsets, queue, head, tail, undecided):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True)
+def _in_entry_order(keys, payloads, n, age, queue):  # pragma: no cover - compiled
+    """Write the payloads of the heap's ``n`` entries, all of one level, to ``queue`` in
+    order of entry time (times are distinct, at most ``age``; a counting sort)."""
+    by_time = np.zeros(age + 1, np.uint64)  # payloads are never 0: positions start past the padding
+    for i in range(n):
+        by_time[keys[i] & np.uint64(0xFFFFFFFF)] = payloads[i]
+    tail = 0
+    for payload in by_time:
+        if payload != 0:
+            queue[tail] = payload
+            tail += 1
+
+
+@njit(cache=True, nogil=True)
 def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - compiled
     """scikit-image's ``watershed_raveled`` with lines, on a padded raveled image.
 
@@ -236,7 +250,7 @@ def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - com
     if n == 0 or undecided == 0:
         return
     queue = np.empty(max(2 * n, 1024), np.uint64)
-    queue[:n] = payloads[:n][np.argsort(keys[:n])]
+    _in_entry_order(keys, payloads, n, age, queue)
     head, tail = 0, n
     while head < tail and undecided > 0:
         head, tail, undecided = _fifo_phase(state, offsets, queue, head, tail, undecided)
