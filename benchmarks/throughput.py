@@ -58,6 +58,7 @@ STARTED = time.perf_counter()
 KINDS = ("unet2d", "unet3d", "boundless_segmenter")
 TARGET_FIT_SHARE = 0.8
 TARGET_POSTPROCESS = 8.0  # slices/s of 1250^2 on 16 cores
+TARGET_POSTPROCESS_GAIN = 3.0  # one process, over the SciPy / scikit-image code
 TARGET_FULL_HOURS = 6.0
 
 
@@ -80,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="side of the slices for inference and post-processing")
     parser.add_argument("--infer-slices", type=int, default=4)
     parser.add_argument("--pp-slices", type=int, default=8)
+    parser.add_argument("--reference-slices", type=int, default=2,
+                        help="slab slices post-processed by the SciPy / scikit-image code")
     parser.add_argument("--grid-slices", type=int, default=2,
                         help="slab slices for the 36-pair thesis grid")
     parser.add_argument("--engine-gpus", type=int, default=4,
@@ -218,6 +221,9 @@ def measure_all(args: argparse.Namespace) -> dict[str, Any]:
     prob = measure.probability_map(slab.labels[:args.pp_slices])
     result["postprocess_slices_per_s"] = measure.postprocess_rates(
         prob, sorted({1, available_cores()}))
+    log("post-processing, SciPy / scikit-image code")
+    result["postprocess_reference_slices_per_s"] = measure.reference_rates(
+        prob[:args.reference_slices])
     log("thesis grid")
     result["thesis_grid_s_per_slice"] = measure.thesis_grid_rates(
         prob[:args.grid_slices], slab.labels[:args.grid_slices], slab.resolution[1],
@@ -253,10 +259,16 @@ def _targets(result: dict[str, Any]) -> list[str]:
         lines.append(f"{kind}: fit() {model['fit']['samples_per_s']:.1f} samples/s = "
                      f"{100 * share:.0f} % of the bare {name} step (target >= "
                      f"{100 * TARGET_FIT_SHARE:.0f} % on GPU{'' if gpu else '; this is a CPU'})")
+    reference = result.get("postprocess_reference_slices_per_s", {})
     for method, rates in result["postprocess_slices_per_s"].items():
         cores, best = max(rates.items())
+        if method in reference:
+            lines.append(f"post-processing {method}, one process: {rates[1]:.2f} slices/s of "
+                         f"{result['slab_px']}^2 = {rates[1] / reference[method]:.2f} x the "
+                         f"SciPy / scikit-image code (target >= {TARGET_POSTPROCESS_GAIN:g} x)")
         lines.append(f"post-processing {method}: {best:.2f} slices/s of {result['slab_px']}^2 "
-                     f"on {cores} cores (target >= {TARGET_POSTPROCESS:g} on 16 cores)")
+                     f"on {cores} cores, {best / rates[1] / cores:.0%} of linear scaling "
+                     f"(target >= {TARGET_POSTPROCESS:g} on 16 cores)")
     if "estimate" in result:
         hours = sum(row["seconds"] for row in result["estimate"]) / 3600
         lines.append(f"{result['profile']} profile estimate: {hours:.2f} h with the sweeps on "
@@ -296,13 +308,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_rate(fit['samples_per_s'])} | {100 * share:.0f} % | {fit['val_s']:.2f} | "
             f"{fit['checkpoint_s']:.2f} | {fit['start_s']:.2f} | {model['fit_workers']} | "
             f"{inference} |")
+    processes = list(next(iter(result["postprocess_slices_per_s"].values())))
     lines += ["", f"## Post-processing ({result['slab_px']}² slices/s)", "",
-              "| method | " + " | ".join(f"{n} process(es)" for n in
-                                        next(iter(result["postprocess_slices_per_s"].values())))
-              + " |", "|---" * (1 + len(next(iter(result["postprocess_slices_per_s"].values()))))
-              + "|"]
+              "| method | " + " | ".join(f"{n} process(es)" for n in processes) + " |",
+              "|---" * (1 + len(processes)) + "|"]
     for method, rates in result["postprocess_slices_per_s"].items():
         lines.append(f"| {method} | " + " | ".join(f"{r:.2f}" for r in rates.values()) + " |")
+    lines += [f"| {method}, SciPy / scikit-image code | {rate:.2f} |"
+              + " — |" * (len(processes) - 1)
+              for method, rate in result.get("postprocess_reference_slices_per_s", {}).items()]
     lines += ["", f"Thesis tables' 6 x 6 threshold grid, seconds per {result['slab_px']}² slice: "
               + ", ".join(f"{s:.2f} on {n} process(es)"
                           for n, s in result["thesis_grid_s_per_slice"].items()),

@@ -1,5 +1,6 @@
 """The fast post-processing gives exactly the labels of the SciPy / scikit-image code it
-replaced (kept below as the reference), on synthetic and network-like maps, with ties."""
+replaced (:mod:`emseg_lib.postprocess.reference`), on synthetic and network-like maps, with
+ties."""
 
 from __future__ import annotations
 
@@ -15,47 +16,8 @@ from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.postprocess import flood_boundaries, get_method, seeded_watershed
 from emseg_lib.postprocess.flooding import flood, watershed_lines
 from emseg_lib.postprocess.morphology import distance_map, h_maxima, label, segment_means
-from emseg_lib.postprocess.thesis import region_interfaces, watershed_postprocess
-
-
-def reference_thesis(prob, sig_th, edge_th, seed_h=1.0, sampling=None):
-    """The thesis watershed as it was written with SciPy and scikit-image."""
-    cells = prob > sig_th
-    if sampling is not None:
-        sampling = np.asarray(sampling, dtype=np.float64) / min(sampling)
-    distance = ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
-    markers = sk_label(sk_h_maxima(distance, seed_h), connectivity=prob.ndim)
-    if prob.ndim == 2:
-        candidates = (sk_watershed(-distance, markers, connectivity=1,
-                                   watershed_line=True) == 0) & cells
-    else:
-        candidates = region_interfaces(sk_watershed(-distance, markers, connectivity=1)) & cells
-    segments, n = sk_label(candidates, connectivity=prob.ndim, return_num=True)
-    means = np.asarray(ndi.mean(prob, labels=segments, index=np.arange(1, n + 1)),
-                       dtype=np.float64).reshape(n)
-    accepted = np.concatenate([[False], means < edge_th])
-    return sk_label(~((prob <= sig_th) | accepted[segments]), connectivity=1)
-
-
-def reference_flood(labels, prob):
-    if not np.any(labels):
-        return np.ones(labels.shape, dtype=np.int64)
-    if np.all(labels):
-        return labels
-    return sk_watershed(1.0 - prob, labels, connectivity=1).astype(np.int64)
-
-
-def reference_seeded(prob, seed_th, smooth_px, min_seed_px=16):
-    smoothed = np.asarray(prob, np.float32)
-    if smooth_px:
-        smoothed = ndi.gaussian_filter(smoothed, smooth_px)
-    seeds = sk_label(smoothed > seed_th, connectivity=1)
-    too_small = np.bincount(seeds.ravel()) < min_seed_px
-    too_small[0] = False
-    seeds[too_small[seeds]] = 0
-    if not np.any(seeds):
-        return np.ones(prob.shape, dtype=np.int64)
-    return sk_watershed(1.0 - smoothed, seeds, connectivity=1).astype(np.int64)
+from emseg_lib.postprocess.reference import reference_flood, reference_seeded, reference_thesis
+from emseg_lib.postprocess.thesis import watershed_postprocess
 
 
 def _network_like(labels: np.ndarray, seed: int, blur: float = 1.5, noise: float = 0.08,
