@@ -42,7 +42,7 @@ def distance_map(cells: np.ndarray, sampling: Sequence[float] | None = None) -> 
         return ndi.distance_transform_edt(cells, sampling=sampling).astype(np.float32)
     anisotropy = tuple(float(s) for s in (sampling if sampling is not None
                                           else (1.0,) * cells.ndim))
-    squared = edt.edtsq(np.ascontiguousarray(cells, dtype=np.uint8), anisotropy=anisotropy,
+    squared = edt.edtsq(np.ascontiguousarray(cells), anisotropy=anisotropy,
                         black_border=False)
     if sampling is not None:  # non-integer squared distances: SciPy's float64 square root
         return np.sqrt(squared.astype(np.float64)).astype(np.float32)
