@@ -6,7 +6,9 @@
 * :mod:`.methods` — both by name, with defaults and tuning grids;
 * :mod:`.volume` — whole volumes, per slice in parallel processes or in 3D;
 * :mod:`.morphology`, :mod:`.flooding` — their building blocks (distance map, h-maxima,
-  connected components, watersheds), compiled and equal to SciPy's and scikit-image's.
+  connected components, watersheds), compiled and equal to SciPy's and scikit-image's;
+  :mod:`.reference` — the SciPy / scikit-image code they equal (tests' oracle, benchmark's
+  baseline).
 """
 
 from emseg_lib.postprocess.dense import flood_boundaries
