@@ -8,6 +8,7 @@ come before the timed ones.
 from __future__ import annotations
 
 import copy
+import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -57,6 +58,17 @@ def rate(fn: Callable[[], Any], items_per_call: float, device: torch.device, *, 
         fn()
     synchronize(device)
     return items_per_call * repeats / (time.perf_counter() - start)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def seconds(fn: Callable[[], Any], device: torch.device | None = None) -> float:
@@ -151,17 +163,24 @@ def postprocess_rates(prob: np.ndarray, workers: list[int]) -> dict[str, dict[in
             for name, method in METHODS.items()}
 
 
+def reference_segmenter(method: str, thresholds: dict[str, float]
+                        ) -> Callable[[np.ndarray], np.ndarray]:
+    """The SciPy / scikit-image code that ``method`` gives exactly, faster
+    (:mod:`emseg_lib.postprocess.reference`), for one ``(Y, X)`` slice."""
+    if method == "thesis":
+        return lambda p: reference_flood(
+            reference_thesis(p, thresholds["sig_th"], thresholds["edge_th"]), p)
+    return lambda p: reference_seeded(p, thresholds["seed_th"], thresholds["smooth_px"],
+                                      MIN_SEED_PX)
+
+
 def reference_rates(prob: np.ndarray) -> dict[str, float]:
-    """Slices per second on one process of the SciPy / scikit-image code that each method
-    gives exactly, faster (:mod:`emseg_lib.postprocess.reference`; default thresholds,
-    ``(Z, Y, X)`` ``prob`` segmented slice by slice): the baseline of the speed-up."""
-    thesis, seeded = METHODS["thesis"].defaults, METHODS["seeded"].defaults
-    code = {"thesis": lambda p: reference_flood(
-                reference_thesis(p, thesis["sig_th"], thesis["edge_th"]), p),
-            "seeded": lambda p: reference_seeded(p, seeded["seed_th"], seeded["smooth_px"],
-                                                 MIN_SEED_PX)}
+    """Slices per second on one process of :func:`reference_segmenter` at each method's
+    defaults, ``(Z, Y, X)`` ``prob`` slice by slice: the baseline of the speed-up."""
+    segmenters = {name: reference_segmenter(name, dict(m.defaults))
+                  for name, m in METHODS.items()}
     return {name: len(prob) / seconds(lambda f=f: [f(p) for p in prob])
-            for name, f in code.items()}
+            for name, f in segmenters.items()}
 
 
 def thesis_grid_rates(prob: np.ndarray, gt: np.ndarray, pixel_nm: float, workers: list[int]
