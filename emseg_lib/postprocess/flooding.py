@@ -111,6 +111,18 @@ def _pop(heap, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _packed(index, label):  # pragma: no cover - compiled
+    """A payload: ``label`` in the high 32 bits, the raveled ``index`` in the low ones."""
+    return (np.uint64(label) << _AGE_BITS) | np.uint64(index)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unpacked(payload):  # pragma: no cover - compiled
+    """``(index, label)`` of a payload (:func:`_packed`)."""
+    return np.int64(payload & np.uint64(0xFFFFFFFF)), np.int32(payload >> _AGE_BITS)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _prefetch_around(state, levels, index, offsets):  # pragma: no cover - compiled
     """Start loading the state and level of the face neighbours of ``index``, the pixel
     popped next (most likely): the queue's order jumps across the image."""
@@ -169,8 +181,7 @@ def _heap_phase(levels, state, offsets, heap, n, age, markers_left,
         _prefetch_around(state, levels, np.int64(heap[1] & mask32), offsets)
         marker = (key & mask32) == 0
         markers_left -= marker
-        index = np.int64(payload & mask32)
-        label = np.int32(payload >> _AGE_BITS)
+        index, label = _unpacked(payload)
         go_on, undecided = _visit(index, label, marker, state, offsets, undecided)
         if not go_on:
             continue
@@ -181,7 +192,7 @@ def _heap_phase(levels, state, offsets, heap, n, age, markers_left,
             age += 1
             n = _push(heap, n,
                       (max(np.uint64(levels[neighbour]), level) << _AGE_BITS) | np.uint64(age),
-                      (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour))
+                      _packed(neighbour, label))
     return n, age, markers_left, undecided, True
 
 
@@ -196,8 +207,7 @@ def _fifo_phase(state, offsets, queue, head, tail, undecided):  # pragma: no cov
         _prefetch_around(state, state, np.int64(queue[min(head + _AHEAD, tail - 1)] & mask32),
                          offsets)
         head += 1
-        index = np.int64(payload & mask32)
-        label = np.int32(payload >> _AGE_BITS)
+        index, label = _unpacked(payload)
         go_on, undecided = _visit(index, label, False, state, offsets, undecided)
         if not go_on:
             continue
@@ -205,7 +215,7 @@ def _fifo_phase(state, offsets, queue, head, tail, undecided):  # pragma: no cov
             neighbour = index + offset
             if not _open(state, neighbour):
                 continue
-            queue[tail] = (np.uint64(label) << _AGE_BITS) | np.uint64(neighbour)
+            queue[tail] = _packed(neighbour, label)
             tail += 1
     return head, tail, undecided
 
@@ -247,7 +257,7 @@ def _flood(levels, state, offsets, starts, undecided):  # pragma: no cover - com
     n = 0
     for start in starts:
         n = _push(heap, n, np.uint64(levels[start]) << _AGE_BITS,
-                  (np.uint64(state[start]) << _AGE_BITS) | np.uint64(start))
+                  _packed(start, state[start]))
     age, markers_left, finished = 1, n, False
     while not finished:
         n, age, markers_left, undecided, finished = _heap_phase(
