@@ -31,6 +31,7 @@ import h5py
 import measure
 import numpy as np
 
+from emseg_lib.atomic import atomic_write_text
 from emseg_lib.parallel import available_cores
 from emseg_lib.postprocess import METHODS, segment_volume
 
@@ -61,8 +62,8 @@ def measure_config(prob: np.ndarray, method: str, thresholds: dict[str, float]) 
     segment_volume(prob[:1], method, thresholds, workers=1)  # compiled code loaded
     fast, one = timed(lambda: segment_volume(prob, method, thresholds, workers=1))
     parallel, every = timed(lambda: segment_volume(prob, method, thresholds, workers=None))
-    slow, ref = timed(lambda: [measure.reference_segmenter(method, thresholds)(p)
-                                for p in prob])
+    reference = measure.reference_segmenter(method, thresholds)
+    slow, ref = timed(lambda: [reference(p) for p in prob])
     # segment_volume numbers ids across slices; a slice equals the reference up to an offset
     equal = all(np.array_equal(f - f.min(), r - r.min()) for f, r in zip(fast, slow,
                                                                           strict=True))
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     report = markdown(result)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(report)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), report)
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import load_cremi
 from emseg_lib.experiments.real_data import real_data_results, within_best
 from emseg_lib.postprocess import METHODS
@@ -69,9 +70,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     name = f"{args.stack.stem}_{args.model}_{args.profile}_e{plan.epochs}"
     args.out.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out / f"{name}.csv", index=False)
+    atomic_write_text(args.out / f"{name}.csv", results.to_csv(index=False))
     table = markdown(results)
-    (args.out / f"{name}.md").write_text(table + "\n")
+    atomic_write_text(args.out / f"{name}.md", table + "\n")
     print(table)
     print(f"{name}: {seconds:.0f} s wall (training resumed from {args.run_dir} if it was there)")
     for method in METHODS:

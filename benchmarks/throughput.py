@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from estimate import Estimator, windows
 
+from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import (
     AugmentConfig,
     EMCropDataset,
@@ -348,8 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     print(report)
     out = args.out or _default_out(result)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(report)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    atomic_write_text(out.with_suffix(".md"), report)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
     print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.json')}", file=sys.stderr)
 
 

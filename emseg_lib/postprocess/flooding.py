@@ -178,7 +178,7 @@ def _heap_phase(levels, state, offsets, heap, n, age, markers_left,
             return n, age, markers_left, undecided, False
         payload = heap[1]
         n = _pop(heap, n)
-        _prefetch_around(state, levels, np.int64(heap[1] & mask32), offsets)
+        _prefetch_around(state, levels, _unpacked(heap[1])[0], offsets)
         marker = (key & mask32) == 0
         markers_left -= marker
         index, label = _unpacked(payload)
@@ -200,11 +200,10 @@ def _heap_phase(levels, state, offsets, heap, n, age, markers_left,
 def _fifo_phase(state, offsets, queue, head, tail, undecided):  # pragma: no cover - compiled
     """Pop ``queue[head:tail]`` first in, first out and flood, while ``queue`` has room for
     one more pixel's pushes. Returns ``(head, tail, undecided)``."""
-    mask32 = np.uint64(0xFFFFFFFF)
     room = queue.size - offsets.size
     while head < tail and undecided > 0 and tail <= room:
         payload = queue[head]
-        _prefetch_around(state, state, np.int64(queue[min(head + _AHEAD, tail - 1)] & mask32),
+        _prefetch_around(state, state, _unpacked(queue[min(head + _AHEAD, tail - 1)])[0],
                          offsets)
         head += 1
         index, label = _unpacked(payload)
