@@ -4,7 +4,7 @@
 #
 #   ./run_all.sh [--profile smoke|quick|full] [--data PATH] [--figures DIR] [--runs DIR]
 #                [--out DIR] [--real-data DIR] [--engine inline|local|slurm] [--jobs N]
-#                [--partition NAME]
+#                [--partition NAME] [--notebook-limit SECONDS]
 #
 # Paths follow one rule, shared with the notebooks (emseg_lib/paths.py): data/, figures/,
 # runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
@@ -15,12 +15,16 @@
 # one after the other), local (--jobs N at once on this machine, one GPU each) or slurm (--jobs
 # N at once, one GPU each, --partition NAME); every job resumes from its run folder, so the
 # results do not depend on the engine. Progress (epochs, steps, time left) is printed as the
-# notebooks run. Stops at the first failing notebook and names it.
+# notebooks run. Stops at the first failing notebook and names it. A notebook still running
+# after the profile's limit (--notebook-limit SECONDS to change it) is taken as hung: the stacks
+# of papermill and its kernel are printed, it is stopped and the run fails (emseg_lib/watchdog.py).
+# Also switches on, for this Python environment, a Jupyter save hook that keeps notebooks/
+# free of outputs when you run them in JupyterLab (emseg_lib/jupyter_hooks.py).
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="quick"
 data="" figures="" runs="" out="" real_data=""
-engine="inline" jobs=1 partition=""
+engine="inline" jobs=1 partition="" notebook_limit=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
     --engine) engine="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --partition) partition="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --notebook-limit) notebook_limit="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +53,12 @@ esac
 case "$jobs" in
   ''|*[!0-9]*|0) echo "run_all.sh: --jobs must be a positive number, got '$jobs'" >&2; exit 2 ;;
 esac
+case "$notebook_limit" in
+  '') notebook_limit="$(python -c "from emseg_lib.profiles import get_profile
+print(get_profile('$profile').notebook_limit_s)")" ;;
+  *[!0-9]*|0) echo "run_all.sh: --notebook-limit must be a positive number of seconds, got" \
+                   "'$notebook_limit'" >&2; exit 2 ;;
+esac
 eval "$(EMSEG_ROOT="${EMSEG_ROOT:-$root}" python -m emseg_lib.paths --profile "$profile" --record \
   | sed 's/^/default_/')"
 data="${data:-$default_data}"
@@ -56,6 +67,7 @@ runs="${runs:-$default_runs}"
 out="${out:-$default_outputs}"
 real_data="${real_data:-$(dirname "$default_data")}"
 mkdir -p "$figures" "$runs" "$out"
+python -m emseg_lib.jupyter_hooks
 [ -f "$data" ] || echo "run_all.sh: $data not found: the notebooks use the SYNTHETIC EM volume"
 stamp="$(mktemp)"
 export EMSEG_PROGRESS=log EMSEG_PROGRESS_FILE="$out/progress.log"
@@ -69,9 +81,17 @@ run_notebook() {  # notebook, executed copy, extra papermill arguments...
   shift 2
   local began=$(date +%s)
   echo "== $(basename "$executed") (profile $profile)"
-  if ! papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
+  local status=0
+  python -m emseg_lib.watchdog --limit "$notebook_limit" --what "$(basename "$executed")" -- \
+      papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
       -p profile "$profile" -p data_path "$data" -p figures_dir "$figures" -p runs_dir "$runs" \
-      "$@" 2> "$out/papermill.log"; then
+      "$@" 2> "$out/papermill.log" || status=$?
+  if [ "$status" = 124 ]; then
+    sed -n '/^watchdog:/,$p' "$out/papermill.log" >&2
+    echo "run_all.sh: FAILED: $(basename "$executed") hung (no end after $notebook_limit s;" \
+         "stacks above, log $out/papermill.log)" >&2
+    exit 1
+  elif [ "$status" != 0 ]; then
     tail -n 20 "$out/papermill.log" >&2
     echo "run_all.sh: FAILED in $(basename "$notebook") (executed copy with the error: $executed)" >&2
     exit 1

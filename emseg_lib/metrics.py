@@ -6,7 +6,8 @@
   :func:`skimage.metrics.variation_of_information`;
 * :func:`adapted_rand` — adapted Rand error, as :func:`skimage.metrics.adapted_rand_error`;
 * :func:`cremi_boundary_mask` — CREMI's ignore band around ground-truth boundaries;
-* :func:`segmentation_scores` — all of the above in one record, with the CREMI score.
+* :func:`segmentation_scores` — all of the above in one record, with the CREMI score;
+* :func:`segment_count` — how many segments a label image holds (distinct non-zero ids).
 
 Ground-truth label 0 is ignored by default (CREMI; ``ignore_gt_background=False`` scores it as
 one more segment). Predicted label 0 (our boundary pixels) is, by default, scored as one more
@@ -32,6 +33,12 @@ from emseg_lib.errors import (
     check_same_shape,
     check_unit_interval,
 )
+
+
+def segment_count(labels: np.ndarray) -> int:
+    """Number of distinct non-zero ids in ``labels`` (any shape): the segments, whatever the
+    largest id (ids offset per slice or per block leave gaps)."""
+    return int(np.count_nonzero(np.unique(labels))) if labels.size else 0
 
 
 def pixel_accuracy(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from emseg_lib.display import color_labels, overlay
+from emseg_lib.metrics import segment_count
 from emseg_lib.preview import SliceSample
 
 CURVES = {
@@ -90,13 +91,33 @@ def segmentation_panel(raw: np.ndarray, prob: np.ndarray, seg: np.ndarray, gt: n
     axes[0].axis("off")
     _probability_image(figure, axes[1], prob, "cell probability")
     for ax, image, name in [
-            (axes[2], overlay(raw, seg), f"segmentation ({len(np.unique(seg[seg > 0]))} "
+            (axes[2], overlay(raw, seg), f"segmentation ({segment_count(seg)} "
                                          "segments)"),
             (axes[3], color_labels(gt.astype(np.int64)), "ground truth")]:
         ax.imshow(image)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def probability_and_segmentation(raw: np.ndarray, prob: np.ndarray, seg: np.ndarray
+                                 ) -> Figure:
+    """Cell probability beside the segmentation over the input (the live threshold view).
+
+    Args:
+        raw: ``(Y, X)`` uint8 or float image.
+        prob: ``(Y, X)`` cell probability in [0, 1].
+        seg: ``(Y, X)`` predicted labels (0 = boundary, if any).
+    """
+    figure = Figure(figsize=(12, 6))
+    axes = figure.subplots(1, 2)
+    axes[0].imshow(prob, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("cell probability")
+    axes[1].imshow(overlay(raw, seg))
+    axes[1].set_title(f"{segment_count(seg)} segments")
+    for ax in axes:
+        ax.axis("off")
     return figure
 
 
@@ -200,7 +221,7 @@ def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
         background = sample.raw if sample.raw is not None else sample.prob
         panels = [("raw", sample.raw, "gray")] if with_raw else []
         panels += [("cell probability", sample.prob, "gray"),
-                   (f"segmentation ({len(np.unique(sample.labels[sample.labels > 0]))} "
+                   (f"segmentation ({segment_count(sample.labels)} "
                     "segments)", overlay(background, sample.labels.astype(np.int64)), None)]
         for ax, (name, image, cmap) in zip(row, panels, strict=True):
             ax.imshow(image, cmap=cmap, vmin=0 if cmap else None,

@@ -102,12 +102,15 @@ class Profile:
         num_workers: DataLoader worker processes of every training run (``"auto"`` in the
             TOML file, None here: chosen from the device and the CPU cores,
             :func:`~emseg_lib.train.feed.resolve_loader_workers`; 0: in-process).
+        notebook_limit_s: seconds after which ``run_all.sh`` takes a notebook as hung
+            (:mod:`emseg_lib.watchdog`).
     """
 
     name: str
     synthetic_shape: tuple[int, int, int]
     real_data_crop: tuple[int, ...]
     validation_seed: int
+    notebook_limit_s: int
     num_workers: int | None
     unet2d_width: int
     unet2d_depth: int
