@@ -68,7 +68,13 @@ class Postprocessing:
 
 @dataclass(frozen=True)
 class SegmentationRun:
-    """What a whole-volume segmentation did."""
+    """What a whole-volume segmentation did.
+
+    Attributes:
+        derived: thresholds derived from the map (:attr:`PostprocessMethod.derived`): their
+            values per computed slice (per chunk in 3D: ``derived_per``); chunks resumed
+            from an earlier run are not among them.
+    """
 
     slices: int
     seconds: float
@@ -76,6 +82,8 @@ class SegmentationRun:
     zero_voxels: int
     samples: tuple[SliceSample, ...] = ()
     resumed_chunks: int = 0
+    derived: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    derived_per: str = "slice"
 
     @property
     def slices_per_second(self) -> float:
@@ -112,15 +120,21 @@ def _ids_dtype(labels: np.ndarray) -> np.dtype:
 
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
-           pool: SerialPool | ProcessPool, partial: PartialResults | None
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           pool: SerialPool | ProcessPool, partial: PartialResults | None,
+           derived: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slices ``z0 .. z1 - 1``: ids from 1 (0 on kept boundaries), probability, image;
-    taken from ``partial`` when an earlier run finished them, else computed (and kept)."""
+    taken from ``partial`` when an earlier run finished them, else computed (and kept).
+    The thresholds used (derived ones filled in) are appended to ``derived``, per slice
+    (per chunk in 3D)."""
     if partial is not None and partial.has(z0):
         saved = partial.load(z0)
         return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
     prob, image = compute(z0, z1)
-    cells = segment_volume(prob, post.method, thresholds, dims=post.dims,
+    method = get_method(post.method)
+    used = (method.derive(prob, thresholds, resolution) if post.dims == 3
+            else [method.derive(p, thresholds) for p in prob])
+    derived.extend([used] if post.dims == 3 else used)
+    cells = segment_volume(prob, post.method, used, dims=post.dims,
                            resolution=resolution, keep_boundaries=post.keep_boundaries,
                            start=0, pool=pool)
     if partial is not None:
@@ -138,6 +152,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
     started = time.perf_counter()
     last_id, zeros = 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
+    used: list[dict[str, float]] = []
     samples = PreviewSamples(shape[0], spec.preview_slices)
     image_dtype = np.uint8 if raw_image else np.float32
     resumed = sum(partial.has(z0) for z0, _ in ranges) if partial is not None else 0
@@ -146,7 +161,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                      image_name="raw" if raw_image else "cell probability") as output:
         for z0, z1 in progress_bar(ranges, desc="chunks", disable=not progress):
             local, prob, image = _chunk(z0, z1, compute, post, thresholds, resolution, pool,
-                                        partial)
+                                        partial, used)
             cells = np.where(local > 0, local.astype(np.uint64) + np.uint64(last_id),
                              np.uint64(0))
             output.write(z0, cells, prob, image)
@@ -154,8 +169,11 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
             last_id = max(last_id, int(cells.max(initial=0)))
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
+    derived = {key: tuple(t[key] for t in used) for key in get_method(post.method).derived
+               if key not in thresholds}
     return SegmentationRun(shape[0], time.perf_counter() - started, last_id, zeros,
-                           tuple(samples.samples), resumed)
+                           tuple(samples.samples), resumed, derived,
+                           "chunk" if post.dims == 3 else "slice")
 
 
 def output_bytes_bound(shape: tuple[int, int, int], zarr: bool = False) -> int:

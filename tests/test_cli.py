@@ -175,12 +175,12 @@ def test_postprocess_any_probability_map(tmp_path, probabilities, capsys):
     code, stdout, err = _run(["postprocess", "--prob", root / "prob.h5", "--out", out,
                               "--workers", "1"], capsys)
     assert code == 0, err
-    assert "post-processing: seeded (seed_th 0.95, smooth_px 1; method defaults)" in stdout
+    assert "post-processing: seeded (smooth_px 1; method defaults; seed_th derived from the " \
+           "map" in stdout
     with h5py.File(out) as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
         assert tuple(handle["volumes/labels/neuron_ids"].attrs["resolution"]) == (40, 4, 4)
-    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"seed_th": 0.95,
-                                                                       "smooth_px": 1.0}))
+    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"smooth_px": 1.0}))
     # a boundary map from another tool, inverted, as TIFF: the same result
     inverted = tmp_path / "inverted.h5"
     code, _, err = _run(["postprocess", "--prob", root / "boundary.tif", "--invert", "--out",

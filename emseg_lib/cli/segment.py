@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emseg_lib import __version__
 from emseg_lib.cli.common import (
     add_data_arguments,
@@ -37,7 +39,7 @@ from emseg_lib.pipeline import (
     SegmentationRun,
     output_bytes_bound,
 )
-from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
+from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method, postprocess_dims
 from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.segmentation_output import is_zarr_output
@@ -50,13 +52,17 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
     Precedence: flags given on the command line, then the thresholds learned on the
     validation split (``learned``, from the checkpoint), then the method's defaults.
     """
+    other_dims = learned is not None and learned.get("dims", dims) != dims
     name = args.method or (learned["method"] if learned else DEFAULT_METHOD)
     method = get_method(name)
-    base = (learned or {}).get("thresholds", {}).get(name)
+    base = None if other_dims else (learned or {}).get("thresholds", {}).get(name)
     given = given_thresholds(args)
     thresholds = method.thresholds(given, base, dims)
     if base is not None:
         source = f"learned on the validation split at epoch {learned['epoch']}"
+    elif other_dims:
+        source = (f"method defaults: the checkpoint's thresholds were learned in "
+                  f"{learned['dims']}D")
     elif learned is None and args.method is None and hasattr(args, "checkpoint"):
         source = "method defaults: the checkpoint has no learned thresholds"
     else:
@@ -67,7 +73,9 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
     post = Postprocessing(name, thresholds, dims=dims, keep_boundaries=args.keep_boundaries,
                           workers=args.workers)
     values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
-    return post, f"post-processing: {name} ({values}; {source})"
+    derived = "".join(f"; {k} derived from the map: {how}" for k, how in method.derived.items()
+                      if k not in thresholds)
+    return post, f"post-processing: {name} ({values}; {source}{derived})"
 
 
 #: arguments that do not change what a run writes (left out of its job)
@@ -122,6 +130,10 @@ def report(out: Path, run: SegmentationRun) -> None:
              f"{run.zero_voxels:,} boundary voxels are 0 (--keep-boundaries)")
     print(f"{out}: {run.cells} segments in {run.slices} slices, {dense}; {run.seconds:.1f} s, "
           f"{run.slices_per_second:.2f} slices/s")
+    for name, values in run.derived.items():
+        if values:
+            print(f"{name} derived from the map: {min(values):.3f}-{max(values):.3f} (median "
+                  f"{float(np.median(values)):.3f}) over {len(values)} {run.derived_per}(s)")
 
 
 def _segment_inputs(args: argparse.Namespace) -> list[Path | None]:
@@ -190,12 +202,15 @@ def run_segment(args: argparse.Namespace) -> int:
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(args.checkpoint)
-    post, message = choose_postprocessing(args, learned_postprocessing(state, args.checkpoint),
-                                          model_entry(model).dims)
+    learned = learned_postprocessing(state, args.checkpoint)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):
+        dims, why = postprocess_dims(model_entry(model).dims, resolution, args.dims)
+        post, message = choose_postprocessing(args, learned, dims)
         check_volume_output(args, _segment_inputs(args), tuple(raw.shape), image=True)
+        if why:
+            print(why)
         print(message)
         if model_entry(model).dims == 3:
             print(f"3D tiling of profile {profile}: tiles {tiling.tile}, overlap {tiling.overlap}")
@@ -266,6 +281,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="3D tiling of this profile (default: the profile the checkpoint "
                               "was trained with, else quick)")
     segment.add_argument("--device")
+    segment.add_argument("--dims", type=int, choices=(2, 3), default=None,
+                         help="post-process per slice (2) or in 3D (3); default: as the "
+                              "network predicts, but per slice for a 3D network on sections "
+                              "more than 3x thicker than the pixels")
     add_postprocess_arguments(segment)
     segment.set_defaults(run=run_segment, interrupted=interrupted)
 

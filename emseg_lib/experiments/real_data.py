@@ -26,6 +26,7 @@ from emseg_lib.postprocess import (
     THESIS_EDGE_TH,
     THESIS_SIG_TH,
     get_method,
+    postprocess_dims,
     segment_volume,
 )
 from emseg_lib.profiles import Profile
@@ -73,7 +74,7 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
                          workers=workers, progress=False)
     test = predict_split(trained.model, volume, "test", profile, device=device,
                          progress=False, cache_dir=run_dir)
-    dims = model_entry(trained.model).dims
+    dims, _ = postprocess_dims(model_entry(trained.model).dims, volume.resolution)
     settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
     settings += [(name, trained.postprocess["thresholds"][name], "validation")
                  for name in METHODS]
@@ -93,7 +94,9 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
 
 
 def _row(method: str, thresholds: dict[str, float], source: str, scores: pd.Series) -> dict:
-    values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
+    values = ", ".join([*(f"{k} derived from the map" for k in get_method(method).derived
+                          if k not in thresholds),
+                        *(f"{k} {v:g}" for k, v in thresholds.items())])
     return {"method": method, "thresholds": values, "chosen on": source,
             **{column: float(scores[column]) for column in SCORE_COLUMNS}}
 

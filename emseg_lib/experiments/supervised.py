@@ -28,6 +28,7 @@ from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
 from emseg_lib.models import UNet2D, UNet3D, model_entry
+from emseg_lib.postprocess import postprocess_dims
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
 from emseg_lib.train import (
@@ -139,8 +140,10 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
 
     The checkpoint's network predicts the whole validation split; each method's grid is
     scored by CREMI-protocol VOI (:func:`~emseg_lib.tuning.tune_all`), per slice for 2D
-    networks and per volume for 3D ones; the result goes into the checkpoint under
-    ``"postprocess"``. A checkpoint already tuned at its epoch is not tuned again.
+    networks and per volume for 3D ones (per slice on anisotropic stacks, as ``emseg
+    segment`` post-processes them: :func:`~emseg_lib.postprocess.postprocess_dims`); the
+    result goes into the checkpoint under ``"postprocess"``. A checkpoint already tuned at its
+    epoch is not tuned again.
 
     Returns:
         The stored entry (:func:`~emseg_lib.tuning.checkpoint_entry`).
@@ -151,7 +154,7 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     model = model_from_checkpoint(checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
                         cache_dir=Path(checkpoint).parent)
-    dims = model_entry(model).dims
+    dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)
     results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
                        resolution=volume.resolution, workers=workers)
     entry = checkpoint_entry(results, dims=dims, epoch=state["epoch"])

@@ -4,6 +4,8 @@
 * :mod:`.seeded` — seeded watershed on the smoothed probability (dense);
 * :mod:`.dense` — boundary pixels assigned to segments by flooding the probability;
 * :mod:`.methods` — both by name, with defaults and tuning grids;
+* :mod:`.derive` — the seeded method's seed threshold derived from the map;
+* :mod:`.anisotropy` — 3D or per-slice post-processing of a 3D network, from the voxel size;
 * :mod:`.volume` — whole volumes, per slice in parallel processes or in 3D;
 * :mod:`.morphology`, :mod:`.flooding` — their building blocks (distance map, h-maxima,
   connected components, watersheds), compiled and equal to SciPy's and scikit-image's;
@@ -11,6 +13,7 @@
   baseline).
 """
 
+from emseg_lib.postprocess.anisotropy import postprocess_dims
 from emseg_lib.postprocess.dense import flood_boundaries
 from emseg_lib.postprocess.methods import DEFAULT_METHOD, METHODS, PostprocessMethod, get_method
 from emseg_lib.postprocess.seeded import seeded_watershed
@@ -40,6 +43,7 @@ __all__ = [
     "flood_boundaries",
     "get_method",
     "label_cells",
+    "postprocess_dims",
     "seeded_watershed",
     "segment_slice",
     "segment_volume",

@@ -5,7 +5,9 @@ Two methods turn a cell-probability map into a segmentation:
 * ``thesis`` — the thesis's watershed post-processing (:mod:`.thesis`; thresholds ``sig_th``
   and ``edge_th``), its label-0 boundaries then flooded from the segments (:mod:`.dense`);
 * ``seeded`` — a seeded watershed on the smoothed probability (:mod:`.seeded`; thresholds
-  ``seed_th`` and ``smooth_px``), dense by construction.
+  ``seed_th`` and ``smooth_px``), dense by construction. Unless learned or given, its
+  ``seed_th`` is derived from the map being segmented (:mod:`.derive`; per slice in 2D, per
+  volume in 3D): :attr:`PostprocessMethod.derived`.
 
 Every method's :meth:`PostprocessMethod.grid_segmentations` walks a row of its tuning grid and
 shares the work that does not depend on every threshold (the thesis method's watershed candidates
@@ -16,12 +18,13 @@ gives the same segmentation; the seeded method's smoothing depends only on ``smo
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities
 from emseg_lib.postprocess.dense import flood_boundaries
+from emseg_lib.postprocess.derive import DEFAULT_FRACTION, DEFAULT_RULE, RULES
 from emseg_lib.postprocess.seeded import (
     seeded_watershed,
     seeds_from_interior,
@@ -62,6 +65,8 @@ class PostprocessMethod:
         has_boundaries: its :meth:`labels` leave 0 on boundaries (``keep_boundaries`` keeps
             them; otherwise they are flooded from the segments).
         defaults_3d: the defaults for volumes segmented in 3D, where they differ.
+        derived: thresholds without a fixed default, derived from the map being segmented
+            (:meth:`derive`) when neither learned nor given: ``{name: how, in words}``.
     """
 
     name: str
@@ -70,6 +75,7 @@ class PostprocessMethod:
     grid: Mapping[str, tuple[float, ...]]
     has_boundaries: bool = False
     defaults_3d: Mapping[str, float] | None = None
+    derived: Mapping[str, str] = field(default_factory=dict)
 
     def default_thresholds(self, dims: int = 2) -> Thresholds:
         """:attr:`defaults`, or :attr:`defaults_3d` for ``dims == 3`` where the method has
@@ -78,8 +84,14 @@ class PostprocessMethod:
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Names of the thresholds, as in :attr:`defaults`."""
-        return tuple(self.defaults)
+        """Names of the thresholds: the :attr:`derived` ones, then those of :attr:`defaults`."""
+        return tuple(dict.fromkeys([*self.derived, *self.defaults]))
+
+    def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None = None) -> Thresholds:
+        """``thresholds`` with every missing :attr:`derived` one derived from ``prob``
+        (``(Y, X)`` or ``(Z, Y, X)``, as it is segmented)."""
+        return dict(thresholds)
 
     @property
     def outer(self) -> str:
@@ -99,7 +111,7 @@ class PostprocessMethod:
         for key, value in (given or {}).items():
             if value is None:
                 continue
-            if key not in self.defaults:
+            if key not in self.parameters:
                 raise EmsegInputError(
                     f"--{key.replace('_', '-')} is a threshold of another method; the "
                     f"{self.name} method takes {', '.join(self.parameters)}")
@@ -108,7 +120,7 @@ class PostprocessMethod:
             lo, hi = LIMITS[key]
             if not lo <= value <= hi:
                 raise EmsegInputError(f"{key} must lie in [{lo:g}, {hi:g}], got {value:g}")
-        return values
+        return {key: values[key] for key in (*self.parameters, *values) if key in values}
 
     def segment(self, prob: np.ndarray, thresholds: Mapping[str, float], *,
                 keep_boundaries: bool = False, sampling: Sequence[float] | None = None
@@ -122,6 +134,7 @@ class PostprocessMethod:
             raise EmsegInputError(f"--keep-boundaries keeps the thesis method's label-0 "
                                   f"boundaries; the {self.name} method has none (use --method "
                                   "thesis)")
+        thresholds = self.derive(prob, thresholds, sampling)
         labels = self.labels(prob, thresholds, sampling).astype(np.int64)
         if self.has_boundaries and not keep_boundaries:
             return flood_boundaries(labels, prob)
@@ -172,7 +185,15 @@ class ThesisMethod(PostprocessMethod):
 
 @dataclass(frozen=True)
 class SeededMethod(PostprocessMethod):
-    """Seeded watershed on the smoothed probability (:mod:`.seeded`), dense by construction."""
+    """Seeded watershed on the smoothed probability (:mod:`.seeded`), dense by construction;
+    ``seed_th`` derived from the smoothed map (:mod:`.derive`) when it is not given."""
+
+    def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None = None) -> Thresholds:
+        if "seed_th" in thresholds:
+            return dict(thresholds)
+        smoothed = smooth(prob, thresholds["smooth_px"], sampling)
+        return {"seed_th": RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smoothed), **thresholds}
 
     def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None) -> np.ndarray:
@@ -199,10 +220,11 @@ METHODS: dict[str, PostprocessMethod] = {
         grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
-        defaults={"seed_th": 0.95, "smooth_px": 1.0},
+        defaults={"smooth_px": 1.0},
         grid={"smooth_px": (0.0, 1.0, 2.0),
-              "seed_th": (*_steps(0.5, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
-        defaults_3d={"seed_th": 0.98, "smooth_px": 1.0}),
+              "seed_th": (*_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
+        derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
+                 + " of the smoothed map (per slice; per volume in 3D)"}),
 }
 DEFAULT_METHOD = "seeded"
 

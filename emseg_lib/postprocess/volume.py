@@ -19,7 +19,14 @@ def segment_slice(prob: np.ndarray, method: str, thresholds: Mapping[str, float]
     return get_method(method).segment(prob, thresholds, keep_boundaries=keep_boundaries)
 
 
-def segment_volume(prob: np.ndarray, method: str, thresholds: Mapping[str, float], *,
+def _segment_pair(pair: tuple[np.ndarray, Mapping[str, float]], method: str,
+                  keep_boundaries: bool) -> np.ndarray:
+    """:func:`segment_slice` of ``(slice, its thresholds)`` (picklable for workers)."""
+    return segment_slice(pair[0], method, pair[1], keep_boundaries)
+
+
+def segment_volume(prob: np.ndarray, method: str,
+                   thresholds: Mapping[str, float] | Sequence[Mapping[str, float]], *,
                    dims: int = 2, resolution: Sequence[float] | None = None,
                    keep_boundaries: bool = False, start: int = 0, workers: int | None = 1,
                    pool: SerialPool | ProcessPool | None = None) -> np.ndarray:
@@ -28,7 +35,8 @@ def segment_volume(prob: np.ndarray, method: str, thresholds: Mapping[str, float
     Args:
         prob: ``(Z, Y, X)`` float in [0, 1].
         method, thresholds: a :data:`~emseg_lib.postprocess.methods.METHODS` name and its
-            thresholds.
+            thresholds (missing derived ones are derived from the map); in 2D also one
+            mapping per slice.
         dims: 2 = every slice on its own (2D networks, anisotropic stacks), ids unique across
             slices; 3 = the volume at once (3D networks), anisotropy from ``resolution``.
         resolution: voxel size ``(z, y, x)`` in nm (3D only).
@@ -41,15 +49,21 @@ def segment_volume(prob: np.ndarray, method: str, thresholds: Mapping[str, float
         ``int64`` ``(Z, Y, X)`` ids; no 0 unless ``keep_boundaries``.
     """
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
+    per_slice = (list(thresholds) if not isinstance(thresholds, Mapping)
+                 else [thresholds] * len(prob))
     if dims == 3:
+        if not isinstance(thresholds, Mapping):
+            raise EmsegInputError("a volume segmented in 3D takes one set of thresholds")
         labels = get_method(method).segment(prob, thresholds, keep_boundaries=keep_boundaries,
                                             sampling=resolution)
         return np.where(labels > 0, labels + start, 0)
     if dims != 2:
         raise EmsegInputError(f"dims must be 2 (per slice) or 3 (volume), got {dims}")
-    task = partial(segment_slice, method=method, thresholds=dict(thresholds),
-                   keep_boundaries=keep_boundaries)
+    if len(per_slice) != len(prob):
+        raise EmsegInputError(f"{len(per_slice)} sets of thresholds for {len(prob)} slices")
+    task = partial(_segment_pair, method=method, keep_boundaries=keep_boundaries)
+    pairs = [(p, dict(t)) for p, t in zip(prob, per_slice, strict=True)]
     if pool is not None:
-        return stack_slices(pool.map(task, list(prob)), start)
+        return stack_slices(pool.map(task, pairs), start)
     with worker_pool(min(resolve_workers(workers), len(prob))) as own:
-        return stack_slices(own.map(task, list(prob)), start)
+        return stack_slices(own.map(task, pairs), start)

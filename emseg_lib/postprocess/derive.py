@@ -1,0 +1,92 @@
+"""The seeded method's seed threshold derived from the probability map itself.
+
+A fixed ``seed_th`` suits one network's confidence only: 0.95 was best on one network's map
+of the VNC stack, but a map whose cells reach 0.7 has no pixel above 0.95 (each slice becomes
+one segment), and a less confident network's cells lose their seeds and are flooded by their
+neighbours. Each rule here places ``seed_th`` between the map's own membrane and interior
+levels, measured on the smoothed map (per slice in 2D, per volume in 3D):
+
+* ``range`` — ``lo + f (hi - lo)``, ``lo`` and ``hi`` the 1st and 99th percentiles;
+* ``otsu`` — ``otsu + f (hi - otsu)``, Otsu's threshold between membrane and interior;
+* ``fixed`` — ``f`` itself, whatever the map (the old behaviour, for comparison).
+
+``range`` and ``otsu`` move with the map: the same cells at another contrast (``a p + b``,
+``a > 0``) get the same seeds, so the same segmentation. The free parameter ``f`` of each rule
+was chosen by ``benchmarks/generalisation.py`` leaving one stack out at a time (never on the
+stack it is scored on); :data:`DEFAULT_RULE` and :data:`DEFAULT_FRACTION` are what it chose on
+every stack (README, "Defaults on stacks nobody tuned on").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+#: percentiles of the smoothed map taken as its membrane (lo) and interior (hi) levels
+LO_PERCENTILE, HI_PERCENTILE = 1.0, 99.0
+
+
+def map_levels(smoothed: np.ndarray) -> tuple[float, float]:
+    """``(lo, hi)``: the 1st and 99th percentiles of a smoothed map (any shape)."""
+    lo, hi = np.percentile(smoothed, [LO_PERCENTILE, HI_PERCENTILE])
+    return float(lo), float(hi)
+
+
+def _range_threshold(smoothed: np.ndarray, fraction: float) -> float:
+    lo, hi = map_levels(smoothed)
+    return lo + fraction * (hi - lo)
+
+
+def _otsu_threshold(smoothed: np.ndarray, fraction: float) -> float:
+    _, hi = map_levels(smoothed)
+    if hi <= float(smoothed.min()):
+        return hi
+    otsu = float(threshold_otsu(smoothed))
+    return otsu + fraction * (hi - otsu)
+
+
+def _fixed_threshold(_smoothed: np.ndarray, value: float) -> float:
+    return value
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """A way to derive ``seed_th`` from a smoothed map, with one free parameter.
+
+    Attributes:
+        name: the rule's name.
+        formula: how ``seed_th`` follows from the map and the parameter ``f``.
+        candidates: the parameter values the leave-one-stack-out benchmark compares.
+        threshold: ``(smoothed map, f) -> seed_th``.
+    """
+
+    name: str
+    formula: str
+    candidates: tuple[float, ...]
+    threshold: Callable[[np.ndarray, float], float]
+
+    def bind(self, value: float) -> Callable[[np.ndarray], float]:
+        """The rule at parameter ``value``: ``smoothed map -> seed_th`` in [0, 1]."""
+        def derive(smoothed: np.ndarray) -> float:
+            return float(np.clip(self.threshold(smoothed, value), 0.0, 1.0))
+        return derive
+
+    def describe(self, value: float) -> str:
+        return f"{self.name}: {self.formula}, f {value:g}"
+
+
+#: the rule and parameter the seeded method uses (chosen leaving one stack out; see above)
+DEFAULT_RULE, DEFAULT_FRACTION = "range", 0.6
+
+_FRACTIONS = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
+RULES: dict[str, SeedRule] = {
+    "range": SeedRule("range", "seed_th = lo + f (hi - lo), lo/hi = 1st/99th percentile",
+                      _FRACTIONS, _range_threshold),
+    "otsu": SeedRule("otsu", "seed_th = otsu + f (hi - otsu), hi = 99th percentile",
+                     _FRACTIONS, _otsu_threshold),
+    "fixed": SeedRule("fixed", "seed_th = f", (*_FRACTIONS, 0.97, 0.98, 0.99),
+                      _fixed_threshold),
+}

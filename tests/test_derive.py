@@ -1,0 +1,147 @@
+"""Defaults that adapt to the map: the seeded method's seed threshold derived from the map
+(the same cells at another contrast give the same segmentation; flags and learned thresholds
+win over it), and 3D networks on thick sections post-processed per slice."""
+
+from __future__ import annotations
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from emseg_lib.cli import main
+from emseg_lib.data import synthetic_em_volume
+from emseg_lib.data.targets import cell_target, instance_boundary
+from emseg_lib.evaluation import GroundTruth, cremi_scores
+from emseg_lib.experiments.supervised import make_model
+from emseg_lib.models import model_spec
+from emseg_lib.postprocess import METHODS, postprocess_dims, segment_volume
+from emseg_lib.postprocess.derive import DEFAULT_FRACTION, DEFAULT_RULE, RULES
+from emseg_lib.profiles import get_profile
+from emseg_lib.train.checkpoint import save_checkpoint
+
+SEEDED = METHODS["seeded"]
+
+
+@pytest.fixture(scope="module")
+def cells():
+    """Ground-truth ids ``(3, 96, 96)`` and a clean, slightly blurred cell map of them."""
+    labels = synthetic_em_volume((3, 96, 96), seed=2).labels.astype(np.int64)
+    clean = ndi.gaussian_filter(cell_target(instance_boundary(labels)), (0, 1.0, 1.0))
+    return labels, clean
+
+
+def _voi(seg: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean([cremi_scores(s, GroundTruth.from_ids(g, pixel_nm=4.0)).voi
+                          for s, g in zip(seg, labels, strict=True)]))
+
+
+def test_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
+    labels, clean = cells
+    confident = 0.02 + 0.96 * clean  # membranes at 0.02, cells at 0.98
+    dull = 0.1 + 0.6 * clean  # membranes at 0.1, cells at 0.7: nothing reaches 0.95
+    seg_confident = segment_volume(confident, "seeded", SEEDED.thresholds())
+    seg_dull = segment_volume(dull, "seeded", SEEDED.thresholds())
+    np.testing.assert_array_equal(seg_dull, seg_confident)
+    derived = [SEEDED.derive(p, SEEDED.thresholds())["seed_th"] for p in (confident[0],
+                                                                          dull[0])]
+    assert derived[1] == pytest.approx(0.1 + 0.6 * (derived[0] - 0.02) / 0.96, abs=1e-5)
+    assert _voi(seg_dull, labels) < 0.3
+    # the old fixed default finds no seed on the dull map: one segment per slice
+    fixed = segment_volume(dull, "seeded", {"seed_th": 0.95, "smooth_px": 1.0})
+    assert [len(np.unique(s)) for s in fixed] == [1, 1, 1]
+    assert _voi(fixed, labels) > 5 * _voi(seg_dull, labels)
+
+
+def test_derived_threshold_is_the_default_rule_between_the_map_levels(cells):
+    _, clean = cells
+    thresholds = SEEDED.derive(clean[0], {"smooth_px": 0.0})
+    lo, hi = np.percentile(clean[0], [1, 99])
+    assert thresholds["seed_th"] == pytest.approx(lo + DEFAULT_FRACTION * (hi - lo))
+    assert DEFAULT_RULE == "range" and RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(
+        clean[0]) == pytest.approx(thresholds["seed_th"])
+
+
+def test_given_thresholds_win_over_derived_ones(cells):
+    _, clean = cells
+    assert SEEDED.derive(clean[0], {"seed_th": 0.5, "smooth_px": 1.0})["seed_th"] == 0.5
+    given = segment_volume(clean, "seeded", SEEDED.thresholds({"seed_th": 0.999}))
+    assert not np.array_equal(given, segment_volume(clean, "seeded", SEEDED.thresholds()))
+
+
+def _write_prob(path, prob, resolution):
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("predictions", data=prob.astype(np.float32)).attrs[
+            "resolution"] = resolution
+
+
+def test_postprocess_says_what_it_derived_and_flags_override(tmp_path, cells, capsys):
+    _, clean = cells
+    prob = 0.1 + 0.6 * clean
+    _write_prob(tmp_path / "prob.h5", prob, [40.0, 4, 4])
+    assert main(["postprocess", "--prob", str(tmp_path / "prob.h5"), "--out",
+                 str(tmp_path / "derived.h5"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "post-processing: seeded (smooth_px 1; method defaults; seed_th derived from the " \
+           "map: range" in out
+    assert re.search(r"seed_th derived from the map: 0\.\d{3}-0\.\d{3} \(median 0\.\d{3}\) "
+                     r"over 3 slice\(s\)", out), out
+    with h5py.File(tmp_path / "derived.h5") as handle:
+        ids = handle["volumes/labels/neuron_ids"][()]
+    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"smooth_px": 1.0}))
+    assert main(["postprocess", "--prob", str(tmp_path / "prob.h5"), "--out",
+                 str(tmp_path / "given.h5"), "--seed-th", "0.3", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "seeded (seed_th 0.3, smooth_px 1; seed_th from the command line" in out
+    assert "derived" not in out
+
+
+def test_learned_thresholds_win_over_derived_ones():
+    from argparse import Namespace
+
+    from emseg_lib.cli.segment import choose_postprocessing
+
+    args = Namespace(method=None, keep_boundaries=False, workers=1, sig_th=None, edge_th=None,
+                     seed_th=None, smooth_px=None, checkpoint="best.pt")
+    learned = {"method": "seeded", "epoch": 3, "dims": 2,
+               "thresholds": {"seeded": {"seed_th": 0.8, "smooth_px": 2.0}}}
+    post, line = choose_postprocessing(args, learned, 2)
+    assert post.thresholds == {"seed_th": 0.8, "smooth_px": 2.0}
+    assert "learned on the validation split at epoch 3" in line and "derived" not in line
+    post, line = choose_postprocessing(args, {**learned, "dims": 3}, 2)
+    assert post.thresholds == {"smooth_px": 1.0}  # learned in 3D: not used per slice
+    assert "learned in 3D" in line and "seed_th derived from the map" in line
+
+
+def test_anisotropy_guard():
+    assert postprocess_dims(3, (10.0, 10.0, 10.0)) == (3, None)
+    dims, why = postprocess_dims(3, (50.0, 4.6, 4.6))
+    assert dims == 2 and "10.9x thicker" in why and "--dims 3" in why
+    assert postprocess_dims(3, (50.0, 4.6, 4.6), requested=3) == (3, None)
+    assert postprocess_dims(2, (50.0, 4.6, 4.6)) == (2, None)
+
+
+def test_3d_checkpoint_on_thick_sections_is_post_processed_per_slice(tmp_path, capsys):
+    volume = synthetic_em_volume((6, 64, 64), seed=1)
+    with h5py.File(tmp_path / "stack.h5", "w") as handle:
+        handle.create_dataset("volumes/raw", data=volume.raw).attrs["resolution"] = [
+            50.0, 4.6, 4.6]
+    model = make_model("unet3d", get_profile("smoke"))
+    save_checkpoint(tmp_path / "unet3d.pt", {"model": model.state_dict(),
+                                             "model_spec": model_spec(model)})
+    common = ["segment", "--checkpoint", str(tmp_path / "unet3d.pt"), "--data",
+              str(tmp_path / "stack.h5"), "--device", "cpu", "--profile", "smoke",
+              "--workers", "1"]
+    assert main([*common, "--out", str(tmp_path / "auto.h5")]) == 0
+    out = capsys.readouterr().out
+    guard = [line for line in out.splitlines() if "thicker than the pixels" in line]
+    assert len(guard) == 1 and "post-processed per slice" in guard[0]
+    assert "over 6 slice(s)" in out
+    with h5py.File(tmp_path / "auto.h5") as handle:
+        ids = handle["volumes/labels/neuron_ids"][()]
+        prob = handle["volumes/predictions/cell_probability"][()]
+    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"smooth_px": 1.0}))
+    assert main([*common, "--out", str(tmp_path / "in3d.h5"), "--dims", "3"]) == 0
+    assert "thicker than the pixels" not in capsys.readouterr().out
