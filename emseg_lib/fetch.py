@@ -36,8 +36,10 @@ from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data.cremi import load_cremi
 from emseg_lib.data.upstream import (
     FIBSEM_RESOLUTION_NM,
+    SNEMI_RESOLUTION_NM,
     VNC_RESOLUTION_NM,
     convert_fibsem,
+    convert_snemi,
     convert_vnc,
     write_cremi_arrays,
 )
@@ -106,6 +108,16 @@ DATASETS: dict[str, Dataset] = {
         "github.com/janelia-flyem/neuroproof_examples. Credit: FlyEM, HHMI Janelia Research "
         "Campus, neuroproof_examples training_sample2 (Drosophila medulla, FIB-SEM), converted "
         "to the CREMI layout"),
+    "snemi": Dataset(
+        "snemi", "snemi3d_ac4_cremi.h5", "HoraceKem/Manual-Tracing",
+        "4862efdbd22caed5deea0802eba56e43fe9b4946", _manifest("snemi3d_ac4.sha256"),
+        convert_snemi, SNEMI_RESOLUTION_NM,
+        "Licence: none stated by the data's authors; public research data (the SNEMI3D "
+        "challenge's training volume): use it for research and cite it. Copy from "
+        "github.com/HoraceKem/Manual-Tracing (MIT-licensed repository). Cite: Kasthuri et al. "
+        "(2015), 'Saturated reconstruction of a volume of neocortex', Cell 162(3):648-661, "
+        "doi:10.1016/j.cell.2015.06.054 (Lichtman lab; labels by D. R. Berger), and the SNEMI3D "
+        "challenge (ISBI 2013)"),
 }
 
 

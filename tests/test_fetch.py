@@ -12,6 +12,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import threading
 from pathlib import Path
@@ -26,7 +27,7 @@ from emseg_lib import EmsegInputError
 from emseg_lib.cli import main
 from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
 from emseg_lib.data.formats import membranes_to_instances
-from emseg_lib.data.upstream import MEMBRANES_KEY, bodies_from_supervoxels
+from emseg_lib.data.upstream import MEMBRANES_KEY, bodies_from_supervoxels, convert_snemi
 from emseg_lib.fetch import CREMI_SHA256, DATASETS, fetch_cremi, sha256_of
 
 RAW, IDS = "volumes/raw", "volumes/labels/neuron_ids"
@@ -139,6 +140,27 @@ def _fake_fibsem(served: Path) -> np.ndarray:
     return raw
 
 
+#: 12 slices, so that the unpadded label names sort differently as text (labels10 < labels2)
+SNEMI_SLICES = 12
+
+
+def _fake_snemi(served: Path) -> tuple[np.ndarray, np.ndarray]:
+    """SNEMI3D's upstream layout: 8-bit ``sectionNN.tif`` and 16-bit ``labelsN.tif`` (ImageJ
+    TIFFs with a 6 nm pixel size, as upstream); the ids of slice z start at 10 z, so a slice
+    read out of order shows."""
+    raw = (np.arange(SNEMI_SLICES * 6, dtype=np.uint8).reshape(SNEMI_SLICES, 2, 3) * 3)
+    ids = np.array([[0, 1, 1], [2, 2, 0]], dtype=np.uint16)
+    labels = np.stack([np.where(ids > 0, ids + 10 * z, 0) for z in range(SNEMI_SLICES)])
+    (served / "example_SNEMI3D/images").mkdir(parents=True)
+    (served / "example_SNEMI3D/segmentation").mkdir(parents=True)
+    for z in range(SNEMI_SLICES):
+        kwargs = {"imagej": True, "resolution": (1 / 6, 1 / 6), "metadata": {"unit": "nm"}}
+        tifffile.imwrite(served / f"example_SNEMI3D/images/section{z:02d}.tif", raw[z], **kwargs)
+        tifffile.imwrite(served / f"example_SNEMI3D/segmentation/labels{z}.tif",
+                         labels[z].astype(np.uint16), **kwargs)
+    return raw, labels.astype(np.uint64)
+
+
 def _pin(monkeypatch, served: Path, name: str, prefix: str) -> dict[str, str]:
     """Point ``DATASETS[name]`` at the fake files under ``served/prefix``; returns them."""
     files = {p.relative_to(served).as_posix(): sha256_of(p)
@@ -175,6 +197,13 @@ def test_registry_pins_full_commits_and_every_file():
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in dataset.files.values())
     assert len(DATASETS["vnc"].files) == 40  # 20 raw TIFFs + 20 membrane PNGs
     assert len(DATASETS["fibsem"].files) == 251  # 250 grayscale PNGs + groundtruth.h5.gz
+    assert len(DATASETS["snemi"].files) == 200  # 100 image + 100 label TIFFs
+
+
+def test_every_public_stack_has_a_network_for_the_real_data_experiment():
+    from emseg_lib.experiments.real_data import REAL_STACK_MODELS
+
+    assert set(REAL_STACK_MODELS) == set(DATASETS)
 
 
 # -- the public stacks, end to end -------------------------------------------------------
@@ -208,6 +237,51 @@ def test_fetch_fibsem_end_to_end(tmp_path, server, monkeypatch, capsys):
         assert np.array_equal(handle[IDS][()], FIB_BODIES) and handle[IDS].dtype == np.uint64
         assert np.allclose(handle[IDS].attrs["resolution"], (10, 10, 10))
         assert MEMBRANES_KEY not in handle
+
+
+def test_fetch_snemi_end_to_end(tmp_path, server, monkeypatch, capsys):
+    served, url, _ = server
+    raw, labels = _fake_snemi(served)
+    _pin(monkeypatch, served, "snemi", "example_SNEMI3D")
+    dest = tmp_path / "data"
+    code, out, err = _run(capsys, ["fetch", "snemi", "--dest", dest, "--base-url", url])
+    assert code == 0, err
+    assert "verified" in out and "Kasthuri" in out and "10.1016/j.cell.2015.06.054" in out
+    with h5py.File(dest / "snemi3d_ac4_cremi.h5") as handle:
+        assert np.array_equal(handle[RAW][()], raw) and handle[RAW].dtype == np.uint8
+        assert np.array_equal(handle[IDS][()], labels) and handle[IDS].dtype == np.uint64
+        for key in (RAW, IDS):
+            assert np.allclose(handle[key].attrs["resolution"], (30, 6, 6))
+        assert MEMBRANES_KEY not in handle
+
+
+def test_snemi_converter_rejects_a_missing_label_slice_and_float_ids(tmp_path):
+    _fake_snemi(tmp_path)
+    files = {p.relative_to(tmp_path).as_posix(): p
+             for p in (tmp_path / "example_SNEMI3D").rglob("*.tif")}
+    with pytest.raises(EmsegInputError, match="11 label slices for 12 image slices"):
+        convert_snemi({k: v for k, v in files.items() if not k.endswith("labels7.tif")})
+    tifffile.imwrite(files["example_SNEMI3D/segmentation/labels3.tif"],
+                     np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(EmsegInputError, match="labels3.tif: expected .* unsigned integer ids"):
+        convert_snemi(files)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EMSEG_SNEMI_UPSTREAM"),
+                    reason="EMSEG_SNEMI_UPSTREAM (a folder holding the upstream "
+                           "example_SNEMI3D/) not set")
+def test_snemi_converter_on_the_real_upstream_files():
+    folder = Path(os.environ["EMSEG_SNEMI_UPSTREAM"])
+    files = {path: folder / path for path in DATASETS["snemi"].files}
+    for path, digest in DATASETS["snemi"].files.items():
+        assert sha256_of(files[path]) == digest, path
+    arrays = convert_snemi(files)
+    assert arrays[RAW].shape == arrays[IDS].shape == (100, 1024, 1024)
+    ids = arrays[IDS]
+    assert len(np.unique(ids)) == 401 and 0.10 < (ids == 0).mean() < 0.20  # 400 neurites + 0
+    # the label slices follow the images: membranes (id 0) are darker than cell interiors
+    assert arrays[RAW][ids == 0].mean() < arrays[RAW][ids > 0].mean() - 30
 
 
 def test_wrong_hash_is_an_error_and_writes_nothing(tmp_path, vnc, monkeypatch, capsys):

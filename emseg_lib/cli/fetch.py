@@ -42,7 +42,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``fetch``."""
     fetch = commands.add_parser("fetch", help="download training data (verified SHA-256)")
     fetch.add_argument("dataset", choices=["cremi", *DATASETS],
-                       help="cremi (needs --sample), vnc (ssTEM) or fibsem (FIB-SEM)")
+                       help="cremi (needs --sample), vnc (ssTEM), fibsem (FIB-SEM) or snemi "
+                            "(ATUM serial-section SEM, mouse cortex)")
     fetch.add_argument("--sample", choices=CREMI_SAMPLES, help="CREMI sample (cremi only)")
     fetch.add_argument("--dest", type=Path, default=Path("data"),
                        help="folder for the downloaded file (default data/)")

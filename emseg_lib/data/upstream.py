@@ -1,4 +1,4 @@
-"""The two public real EM stacks, converted from their upstream files to the CREMI layout.
+"""The public real EM stacks, converted from their upstream files to the CREMI layout.
 
 Pure, offline functions: :func:`emseg_lib.fetch.fetch_dataset` downloads and verifies the
 upstream files, then calls a converter here with ``{upstream path: local file}``.
@@ -11,12 +11,17 @@ upstream files, then calls a converter here with ``{upstream path: local file}``
   ``grayscale_maps/iso.NNNN.png`` and ``groundtruth.h5.gz`` holding supervoxels ``stack``
   ``(Z, Y, X)`` and the supervoxel-to-body table ``transforms`` ``(N, 2)``; neuron ids are the
   bodies (:func:`bodies_from_supervoxels`).
+* ``snemi`` (``HoraceKem/Manual-Tracing``, ``example_SNEMI3D``): the SNEMI3D training volume
+  (Kasthuri et al. 2015, mouse cortex, ATUM serial-section SEM) as slices
+  ``example_SNEMI3D/images/sectionNN.tif`` (8-bit) and ``example_SNEMI3D/segmentation/labelsN.tif``
+  (16-bit neuron ids, 3D-consistent; numbered without zero padding).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,12 +39,18 @@ MEMBRANES_KEY = "volumes/labels/membranes"
 VNC_RESOLUTION_NM = (50.0, 4.6, 4.6)
 FIBSEM_RESOLUTION_NM = (10.0, 10.0, 10.0)
 FIBSEM_GROUNDTRUTH = "training_sample2/groundtruth.h5.gz"
+SNEMI_RESOLUTION_NM = (30.0, 6.0, 6.0)
+
+
+def _natural(path: str) -> list:
+    """Sort key: digit runs compare as numbers (``labels2`` before ``labels10``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
 def _slices(files: Mapping[str, Path], prefix: str) -> list[Path]:
-    """Local files of the upstream paths under ``prefix``, in z order (sorted file names:
-    both upstream stacks number their slices with zero-padded / equal-width numbers)."""
-    paths = sorted(p for p in files if p.startswith(prefix))
+    """Local files of the upstream paths under ``prefix``, in z order (natural order of the
+    file names: the slice numbers are zero-padded in some stacks, not in others)."""
+    paths = sorted((p for p in files if p.startswith(prefix)), key=_natural)
     if not paths:
         raise EmsegInputError(f"no upstream files under '{prefix}'; the dataset is incomplete")
     return [files[p] for p in paths]
@@ -101,6 +112,25 @@ def convert_fibsem(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
         raise EmsegInputError(f"{path}: supervoxels {supervoxels.shape} and raw {raw.shape} "
                               "differ in shape")
     return {RAW_KEY: raw, LABELS_KEY: bodies_from_supervoxels(supervoxels, table)}
+
+
+def convert_snemi(files: Mapping[str, Path]) -> dict[str, np.ndarray]:
+    """CREMI arrays of the SNEMI3D training volume: ``volumes/raw`` uint8 and
+    ``volumes/labels/neuron_ids`` uint64, ``(Z, Y, X)``; ids consistent across z, 0 where
+    nothing was annotated (mostly membranes and extracellular space)."""
+    raw = _stack_uint8(_slices(files, "example_SNEMI3D/images/"))
+    paths = _slices(files, "example_SNEMI3D/segmentation/")
+    if len(paths) != len(raw):
+        raise EmsegInputError(f"example_SNEMI3D: {len(paths)} label slices for {len(raw)} "
+                              "image slices")
+    labels = np.empty((len(paths), *raw.shape[1:]), dtype=np.uint64)
+    for z, path in enumerate(paths):
+        ids = tifffile.imread(path)
+        if ids.shape != raw.shape[1:] or ids.dtype.kind != "u":
+            raise EmsegInputError(f"{path}: expected {raw.shape[1:]} unsigned integer ids, got "
+                                  f"{ids.dtype} {ids.shape}")
+        labels[z] = ids
+    return {RAW_KEY: raw, LABELS_KEY: labels}
 
 
 def write_cremi_arrays(arrays: Mapping[str, np.ndarray],

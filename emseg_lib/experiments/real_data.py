@@ -36,15 +36,17 @@ SCORE_COLUMNS = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
 
 
 def real_stack_paths(folder: str | Path) -> dict[str, Path]:
-    """``{name: path}`` of the public real stacks (``emseg fetch vnc|fibsem``) in ``folder``
-    that exist there."""
+    """``{name: path}`` of the public real stacks (``emseg fetch vnc|fibsem|snemi``) in
+    ``folder`` that exist there."""
     paths = {name: Path(folder) / dataset.filename for name, dataset in DATASETS.items()}
     return {name: path for name, path in paths.items() if path.is_file()}
 
 
 #: the network trained on each real stack: 2D on the anisotropic ssTEM stack (its labels are
-#: not linked across sections), 3D on the isotropic FIB-SEM cube
-REAL_STACK_MODELS: dict[str, ModelKind] = {"vnc": "unet2d", "fibsem": "unet3d"}
+#: not linked across sections) and on the anisotropic SNEMI3D stack (30 nm sections, 6 nm
+#: pixels), 3D on the isotropic FIB-SEM cube
+REAL_STACK_MODELS: dict[str, ModelKind] = {"vnc": "unet2d", "fibsem": "unet3d",
+                                           "snemi": "unet2d"}
 
 
 def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
