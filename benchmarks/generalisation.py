@@ -51,7 +51,7 @@ from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_
 from emseg_lib.profiles import get_profile
 
 #: the fine seed_th grid every map is scored on (the oracle's and the rules' lookup grid)
-SEED_GRID = tuple(round(v, 2) for v in np.arange(0.05, 0.995, 0.01))
+SEED_GRID = tuple(round(v, 2) for v in np.arange(0.04, 0.995, 0.02))
 SMOOTH_PX = 1.0
 OLD_DEFAULT = 0.95
 
@@ -120,11 +120,11 @@ def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray
 
 
 def _grid_index(seed_th: float) -> int:
-    return int(np.clip(round((seed_th - SEED_GRID[0]) / 0.01), 0, len(SEED_GRID) - 1))
+    return int(np.clip(round((seed_th - SEED_GRID[0]) / 0.02), 0, len(SEED_GRID) - 1))
 
 
 def rule_voi_from_grid(m: Map, grid: np.ndarray, rule: Callable[[np.ndarray], float]) -> float:
-    """Mean VOI of a per-slice rule on a map, looked up on its grid (nearest 0.01)."""
+    """Mean VOI of a per-slice rule on a map, looked up on its grid (nearest 0.02)."""
     labelled = [p for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
     picks = [_grid_index(rule(smooth(p, SMOOTH_PX))) for p in labelled]
     return float(np.mean([grid[i, j] for i, j in enumerate(picks)]))
@@ -210,7 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stack", action="append", required=True,
                         help="NAME=PATH of a CREMI-layout stack (repeat)")
-    parser.add_argument("--epochs", type=int, nargs="+", default=[4, 30],
+    parser.add_argument("--epochs", type=int, nargs="+", default=[4, 16],
                         help="training budgets, quick profile (one map each)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--work", type=Path, required=True)
