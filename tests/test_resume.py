@@ -132,10 +132,10 @@ def test_a_second_run_writing_the_same_output_is_refused_before_any_work(tmp_pat
     prob = _probabilities(tmp_path / "prob.h5")
     folder = partial_folder(tmp_path / "seg.h5")
     folder.mkdir()
-    holding = ("import sys, time; from emseg_lib.atomic import held_lock\n"
-               "with held_lock(sys.argv[1], str):\n    print('held', flush=True); time.sleep(60)")
+    holding = ("import sys; from emseg_lib.atomic import held_lock\n"
+               "with held_lock(sys.argv[1], str):\n    print('held', flush=True); sys.stdin.read()")
     other = subprocess.Popen([sys.executable, "-c", holding, str(folder / "lock")],
-                             stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline() == "held\n"
         calls = _counting(monkeypatch)

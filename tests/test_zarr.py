@@ -317,7 +317,7 @@ def pausing(*args, **kwargs):
     calls.append(None)
     if len(calls) == 2:
         Path(os.environ["EMSEG_TEST_PAUSED"]).touch()
-        time.sleep(120)
+        time.sleep(3600)  # until the test's signal
     return original(*args, **kwargs)
 pipeline.segment_volume = pausing
 sys.exit(main(sys.argv[1:]))
@@ -338,12 +338,12 @@ def test_interrupted_zarr_output_leaves_the_previous_store(tmp_path, capsys, dat
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EMSEG_TEST_PAUSED": str(marker)}
     process = subprocess.Popen([sys.executable, str(tmp_path / "pausing.py"), *map(str, args)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a last guard: the pause comes in seconds
     while not marker.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.05)
     process.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
-    _, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=600)
     partial = partial_folder(out)  # the first chunk was finished: kept for resuming
     assert sorted(p.name for p in partial.glob("z*.npz")) == ["z000000.npz"]
     if how == "sigint":
