@@ -46,6 +46,7 @@ from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
 from emseg_lib.data.formats import load_stack
 from emseg_lib.data.targets import instance_boundary
+from emseg_lib.evaluation import score_volume
 from emseg_lib.models import UNet2D, model_spec
 from emseg_lib.pipeline import PROBABILITY_KEY
 from emseg_lib.train.checkpoint import save_checkpoint
@@ -1285,3 +1286,69 @@ def test_zarr_metadata_claiming_a_larger_array(capsys, case):
 def test_output_named_only_by_its_suffix(capsys, case):
     refused(capsys, case.dir, postprocess_args(case, case / ".h5"),
             ".h5: the output needs a name before its suffix")
+
+
+# -- 18. third hunt: guesses, names, pipes, signals, kept chunks -----------------------------
+
+def _one_neuron(c: Case) -> np.ndarray:
+    """Sparse ground truth: the largest neuron as 1 on a background of 0."""
+    ids, counts = np.unique(c.world.volume.labels, return_counts=True)
+    return (c.world.volume.labels == ids[np.argmax(counts)]).astype(np.uint8)
+
+
+def test_sparse_ground_truth_of_two_values_is_not_guessed(capsys, case):
+    gt = tiff(case / "one_neuron.tif", _one_neuron(case))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=gt),
+            "one_neuron.tif: the labels hold two values (0 and 1)", "--label-kind instances")
+
+
+def test_sparse_ground_truth_as_instances_is_scored_as_given(capsys, case):
+    gt = tiff(case / "one_neuron.tif", _one_neuron(case))
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", "--label-kind",
+                                               "instances", gt=gt))
+    assert code == 0, err
+    assert f"ground truth {gt}: instance ids" in out
+    scored = json.loads((case / "s.json").read_text())["per_slice_mean"]
+    expected = score_volume(case.world.volume.labels, _one_neuron(case), "cremi", pixel_nm=4.0)
+    assert scored["voi"] == pytest.approx(expected["voi"].mean())
+
+
+def test_a_membrane_mask_is_read_as_one_and_said_so(capsys, case):
+    gt = tiff(case / "mask.tif", instance_boundary(case.world.volume.labels).astype(np.uint8))
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", gt=gt))
+    assert code == 0, err
+    assert (f"ground truth {gt}: membrane mask -> instances (--label-kind auto: values 0 and "
+            "1, 1 = membrane") in out
+
+
+def test_cremi_ground_truth_needs_no_uint8_raw(capsys, case):
+    volume = case.world.volume
+    gt = write_h5(case / "gt16.h5", {RAW_KEY: volume.raw.astype(np.uint16),
+                                     LABELS_KEY: volume.labels.astype(np.uint64)})
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", gt=gt))
+    assert code == 0, err
+    assert json.loads((case / "s.json").read_text())["per_slice_mean"]["voi"] == 0.0
+
+
+def test_missing_ground_truth_dataset_names_only_evaluates_flags(capsys, case):
+    line = refused(capsys, case.dir, evaluate_args(case, case / "s.json", "--gt-key", "gt/ids",
+                                                   gt=case / "cremi.h5"),
+                   "cremi.h5: dataset 'gt/ids' not found; name another with --gt-key")
+    assert "--raw-key" not in line and "--rescale" not in line
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_a_resolution_stored_in_micrometres(capsys, case, command):
+    volume = case.world.volume
+    um = write_h5(case / "um.h5", {RAW_KEY: volume.raw, LABELS_KEY: volume.labels},
+                  resolution=(0.04, 0.004, 0.004))
+    args = (evaluate_args(case, case / "s.json", gt=um) if command == "evaluate"
+            else train_args(case, case / "run", data=um, tiff_labels=False))
+    refused(capsys, case.dir, args, "um.h5: 'resolution'", "(0.04, 0.004, 0.004)",
+            "most likely in micrometres")
+
+
+def test_a_resolution_flag_in_micrometres(capsys, case):
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", "--resolution", "0.04",
+                                            "0.004", "0.004"),
+            "argument --resolution: '0.04' is below 0.5 nm, most likely micrometres")

@@ -21,6 +21,7 @@ import h5py
 from emseg_lib.atomic import check_output, remove_stale_temporaries
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
+from emseg_lib.data.validate import MIN_VOXEL_NM
 from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.parallel import available_cores, resolve_workers
@@ -64,7 +65,8 @@ MAX_VOXEL_NM = 1e6
 
 
 def voxel_nm(text: str) -> float:
-    """One ``--resolution`` value: a finite number of nm in (0, :data:`MAX_VOXEL_NM`]."""
+    """One ``--resolution`` value: a finite number of nm in (0, :data:`MAX_VOXEL_NM`], not
+    below :data:`~emseg_lib.data.validate.MIN_VOXEL_NM` (micrometres given as nm)."""
     try:
         value = float(text)
     except ValueError:
@@ -72,6 +74,9 @@ def voxel_nm(text: str) -> float:
     if not 0.0 < value <= MAX_VOXEL_NM:  # NaN fails too
         raise argparse.ArgumentTypeError(f"a voxel side must be a positive number of nm, at "
                                          f"most {MAX_VOXEL_NM:g}, got {text!r}")
+    if value < MIN_VOXEL_NM:
+        raise argparse.ArgumentTypeError(f"{text!r} is below {MIN_VOXEL_NM:g} nm, most likely "
+                                         "micrometres; give the voxel size in nm (CREMI: 40 4 4)")
     return value
 
 

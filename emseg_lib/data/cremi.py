@@ -89,16 +89,18 @@ def hdf5_node(handle: h5py.File, key: str, path: Path) -> h5py.Dataset | h5py.Gr
                               f"({one_line(err)})") from err
 
 
-def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
+def volume_dataset(handle: h5py.File, key: str, path: Path, flag: str | None = None
+                   ) -> h5py.Dataset:
     """The 3-D dataset ``key`` of the open file ``path``, checked from the header alone
-    (nothing read yet); a missing dataset names those present."""
+    (nothing read yet); a missing dataset names those present and the key flag ``flag``
+    (default: the CREMI layout's ``--raw-key`` / ``--labels-key``)."""
     if key not in handle:
         present = sorted(_dataset_names(handle))
-        raise EmsegInputError(
-            f"{path}: dataset '{key}' not found; the CREMI layout needs '{RAW_KEY}' and "
-            f"'{LABELS_KEY}', other layouts name theirs with --raw-key / --labels-key. "
-            f"Datasets present: {present or 'none'}"
-        )
+        advice = (f"name another with {flag}" if flag else
+                  f"the CREMI layout needs '{RAW_KEY}' and '{LABELS_KEY}', other layouts name "
+                  "theirs with --raw-key / --labels-key")
+        raise EmsegInputError(f"{path}: dataset '{key}' not found; {advice}. Datasets "
+                              f"present: {present or 'none'}")
     node = hdf5_node(handle, key, path)
     if not isinstance(node, h5py.Dataset):
         raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")

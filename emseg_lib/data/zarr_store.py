@@ -27,7 +27,11 @@ import zarr
 
 from emseg_lib.atomic import ZARR_METADATA
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
-from emseg_lib.data.validate import check_fits_in_memory, checked_resolution
+from emseg_lib.data.validate import (
+    check_fits_in_memory,
+    check_plausible_nm,
+    checked_resolution,
+)
 from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 ZARR_SUFFIX = ".zarr"
@@ -208,7 +212,9 @@ def _ome_resolution(multiscale: dict, axes: list | None, places: tuple[int, int,
             isinstance(s, (int, float)) and s > 0 for s, _ in spatial):
         raise EmsegInputError(f"{where}: OME-Zarr scale {scale} in {units}: expected positive "
                               f"spatial scales in {', '.join(NM_PER_UNIT)}")
-    return tuple(float(s) * NM_PER_UNIT[unit] for s, unit in spatial)  # type: ignore[return-value]
+    resolution = tuple(float(s) * NM_PER_UNIT[unit] for s, unit in spatial)
+    check_plausible_nm(resolution, f"{where}: the OME-Zarr scale of z, y, x")
+    return resolution  # type: ignore[return-value]
 
 
 def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, float] | None:
