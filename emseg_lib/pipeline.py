@@ -68,7 +68,8 @@ class Postprocessing:
 
 @dataclass(frozen=True)
 class SegmentationRun:
-    """What a whole-volume segmentation did."""
+    """What a whole-volume segmentation did; ``cells`` counts its distinct segment ids (the
+    largest id may be higher: ids are not always consecutive)."""
 
     slices: int
     seconds: float
@@ -110,6 +111,13 @@ def _ids_dtype(labels: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(labels.max(initial=0)))
 
 
+def _distinct_ids(labels: np.ndarray) -> int:
+    """How many distinct non-zero ids a chunk's own labels (small numbers, from 1) hold."""
+    present = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
+    present[labels.ravel()] = True
+    return int(np.count_nonzero(present[1:]))
+
+
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
            pool: SerialPool | ProcessPool, partial: PartialResults | None
@@ -136,7 +144,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                   ) -> SegmentationRun:
     """Post-process the chunks ``ranges`` of ``compute`` into ``out_path``."""
     started = time.perf_counter()
-    last_id, zeros = 0, 0
+    last_id, segments, zeros = 0, 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
     samples = PreviewSamples(shape[0], spec.preview_slices)
     image_dtype = np.uint8 if raw_image else np.float32
@@ -152,9 +160,10 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
             output.write(z0, cells, prob, image)
             samples.take(z0, prob, cells, image if raw_image else None)
             last_id = max(last_id, int(cells.max(initial=0)))
+            segments += _distinct_ids(local)  # the chunks' ids do not overlap
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
-    return SegmentationRun(shape[0], time.perf_counter() - started, last_id, zeros,
+    return SegmentationRun(shape[0], time.perf_counter() - started, segments, zeros,
                            tuple(samples.samples), resumed)
 
 
