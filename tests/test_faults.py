@@ -1352,3 +1352,15 @@ def test_a_resolution_flag_in_micrometres(capsys, case):
     refused(capsys, case.dir, evaluate_args(case, case / "s.json", "--resolution", "0.04",
                                             "0.004", "0.004"),
             "argument --resolution: '0.04' is below 0.5 nm, most likely micrometres")
+
+
+def test_a_second_evaluate_writing_the_same_scores_is_refused(capsys, case):
+    from emseg_lib.atomic import held_lock
+
+    scores = case / "s.json"
+    with held_lock(case / ".s.json.lock", lambda pid, host: "held by the first run"):
+        refused(capsys, case.dir, evaluate_args(case, scores),
+                f"{scores}: another emseg evaluate (process", "choose another --json")
+    code, _, err = cli(capsys, evaluate_args(case, scores))  # the first is done: free again
+    assert code == 0, err
+    assert not (case / ".s.json.lock").exists()

@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text, check_output
+from emseg_lib.atomic import atomic_write_text, check_output, held_lock
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
@@ -119,13 +121,42 @@ def score_outputs(json_path: Path) -> tuple[Path, Path]:
     return csv_path, plot_path
 
 
+def scores_lock(json_path: Path) -> Path:
+    """``.NAME.lock`` beside the JSON: held while a run writes the scores."""
+    return json_path.with_name(f".{json_path.name}.lock")
+
+
+@contextmanager
+def writing_scores(args: argparse.Namespace, json_path: Path) -> Iterator[None]:
+    """Check the three outputs (:func:`~emseg_lib.atomic.check_output`), then hold the
+    scores' lock (:func:`scores_lock`) for the block: a second ``evaluate`` writing the same
+    JSON is refused while the first lives, and finds its outputs once it is done."""
+    def check() -> None:
+        for path in (json_path, *score_outputs(json_path)):
+            check_output(path, inputs=input_places([args.seg, args.gt]),
+                         overwrite=args.overwrite)
+
+    def refusal(pid: str, host: str) -> str:
+        return (f"{json_path}: another emseg evaluate (process {pid or 'unknown'}) is writing "
+                "these scores; wait for it to finish or choose another --json")
+
+    check()
+    with held_lock(scores_lock(json_path), refusal):
+        check()  # a run that finished meanwhile has written them
+        yield
+
+
 def run(args: argparse.Namespace) -> int:
     """Score ``args.seg`` against ``args.gt``; print the means, write the JSON, the per-slice
     table (CSV) and its plot (PNG)."""
     json_path = scores_path(args)
+    with writing_scores(args, json_path):
+        return _score(args, json_path)
+
+
+def _score(args: argparse.Namespace, json_path: Path) -> int:
+    """:func:`run` once its outputs are checked and locked."""
     csv_path, plot_path = score_outputs(json_path)
-    for path in (json_path, csv_path, plot_path):
-        check_output(path, inputs=input_places([args.seg, args.gt]), overwrite=args.overwrite)
     seg = read_segmentation(args.seg, args.seg_key)
     gt, resolution, kind = read_ground_truth(args.gt, args.label_kind,
                                              tuple(args.resolution), args.gt_key)
