@@ -408,3 +408,52 @@ def test_an_ome_zarr_image_of_two_channels_is_refused(tmp_path, capsys, data):
                        [1.0, *RESOLUTION])
     line = refused(capsys, folder, *segment(root, store, folder / "seg.h5"))
     assert "two.zarr: OME-Zarr axis 'c' has 2 entries" in line
+
+
+KILLED_MID_SWAP = '''
+import os, sys
+from emseg_lib.cli import main
+rename = os.rename
+def killed_before_the_new_store(source, target):  # kill -9 between the swap's two renames
+    if ".tmp." in os.path.basename(source):
+        os._exit(137)
+    rename(source, target)
+os.rename = killed_before_the_new_store
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_a_kill_between_the_swaps_renames_is_repaired_by_the_next_run(tmp_path, capsys, data):
+    root, _, _ = data
+    folder = tmp_path / "case"
+    folder.mkdir()
+    out = folder / "seg.zarr"
+    args = segment(root, root / "stack.h5", out, "--chunk-slices", "1")
+    assert cli(capsys, *args)[0] == 0
+    before = snapshot(folder)
+    (tmp_path / "killed.py").write_text(KILLED_MID_SWAP)
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), *map(str, args),
+                             "--overwrite"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert killed.returncode == 137, killed.stderr
+    assert not out.exists()  # the window: the previous store is hidden as .old
+    code, _, err = cli(capsys, *args)  # without --overwrite: refused, the store put back
+    assert code == 2
+    warning, error = err.strip().splitlines()[-2:]
+    assert warning.startswith(f"emseg: warning: {out}: restored from .seg.") and \
+        ".old.zarr" in warning
+    assert error.startswith(f"emseg: error: {out}: already exists")
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if not k.startswith(".")} == before
+    code, _, err = cli(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_finds_a_store_that_a_killed_overwrite_left_aside(tmp_path, capsys, data):
+    root, volume, _ = data
+    store = zarr_stack(tmp_path / "seg.zarr", {"ids": volume.labels.astype(np.uint32)}, 2)
+    store.rename(tmp_path / ".seg.999999999-0123abcd.old.zarr")  # no such process
+    code, out, err = cli(capsys, "evaluate", "--seg", store / "ids", "--gt", root / "stack.h5")
+    assert code == 0, err
+    assert f"emseg: warning: {store}: restored from .seg.999999999-0123abcd.old.zarr" in err

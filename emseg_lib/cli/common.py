@@ -18,7 +18,11 @@ from typing import TypeVar
 
 import h5py
 
-from emseg_lib.atomic import check_output, remove_stale_temporaries
+from emseg_lib.atomic import (
+    check_output,
+    remove_stale_temporaries,
+    restore_interrupted_swap,
+)
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
 from emseg_lib.data.validate import MIN_VOXEL_NM
@@ -168,7 +172,9 @@ def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
     """Check a segmentation output (``--out``) and its preview picture before any work: not
     an input (also not through a link, and a zarr store holding none), not existing unless
     ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
-    ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
+    ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`). A zarr store that a run
+    stopped while replacing it left aside is put back first
+    (:func:`~emseg_lib.atomic.restore_interrupted_swap`)."""
     given = input_places(inputs)
     if path.name.lower() in (*HDF5_SUFFIXES, ZARR_SUFFIX):  # '.h5': a hidden file, no suffix
         raise EmsegInputError(f"{path}: the output needs a name before its suffix, e.g. "
@@ -178,6 +184,8 @@ def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
         raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "
                               f"it an .h5 or .zarr name ({', '.join(HDF5_SUFFIXES)}, "
                               f"{ZARR_SUFFIX})")
+    if is_zarr_output(path):
+        restore_interrupted_swap(path)
     check_output(path, inputs=given, overwrite=overwrite, expected_bytes=expected_bytes,
                  store=is_zarr_output(path))
     check_output(preview_path(path), inputs=given, overwrite=overwrite)

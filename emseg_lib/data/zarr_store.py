@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import zarr
 
-from emseg_lib.atomic import ZARR_METADATA
+from emseg_lib.atomic import ZARR_METADATA, restore_interrupted_swap
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
 from emseg_lib.data.validate import (
     check_fits_in_memory,
@@ -131,6 +131,7 @@ def split_zarr_path(path: str | Path) -> tuple[Path, str]:
 
 
 def _open_store(store: Path) -> zarr.Group | zarr.Array:
+    restore_interrupted_swap(store)  # an emseg output a killed --overwrite left aside
     if not store.exists():
         raise EmsegInputError(f"{store}: not found")
     if not store.is_dir():
