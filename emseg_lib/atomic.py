@@ -430,6 +430,47 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
+#: the longest file name in bytes, where the file system does not say
+NAME_MAX = 255
+#: digits of the largest process id (Linux's pid_max 4194304) in a temporary's name
+_PID_DIGITS = 7
+
+
+def _longest_temporary_name(target: Path) -> str:
+    """The longest name :func:`_temporary_beside` can give ``target``'s hidden temporaries."""
+    return f".{target.stem}.{'9' * _PID_DIGITS}-{'f' * 8}.tmp{target.suffix}"
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):  # a folder not there yet, or a system that does not say
+        return NAME_MAX
+
+
+def check_name_lengths(flag: str, given: Path, written: Sequence[Path], hint: str = "") -> None:
+    """Raise unless every file written for the path ``given`` of ``flag`` (``written``: named
+    after it, beside it) and the hidden temporaries they are written through have names the
+    file system takes (:data:`NAME_MAX` bytes on most); ``hint`` ends the message.
+
+    Raises:
+        EmsegInputError: one line naming the flag, the path and the longest name it may have.
+    """
+    def size(name: str) -> int:
+        return len(os.fsencode(name))
+
+    limit = _name_max(given.parent)
+    longest = max(size(name) for path in written
+                  for name in (path.name, _longest_temporary_name(path)))
+    if longest > limit:
+        extra = longest - size(given.name)
+        raise EmsegInputError(
+            f"{given}: the name given to {flag} is {size(given.name)} bytes, and the files "
+            f"written beside it under names made from it (hidden temporaries, a preview or "
+            f"scores) are up to {extra} bytes longer; the file system takes names of at most "
+            f"{limit} bytes: use a name of at most {limit - extra} bytes{hint}")
+
+
 def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
     """Raise unless ``path`` is none of ``inputs``, also not through a symbolic or hard link,
     and not inside an input that is a folder (a zarr store, a folder of slices).

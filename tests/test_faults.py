@@ -1364,3 +1364,20 @@ def test_a_second_evaluate_writing_the_same_scores_is_refused(capsys, case):
     code, _, err = cli(capsys, evaluate_args(case, scores))  # the first is done: free again
     assert code == 0, err
     assert not (case / ".s.json.lock").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "postprocess", "evaluate"])
+def test_a_name_too_long_for_the_files_named_after_it(capsys, case, command):
+    out = case / ("n" * 250 + (".json" if command == "evaluate" else ".h5"))  # 253-255 bytes
+    builder = {"segment": segment_args, "postprocess": postprocess_args,
+               "evaluate": evaluate_args}[command]
+    flag = "--json" if command == "evaluate" else "--out"
+    refused(capsys, case.dir, builder(case, out), f"{out}: the name given to {flag} is",
+            "the file system takes names of at most 255 bytes: use a name of at most")
+
+
+def test_a_long_segmentation_name_for_the_default_scores(capsys, case):
+    seg = case / ("s" * 240 + ".h5")
+    shutil.copy2(case / "seg.h5", seg)
+    refused(capsys, case.dir, ["evaluate", "--seg", seg, "--gt", case / "labels.tif"],
+            f"{seg}: the name given to --seg is 243 bytes", "or name the scores with --json")

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text, check_output, held_lock
+from emseg_lib.atomic import atomic_write_text, check_name_lengths, check_output, held_lock
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
@@ -100,10 +100,18 @@ def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...]
     return ids, resolution, kind
 
 
+def _scores_named_by(args: argparse.Namespace) -> tuple[str, Path]:
+    """The flag and path the scores are named after: ``--json``, else ``--seg`` (the zarr
+    store for an array in one)."""
+    if args.json is not None:
+        return "--json", args.json
+    return "--seg", split_zarr_path(args.seg)[0] if is_zarr(args.seg) else args.seg
+
+
 def scores_path(args: argparse.Namespace) -> Path:
     """``--json``, by default ``SEG.scores.json`` (beside the store for a zarr ``SEG``)."""
-    seg = split_zarr_path(args.seg)[0] if is_zarr(args.seg) else args.seg
-    return args.json or seg.with_name(f"{seg.stem}.scores.json")
+    flag, named = _scores_named_by(args)
+    return named if flag == "--json" else named.with_name(f"{named.stem}.scores.json")
 
 
 def score_outputs(json_path: Path) -> tuple[Path, Path]:
@@ -128,7 +136,8 @@ def scores_lock(json_path: Path) -> Path:
 
 @contextmanager
 def writing_scores(args: argparse.Namespace, json_path: Path) -> Iterator[None]:
-    """Check the three outputs (:func:`~emseg_lib.atomic.check_output`), then hold the
+    """Check the three outputs (:func:`~emseg_lib.atomic.check_name_lengths`,
+    :func:`~emseg_lib.atomic.check_output`), then hold the
     scores' lock (:func:`scores_lock`) for the block: a second ``evaluate`` writing the same
     JSON is refused while the first lives, and finds its outputs once it is done."""
     def check() -> None:
@@ -140,6 +149,9 @@ def writing_scores(args: argparse.Namespace, json_path: Path) -> Iterator[None]:
         return (f"{json_path}: another emseg evaluate (process {pid or 'unknown'}) is writing "
                 "these scores; wait for it to finish or choose another --json")
 
+    flag, named = _scores_named_by(args)
+    check_name_lengths(flag, named, [json_path, *score_outputs(json_path), scores_lock(json_path)],
+                       "" if flag == "--json" else ", or name the scores with --json")
     check()
     with held_lock(scores_lock(json_path), refusal):
         check()  # a run that finished meanwhile has written them
