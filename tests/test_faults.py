@@ -1381,3 +1381,77 @@ def test_a_long_segmentation_name_for_the_default_scores(capsys, case):
     shutil.copy2(case / "seg.h5", seg)
     refused(capsys, case.dir, ["evaluate", "--seg", seg, "--gt", case / "labels.tif"],
             f"{seg}: the name given to --seg is 243 bytes", "or name the scores with --json")
+
+
+@pytest.mark.parametrize("command", ["segment", "evaluate", "train"])
+def test_a_closed_stdout_does_not_stop_the_work(case, command):
+    """``emseg ... | head -1``: the reader has gone before the first line; the run goes on,
+    writes every output and exits as usual."""
+    args = {"segment": segment_args(case, case / "s.h5", "--chunk-slices", "1"),
+            "evaluate": evaluate_args(case, case / "s.json"),
+            "train": train_args(case, case / "new_run")}[command]
+    process = subprocess.Popen([sys.executable, "-m", "emseg_lib.cli", *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=ENV)
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    written = {"segment": ["s.h5", "s.preview.png"], "evaluate": ["s.json", "s.csv", "s.png"],
+               "train": ["new_run/best.pt", "new_run/summary.json"]}[command]
+    assert all((case / name).stat().st_size > 0 for name in written)
+
+
+INTERRUPTED_WHILE_LOADING = '''
+"""emseg, with Ctrl-C arriving while it imports numpy (the libraries take a second or two)."""
+import os
+import signal
+import sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+from emseg_lib.cli import main  # noqa: E402
+
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(case, tmp_path):
+    script = tmp_path / "ctrl_c_while_loading.py"
+    script.write_text(INTERRUPTED_WHILE_LOADING)
+    before = snapshot(case.dir)
+    result = subprocess.run([sys.executable, str(script), *map(str, segment_args(
+        case, case / "s.h5"))], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert the_line(result.stderr, "emseg: interrupted") == \
+        "emseg: interrupted; nothing was written"
+    assert snapshot(case.dir) == before
+
+
+@pytest.mark.parametrize("utf8_mode", ["0", "1"])
+def test_non_ascii_names_under_the_c_locale(case, utf8_mode):
+    """``LC_ALL=C``: file names are bytes Python cannot decode (surrogate escapes) or stdout
+    is ASCII; printing them and drawing them in titles never fails."""
+    seg, prob = case / "ség.h5", case / "prób.h5"
+    shutil.copy2(case / "seg.h5", seg)
+    shutil.copy2(case / "prob.h5", prob)
+    env = {key: value for key, value in ENV.items()
+           if not key.startswith(("LC_", "LANG", "PYTHONIOENCODING", "PYTHONUTF8"))}
+    env.update(LANG="C", LC_ALL="C", PYTHONUTF8=utf8_mode)
+    for args in (evaluate_args(case, case / "sé.json", seg=seg),
+                 postprocess_args(case, case / "sé.h5", prob=prob)):
+        result = subprocess.run([sys.executable, "-m", "emseg_lib.cli", *map(str, args)],
+                                capture_output=True, env=env, timeout=300)
+        err = result.stderr.decode("utf-8", "replace")
+        assert result.returncode == 0 and "Traceback" not in err, err
+        assert "sé".encode() in result.stdout
+    assert (case / "sé.png").stat().st_size > 0 and (case / "sé.preview.png").stat().st_size > 0
