@@ -120,12 +120,14 @@ def _distinct_ids(labels: np.ndarray) -> int:
 
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
-           pool: SerialPool | ProcessPool, partial: PartialResults | None
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Slices ``z0 .. z1 - 1``: ids from 1 (0 on kept boundaries), probability, image;
-    taken from ``partial`` when an earlier run finished them, else computed (and kept)."""
-    if partial is not None and partial.has(z0):
-        saved = partial.load(z0)
+           pool: SerialPool | ProcessPool, partial: PartialResults | None,
+           plane: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices ``z0 .. z1 - 1`` of ``plane`` (Y, X): ids from 1 (0 on kept boundaries),
+    probability, image; taken from ``partial`` when an earlier run finished them (and the
+    file is sound), else computed (and kept)."""
+    saved = (partial.load(z0, (z1 - z0, *plane))
+             if partial is not None and partial.has(z0) else None)
+    if saved is not None:
         return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
     prob, image = compute(z0, z1)
     cells = segment_volume(prob, post.method, thresholds, dims=post.dims,
@@ -154,7 +156,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                      image_name="raw" if raw_image else "cell probability") as output:
         for z0, z1 in progress_bar(ranges, desc="chunks", disable=not progress):
             local, prob, image = _chunk(z0, z1, compute, post, thresholds, resolution, pool,
-                                        partial)
+                                        partial, shape[1:])
             cells = np.where(local > 0, local.astype(np.uint64) + np.uint64(last_id),
                              np.uint64(0))
             output.write(z0, cells, prob, image)

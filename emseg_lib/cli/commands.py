@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
+from tqdm.auto import tqdm
+
 import emseg_lib.cli as package
 from emseg_lib import __version__
 from emseg_lib.cli import BAD_INPUT, INTERRUPTED, evaluate, fetch, segment, train
@@ -37,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Show a warning as the line ``emseg: warning: MESSAGE`` on stderr."""
-    print(f"emseg: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    """Show a warning as the line ``emseg: warning: MESSAGE`` on stderr, on a line of its own
+    also while a progress bar is drawn there."""
+    tqdm.write(f"emseg: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
