@@ -1455,3 +1455,23 @@ def test_non_ascii_names_under_the_c_locale(case, utf8_mode):
         assert result.returncode == 0 and "Traceback" not in err, err
         assert "sé".encode() in result.stdout
     assert (case / "sé.png").stat().st_size > 0 and (case / "sé.preview.png").stat().st_size > 0
+
+
+def _damage_header(path: Path, key: str) -> None:
+    """Overwrite the start of the object header of ``key`` (a group or a dataset)."""
+    with h5py.File(path) as handle:
+        address = h5py.h5o.get_info(handle[key].id).addr
+    data = bytearray(path.read_bytes())
+    data[address:address + 8] = b"\x07" * 8
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("damaged", ["volumes", LABELS_KEY])
+def test_hdf5_with_a_corrupt_object_header(capsys, case, command, damaged):
+    _damage_header(case / "cremi.h5", damaged)
+    args = (train_args(case, case / "run", data=case / "cremi.h5", tiff_labels=False)
+            if command == "train" else evaluate_args(case, case / "s.json", gt=case / "cremi.h5"))
+    key = RAW_KEY if damaged == "volumes" and command == "train" else LABELS_KEY
+    refused(capsys, case.dir, args, f"cremi.h5: '{key}' cannot be opened",
+            "the file's structure is damaged")

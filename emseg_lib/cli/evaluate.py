@@ -24,7 +24,14 @@ from emseg_lib.cli.common import (
     write_output,
 )
 from emseg_lib.cli.volumes import hdf5_resolution
-from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, read_dataset, volume_dataset
+from emseg_lib.data.cremi import (
+    LABELS_KEY,
+    RAW_KEY,
+    hdf5_has,
+    hdf5_node,
+    read_dataset,
+    volume_dataset,
+)
 from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, read_array
 from emseg_lib.data.validate import check_label_ids
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
@@ -71,13 +78,14 @@ def _hdf5_ground_truth(path: Path, key: str | None, default: tuple[float, ...]
     data are never read) and the voxel size: the dataset's ``resolution``, else that of the
     file's raw data, else ``default``."""
     with open_hdf5(path) as handle:
-        if key is None and LABELS_KEY not in handle:
+        if key is None and not hdf5_has(handle, LABELS_KEY, path):
             raise EmsegInputError(f"{path}: has no '{LABELS_KEY}' to compare with; name the "
                                   "ground truth's dataset with --gt-key")
         dataset = volume_dataset(handle, key or LABELS_KEY, path, flag="--gt-key")
-        raw = handle.get(RAW_KEY)
-        holder = next((node for node in (dataset, raw) if isinstance(node, h5py.Dataset)
-                       and "resolution" in node.attrs), dataset)
+        holder = dataset
+        if "resolution" not in dataset.attrs and hdf5_has(handle, RAW_KEY, path):
+            raw = hdf5_node(handle, RAW_KEY, path)
+            holder = raw if isinstance(raw, h5py.Dataset) else dataset
         return read_dataset(dataset, path), hdf5_resolution(holder, path, default)
 
 
