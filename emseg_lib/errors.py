@@ -81,7 +81,7 @@ def check_probabilities(name: str, prob: np.ndarray) -> None:
     """
     import numpy as np
 
-    lo, hi = float(np.min(prob)), float(np.max(prob))
+    lo, hi = np.min(prob), np.max(prob)  # in prob's dtype: printed with every digit it has
     if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = ~np.isfinite(prob)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -91,7 +91,7 @@ def check_probabilities(name: str, prob: np.ndarray) -> None:
         )
     if lo < 0.0 or hi > 1.0:
         raise EmsegInputError(
-            f"{name} must hold probabilities in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+            f"{name} must hold probabilities in [0, 1], got values in [{lo!s}, {hi!s}]; "
             "apply a sigmoid to network logits first"
         )
 

@@ -1475,3 +1475,27 @@ def test_hdf5_with_a_corrupt_object_header(capsys, case, command, damaged):
     key = RAW_KEY if damaged == "volumes" and command == "train" else LABELS_KEY
     refused(capsys, case.dir, args, f"cremi.h5: '{key}' cannot be opened",
             "the file's structure is damaged")
+
+
+def _probabilities_with(c: Case, value: float) -> Path:
+    with h5py.File(c / "prob.h5") as handle:
+        prob = handle["predictions"][()]
+    prob[1, 3, 3] = value
+    return write_h5(c / "odd.h5", {"p": prob.astype(np.float32)})
+
+
+def test_a_probability_beyond_one_is_refused_showing_its_value(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5",
+                                               prob=_probabilities_with(case, 1.00001)),
+            "odd.h5: probability slice 1 has values in [0.05, 1.00001]")
+
+
+@pytest.mark.parametrize("value", [1.0000001, -1e-7])
+def test_float_rounding_beyond_zero_or_one_is_read_as_zero_or_one(capsys, case, value):
+    code, _, err = cli(capsys, postprocess_args(case, case / "s.h5",
+                                                prob=_probabilities_with(case, value)))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "emseg: warning:" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "odd.h5: 1 probabilities lie outside [0, 1] by float rounding only (by at most 1e-06; "
+        "first in slice 1), read as 0 and 1")
