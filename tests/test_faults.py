@@ -1499,3 +1499,14 @@ def test_float_rounding_beyond_zero_or_one_is_read_as_zero_or_one(capsys, case, 
     assert len(warnings) == 1 and warnings[0].endswith(
         "odd.h5: 1 probabilities lie outside [0, 1] by float rounding only (by at most 1e-06; "
         "first in slice 1), read as 0 and 1")
+
+
+def test_crops_larger_than_the_stack_name_the_file_and_the_profile(capsys, case):
+    volume = case.world.volume
+    raw = tiff(case / "small.tif", volume.raw[:, :96, :96])
+    labels = tiff(case / "small_labels.tif", volume.labels[:, :96, :96].astype(np.uint32))
+    args = train_args(case, case / "run", data=raw, labels=labels)
+    args[args.index("smoke")] = "quick"
+    refused(capsys, case.dir, args, "small.tif: the train split (slices 0..1, (2, 96, 96)) is "
+            "smaller than the unet2d crops (1, 160, 160) of --profile quick; pass --profile "
+            "smoke, whose crops fit")
