@@ -1510,3 +1510,22 @@ def test_crops_larger_than_the_stack_name_the_file_and_the_profile(capsys, case)
     refused(capsys, case.dir, args, "small.tif: the train split (slices 0..1, (2, 96, 96)) is "
             "smaller than the unet2d crops (1, 160, 160) of --profile quick; pass --profile "
             "smoke, whose crops fit")
+
+
+def test_resuming_with_another_model_kind(capsys, case):
+    run = case.run_folder()
+    args = train_args(case, run)
+    args[args.index("unet2d")] = "unet3d"
+    refused(capsys, case.dir, args, f"{run}: this run folder (run.json) was trained with "
+            "another model kind (model_spec.name was 'unet2d', now 'unet3d')")
+
+
+def test_a_changed_network_is_named_before_what_follows_from_it(tmp_path):
+    from emseg_lib.errors import EmsegInputError
+    from emseg_lib.train.runs import check_identity
+
+    stored = {"profile": "smoke", "plan": {"crop": [64, 64]}, "model_spec": {"name": "unet2d"}}
+    with pytest.raises(EmsegInputError, match=r"another model kind \(model_spec.name was "
+                                              r"'unet2d', now 'unet3d'; plan.crop was"):
+        check_identity(tmp_path, "run.json", stored, {
+            "profile": "smoke", "plan": {"crop": [5, 49, 49]}, "model_spec": {"name": "unet3d"}})

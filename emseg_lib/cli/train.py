@@ -24,7 +24,13 @@ from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.profiles import PROFILES, Profile, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST
-from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, check_run_dir, run_lock
+from emseg_lib.train.runs import (
+    LOCK_FILE,
+    RUN_FILE,
+    check_recorded_model,
+    check_run_dir,
+    run_lock,
+)
 
 SUMMARY = "summary.json"
 
@@ -33,12 +39,14 @@ def check_run_folder(args: argparse.Namespace) -> None:
     """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
     an emseg run, writable, and not in use by another trainer.
 
-    A run folder's identity (data, seed, profile, architecture) is checked when training
-    starts (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
+    A run folder's network must be ``--model``; the rest of its identity (data, seed,
+    profile, architecture) is checked when training starts
+    (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
     """
     out = args.out
     check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
     check_run_dir(out)
+    check_recorded_model(out, args.model)
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
