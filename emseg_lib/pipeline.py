@@ -57,7 +57,8 @@ class Postprocessing:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        get_method(self.method).thresholds(self.thresholds)  # refuses unknown names
+        method = get_method(self.method)
+        method.check_together(method.thresholds(self.thresholds))  # unknown names, ranges
         if self.keep_boundaries and self.method != "thesis":
             raise EmsegInputError("--keep-boundaries keeps the thesis method's label-0 "
                                   f"boundaries; the {self.method} method has none")

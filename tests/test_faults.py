@@ -434,6 +434,8 @@ def test_train_device_is_checked_before_the_data(capsys, case):
     ("postprocess", ["--chunk-slices", "-3"], "--chunk-slices must be >= 1, got -3"),
     ("postprocess", ["--edge-th", "nan"], "edge_th must lie in [0, 1], got nan"),
     ("postprocess", ["--smooth-px", "1000"], "smooth_px must lie in [0, 100]"),
+    ("postprocess", ["--method", "thesis", "--sig-th", "0.8", "--edge-th", "0.5"],
+     "--edge-th 0.5 is below --sig-th 0.8"),
     ("train", ["--workers", "0"], "--workers must be >= 1, got 0"),
     ("train", ["--epochs", "0"], "--epochs must be >= 1, got 0"),
 ])
