@@ -20,6 +20,7 @@ import signal
 import socket
 import stat
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import h5py
 
-from emseg_lib.errors import EmsegInputError, format_bytes
+from emseg_lib.errors import EmsegInputError, EmsegWarning, format_bytes
 
 T = TypeVar("T")
 
@@ -50,32 +51,59 @@ def _writer_alive(pid: int) -> bool:
     return True
 
 
+def _hidden_beside(target: Path) -> Iterator[tuple[Path, str, int]]:
+    """The hidden temporaries of ``target`` (:func:`_temporary_beside`): each entry, its kind
+    (``"tmp"`` or ``"old"``) and its writer's process id."""
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:  # no folder there (yet), or one that cannot be listed
+        return
+    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.(tmp|old)"
+                         rf"{re.escape(target.suffix)}")
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and not entry.is_symlink():
+            yield entry, match.group(2), int(match.group(1))
+
+
 def remove_stale_temporaries(target: str | Path) -> list[Path]:
     """Remove the hidden temporaries of ``target`` left by writers that were killed outright.
 
     Only files and folders named as :func:`atomic_path` and :func:`atomic_directory` name them
     (``.NAME.PID-XXXXXXXX.tmp.SUFFIX``) whose process no longer runs on this machine are
     removed, and a folder a killed writer was replacing (``.NAME.PID-XXXXXXXX.old.SUFFIX``)
-    only once ``target`` exists; returns their paths.
+    only once ``target`` exists (:func:`restore_interrupted_swap` puts it back otherwise);
+    returns their paths.
     """
     target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    pattern = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)-[0-9a-f]{{8}}\.(tmp|old)"
-                         rf"{re.escape(target.suffix)}")
     removed = []
-    for entry in target.parent.iterdir():
-        match = pattern.fullmatch(entry.name)
-        if not match or entry.is_symlink() or _writer_alive(int(match.group(1))):
+    for entry, kind, pid in list(_hidden_beside(target)):
+        if _writer_alive(pid) or (kind == "old" and not target.exists()):
             continue
-        if match.group(2) == "old" and not target.exists():
-            continue  # the killed writer moved the previous output there: keep it
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove(entry)
         removed.append(entry)
     return removed
+
+
+def restore_interrupted_swap(target: str | Path) -> Path | None:
+    """Put back the folder (a zarr store) that a writer killed in the middle of
+    :func:`atomic_directory`'s swap had moved aside, leaving ``target`` absent: the newest
+    ``.NAME.PID-XXXXXXXX.old.SUFFIX`` of a dead writer is renamed to ``target`` (its
+    replacement, never put in place, is a stale temporary), with one
+    :class:`~emseg_lib.errors.EmsegWarning`. Returns the folder it came from, else None."""
+    target = Path(target)
+    if target.exists() or target.is_symlink():
+        return None
+    moved = [entry for entry, kind, pid in _hidden_beside(target)
+             if kind == "old" and not _writer_alive(pid)]
+    if not moved:
+        return None
+    old = max(moved, key=lambda entry: entry.stat().st_mtime_ns)
+    os.rename(old, target)
+    warnings.warn(EmsegWarning(
+        f"{target}: restored from {old.name}, where a run stopped while replacing it had "
+        "moved it (its replacement was never put in place)"), stacklevel=2)
+    return old
 
 
 @contextmanager
@@ -223,7 +251,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     folder removed, with Ctrl-C held meanwhile (:func:`interrupts_deferred`). If the block
     raises (KeyboardInterrupt included) the temporary is removed and ``target`` left as it
     was; a process killed outright leaves at most the hidden folders, which
-    :func:`remove_stale_temporaries` clears (an ``.old`` one only once ``target`` exists).
+    :func:`remove_stale_temporaries` clears, and one killed between the two renames the
+    previous folder as ``.old``, which :func:`restore_interrupted_swap` puts back.
 
     Example::
 
@@ -233,13 +262,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))
-    tmp = _temporary_beside(target)
+    tmp, old = _temporary_beside(target), _temporary_beside(target, "old")
     tmp.mkdir()
     try:
         yield tmp
         _fsync_tree(tmp)
         with interrupts_deferred():
-            old = _temporary_beside(target, "old")
             if target.exists():
                 os.rename(target, old)
             os.rename(tmp, target)
@@ -247,6 +275,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
                 _remove(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not target.exists():
+            os.rename(old, target)
         raise
     try:
         _fsync(target.parent)
@@ -398,6 +428,47 @@ def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
     return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+#: the longest file name in bytes, where the file system does not say
+NAME_MAX = 255
+#: digits of the largest process id (Linux's pid_max 4194304) in a temporary's name
+_PID_DIGITS = 7
+
+
+def _longest_temporary_name(target: Path) -> str:
+    """The longest name :func:`_temporary_beside` can give ``target``'s hidden temporaries."""
+    return f".{target.stem}.{'9' * _PID_DIGITS}-{'f' * 8}.tmp{target.suffix}"
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):  # a folder not there yet, or a system that does not say
+        return NAME_MAX
+
+
+def check_name_lengths(flag: str, given: Path, written: Sequence[Path], hint: str = "") -> None:
+    """Raise unless every file written for the path ``given`` of ``flag`` (``written``: named
+    after it, beside it) and the hidden temporaries they are written through have names the
+    file system takes (:data:`NAME_MAX` bytes on most); ``hint`` ends the message.
+
+    Raises:
+        EmsegInputError: one line naming the flag, the path and the longest name it may have.
+    """
+    def size(name: str) -> int:
+        return len(os.fsencode(name))
+
+    limit = _name_max(given.parent)
+    longest = max(size(name) for path in written
+                  for name in (path.name, _longest_temporary_name(path)))
+    if longest > limit:
+        extra = longest - size(given.name)
+        raise EmsegInputError(
+            f"{given}: the name given to {flag} is {size(given.name)} bytes, and the files "
+            f"written beside it under names made from it (hidden temporaries, a preview or "
+            f"scores) are up to {extra} bytes longer; the file system takes names of at most "
+            f"{limit} bytes: use a name of at most {limit - extra} bytes{hint}")
 
 
 def check_not_input(path: str | Path, inputs: Sequence[str | Path]) -> None:

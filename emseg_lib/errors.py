@@ -2,13 +2,18 @@
 
 Every check raises :class:`EmsegInputError` with a message naming the offending file or
 parameter and what was expected, so that bad input never gets silently clipped or guessed.
+Importing this module (and so :mod:`emseg_lib`) loads no third-party library: the ``emseg``
+command answers Ctrl-C with its one line while it loads them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class EmsegInputError(ValueError):
@@ -47,7 +52,7 @@ def format_bytes(n_bytes: float) -> str:
 def check_unit_interval(name: str, value: float) -> float:
     """Return ``value`` as float if it lies in [0, 1], else raise naming ``name``."""
     value = float(value)
-    if not 0.0 <= value <= 1.0 or np.isnan(value):
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise EmsegInputError(f"{name} must lie in [0, 1], got {value}")
     return value
 
@@ -74,7 +79,9 @@ def check_probabilities(name: str, prob: np.ndarray) -> None:
     Catches logits passed by mistake and NaN/inf from a diverged network, which thresholds
     would otherwise silently treat as boundary.
     """
-    lo, hi = float(np.min(prob)), float(np.max(prob))
+    import numpy as np
+
+    lo, hi = np.min(prob), np.max(prob)  # in prob's dtype: printed with every digit it has
     if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = ~np.isfinite(prob)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -84,7 +91,7 @@ def check_probabilities(name: str, prob: np.ndarray) -> None:
         )
     if lo < 0.0 or hi > 1.0:
         raise EmsegInputError(
-            f"{name} must hold probabilities in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+            f"{name} must hold probabilities in [0, 1], got values in [{lo!s}, {hi!s}]; "
             "apply a sigmoid to network logits first"
         )
 

@@ -18,16 +18,20 @@ is kept, and one that does not is replaced only by a new verified one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
+import os
 import shutil
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -167,6 +171,24 @@ def _open(url: str, start: int, timeout: float, insecure: bool, dest: Path):
         ) from err
 
 
+def _append(out: BinaryIO, block: bytes, part: Path) -> None:
+    """Write ``block`` to the end of ``part``, open unbuffered as ``out``; a full disk (or
+    another failure of the disk, not of the connection) is one line naming the folder."""
+    view = memoryview(block)
+    try:
+        while view:
+            view = view[out.write(view):]
+    except OSError as err:
+        kept = f"{part.stat().st_size if part.exists() else 0} bytes kept in {part}"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = (f"{part.parent}: the disk is full ({kept}); free some space and run "
+                       "the same command again to resume")
+        else:
+            message = (f"{part}: cannot be written ({err.strerror or err}; {kept}); run the "
+                       "same command again to resume")
+        raise EmsegInputError(message) from err
+
+
 def download(url: str, part: str | Path, *, timeout: float = 60.0, progress: bool = True,
              insecure: bool = False) -> Path:
     """Download ``url`` into ``part``, resuming a partial ``part``; returns ``part``.
@@ -174,7 +196,8 @@ def download(url: str, part: str | Path, *, timeout: float = 60.0, progress: boo
     Nothing is verified here: :func:`fetch_file` checks the SHA-256 of the result.
 
     Raises:
-        EmsegInputError: unreachable server, HTTP error, or a file shorter than announced.
+        EmsegInputError: unreachable server, HTTP error, a file shorter than announced, or a
+            full disk (naming the folder).
     """
     part = Path(part)
     name = part.name.removesuffix(".part")
@@ -189,12 +212,12 @@ def download(url: str, part: str | Path, *, timeout: float = 60.0, progress: boo
             start = 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
-        with part.open("ab" if resumed else "wb") as out, tqdm(
+        with part.open("ab" if resumed else "wb", buffering=0) as out, tqdm(
                 total=total, initial=start, unit="B", unit_scale=True,
                 desc=name, disable=not progress) as bar:
             try:
                 for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
+                    _append(out, block, part)
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as err:
                 failure = f"connection lost ({err.__class__.__name__})"
@@ -239,6 +262,28 @@ def fetch_file(url: str, dest: str | Path, sha256: str, *, insecure: bool = Fals
     return True
 
 
+@contextmanager
+def _no_empty_folders_left(folder: Path) -> Iterator[None]:
+    """When the block fails, remove the folders it created, ``folder`` (with what is below
+    it) and those above it that did not exist, if they hold no file: a fetch that got
+    nothing leaves nothing; partial downloads stay for the next run to resume."""
+    new = []
+    while not folder.exists() and folder != folder.parent:
+        new.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        if new:
+            for parent, _, _ in os.walk(new[0], topdown=False):
+                with suppress(OSError):  # a folder holding a file stays
+                    os.rmdir(parent)
+            for above in new[1:]:
+                with suppress(OSError):
+                    above.rmdir()
+        raise
+
+
 def _verified_output(path: Path) -> bool:
     """True when ``path`` and its ``NAME.sha256`` sidecar exist and agree."""
     sidecar = path.with_name(path.name + ".sha256")
@@ -262,8 +307,10 @@ def fetch_cremi(sample: str, dest_dir: str | Path, *, base_url: str = CREMI_BASE
     """
     dest = Path(dest_dir) / cremi_filename(sample)
     expected = expected_sha256 or CREMI_SHA256[sample]
-    if fetch_file(f"{base_url.rstrip('/')}/{dest.name}", dest, expected, insecure=insecure,
-                  progress=progress):
+    with _no_empty_folders_left(dest.parent):
+        downloaded = fetch_file(f"{base_url.rstrip('/')}/{dest.name}", dest, expected,
+                                insecure=insecure, progress=progress)
+    if downloaded:
         try:
             load_cremi(dest, require_labels=False)
         except EmsegInputError as err:
@@ -295,10 +342,12 @@ def fetch_dataset(name: str, dest_dir: str | Path, *, base_url: str | None = Non
     work = dest_dir / f"{dataset.filename}.download"
     base = (base_url or dataset.base_url).rstrip("/")
     local: dict[str, Path] = {}
-    for path, sha256 in tqdm(dataset.files.items(), desc=dataset.filename, unit="file",
-                             disable=not progress):
-        local[path] = work / path
-        fetch_file(f"{base}/{path}", local[path], sha256, insecure=insecure, progress=False)
+    with _no_empty_folders_left(work):
+        for path, sha256 in tqdm(dataset.files.items(), desc=dataset.filename, unit="file",
+                                 disable=not progress):
+            local[path] = work / path
+            fetch_file(f"{base}/{path}", local[path], sha256, insecure=insecure,
+                       progress=False)
     write_cremi_arrays(dataset.convert(local), dataset.resolution, out)
     _write_sidecar(out)
     shutil.rmtree(work)

@@ -10,8 +10,9 @@ They live in a hidden folder beside the output ``NAME``, ``.NAME.partial/``:
   (a chunk file is complete or absent): the chunk's segment ids before they are made unique
   across the volume, its cell probability and, where it differs, the image it came from.
 
-A run with the same job takes the finished chunks from there and computes only the rest; a
-run with another job discards them. The folder is removed once the output is complete, and
+A run with the same job takes the finished chunks from there and computes only the rest (a
+damaged chunk file, never unpickled, is computed again with a warning); a run with another
+job discards them. The folder is removed once the output is complete, and
 when the run fails (the same error would stop the next run again); Ctrl-C and a kill leave it
 for the next run.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
+import zipfile
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 JOB_FILE, LOCK_FILE = "job.json", "lock"
 
@@ -135,15 +138,43 @@ class PartialResults:
         """Whether the chunk starting at ``z0`` is finished."""
         return (self.folder / chunk_name(z0)).is_file()
 
-    def load(self, z0: int) -> dict[str, np.ndarray]:
-        """The arrays :meth:`save` stored for the chunk starting at ``z0``."""
-        with np.load(self.folder / chunk_name(z0)) as saved:
-            return {name: saved[name] for name in saved.files}
+    def load(self, z0: int, shape: tuple[int, ...]) -> dict[str, np.ndarray] | None:
+        """The arrays :meth:`save` stored for the chunk starting at ``z0``, each of ``shape``;
+        None, with one :class:`~emseg_lib.errors.EmsegWarning`, when the file is damaged
+        (truncated, not arrays, object arrays: never unpickled) or holds other arrays, and
+        the chunk is to be computed again."""
+        path = self.folder / chunk_name(z0)
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+        except (OSError, ValueError, EOFError, KeyError, AttributeError,
+                zipfile.BadZipFile) as err:  # AttributeError: a bare .npy, not an archive
+            problem: str | None = one_line(err)
+        else:
+            problem = _odd_chunk(arrays, shape)
+        if problem is None:
+            return arrays
+        warnings.warn(EmsegWarning(f"{path}: a chunk kept by an interrupted run cannot be used "
+                                   f"({problem}); it is computed again"), stacklevel=2)
+        return None
 
     def save(self, z0: int, **arrays: np.ndarray) -> None:
         """Store the finished chunk starting at ``z0`` (complete, or not at all)."""
         with atomic_path(self.folder / chunk_name(z0)) as tmp:
             np.savez(tmp, **arrays)
+
+
+def _odd_chunk(arrays: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a kept chunk's arrays, None when they are what :meth:`save` stores
+    for a chunk of ``shape``: integer labels, float probabilities and maybe an image."""
+    if not {"labels", "prob"} <= set(arrays):
+        return f"it holds {sorted(arrays)}, not labels and probabilities"
+    odd = {name: array.shape for name, array in arrays.items() if array.shape != shape}
+    if odd:
+        return f"arrays of shape {odd}, expected {shape}"
+    if arrays["labels"].dtype.kind not in "iu" or arrays["prob"].dtype.kind != "f":
+        return f"labels {arrays['labels'].dtype} and probabilities {arrays['prob'].dtype}"
+    return None
 
 
 def partial_bytes_bound(shape: tuple[int, int, int], image: bool) -> int:

@@ -57,7 +57,8 @@ class Postprocessing:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        get_method(self.method).thresholds(self.thresholds)  # refuses unknown names
+        method = get_method(self.method)
+        method.check_together(method.thresholds(self.thresholds))  # unknown names, ranges
         if self.keep_boundaries and self.method != "thesis":
             raise EmsegInputError("--keep-boundaries keeps the thesis method's label-0 "
                                   f"boundaries; the {self.method} method has none")
@@ -68,7 +69,8 @@ class Postprocessing:
 
 @dataclass(frozen=True)
 class SegmentationRun:
-    """What a whole-volume segmentation did.
+    """What a whole-volume segmentation did; ``cells`` counts its distinct segment ids (the
+    largest id may be higher: ids are not always consecutive).
 
     Attributes:
         derived: thresholds derived from the map (:attr:`PostprocessMethod.derived`): their
@@ -118,16 +120,25 @@ def _ids_dtype(labels: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(labels.max(initial=0)))
 
 
+def _distinct_ids(labels: np.ndarray) -> int:
+    """How many distinct non-zero ids a chunk's own labels (small numbers, from 1) hold."""
+    present = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
+    present[labels.ravel()] = True
+    return int(np.count_nonzero(present[1:]))
+
+
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
            pool: SerialPool | ProcessPool, partial: PartialResults | None,
-           derived: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Slices ``z0 .. z1 - 1``: ids from 1 (0 on kept boundaries), probability, image;
-    taken from ``partial`` when an earlier run finished them, else computed (and kept).
-    The thresholds used (derived ones filled in) are appended to ``derived``, per slice
-    (per chunk in 3D)."""
-    if partial is not None and partial.has(z0):
-        saved = partial.load(z0)
+           plane: tuple[int, ...], derived: list[dict[str, float]]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices ``z0 .. z1 - 1`` of ``plane`` (Y, X): ids from 1 (0 on kept boundaries),
+    probability, image; taken from ``partial`` when an earlier run finished them (and the
+    file is sound), else computed (and kept). The thresholds used (derived ones filled in)
+    are appended to ``derived``, per slice (per chunk in 3D)."""
+    saved = (partial.load(z0, (z1 - z0, *plane))
+             if partial is not None and partial.has(z0) else None)
+    if saved is not None:
         return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
     prob, image = compute(z0, z1)
     method = get_method(post.method)
@@ -150,7 +161,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                   ) -> SegmentationRun:
     """Post-process the chunks ``ranges`` of ``compute`` into ``out_path``."""
     started = time.perf_counter()
-    last_id, zeros = 0, 0
+    last_id, segments, zeros = 0, 0, 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
     used: list[dict[str, float]] = []
     samples = PreviewSamples(shape[0], spec.preview_slices)
@@ -161,17 +172,18 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                      image_name="raw" if raw_image else "cell probability") as output:
         for z0, z1 in progress_bar(ranges, desc="chunks", disable=not progress):
             local, prob, image = _chunk(z0, z1, compute, post, thresholds, resolution, pool,
-                                        partial, used)
+                                        partial, shape[1:], used)
             cells = np.where(local > 0, local.astype(np.uint64) + np.uint64(last_id),
                              np.uint64(0))
             output.write(z0, cells, prob, image)
             samples.take(z0, prob, cells, image if raw_image else None)
             last_id = max(last_id, int(cells.max(initial=0)))
+            segments += _distinct_ids(local)  # the chunks' ids do not overlap
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
     derived = {key: tuple(t[key] for t in used) for key in get_method(post.method).derived
                if key not in thresholds}
-    return SegmentationRun(shape[0], time.perf_counter() - started, last_id, zeros,
+    return SegmentationRun(shape[0], time.perf_counter() - started, segments, zeros,
                            tuple(samples.samples), resumed, derived,
                            "chunk" if post.dims == 3 else "slice")
 

@@ -201,6 +201,14 @@ def segmentation_examples(raw: np.ndarray, segmentations: dict[str, np.ndarray],
     return figure
 
 
+def drawable(text: str) -> str:
+    """``text`` (holding file names) as matplotlib draws it, letter for letter: the bytes of
+    a name the locale could not decode (Python's surrogate escapes, which matplotlib cannot
+    draw) decoded as UTF-8 or shown as U+FFFD, and ``$`` not taken for mathematics."""
+    readable = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return readable.replace("$", r"\$")
+
+
 def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
     """A whole-volume result at a few slices: one row per slice with the raw data (when it
     was segmented), the cell probability and the segmentation over the raw data (else over
@@ -208,7 +216,8 @@ def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
 
     Args:
         samples: the slices (:class:`~emseg_lib.preview.SliceSample`: ``(Y, X)`` arrays).
-        title: what the volume is and where the result went.
+        title: what the volume is and where the result went (drawn as given,
+            :func:`drawable`).
     """
     with_raw = any(sample.raw is not None for sample in samples)
     columns = 3 if with_raw else 2
@@ -228,14 +237,15 @@ def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
                       vmax=(255 if image.dtype == np.uint8 else 1) if cmap else None)
             ax.set_title(f"slice {sample.z}: {name}", fontsize=8)
             ax.axis("off")
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(drawable(title), fontsize=9)
     return figure
 
 
 def slice_scores(table: pd.DataFrame, title: str) -> Figure:
     """VOI split and merge (bits, left axis) and the adapted Rand error (right axis) per
     slice, from a per-slice score table (columns ``slice``, ``voi_split``, ``voi_merge``,
-    ``arand``; :func:`~emseg_lib.evaluation.score_volume`)."""
+    ``arand``; :func:`~emseg_lib.evaluation.score_volume`), titled ``title`` as given
+    (:func:`drawable`)."""
     figure = Figure(figsize=(7, 4), layout="constrained")
     ax = figure.subplots()
     marker = "." if len(table) < 60 else None
@@ -255,5 +265,5 @@ def slice_scores(table: pd.DataFrame, title: str) -> Figure:
     figure.legend(lines, [line.get_label() for line in lines], fontsize=8, ncols=3,
                   loc="outside lower center")
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(drawable(title), fontsize=9)
     return figure

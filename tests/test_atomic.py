@@ -162,3 +162,23 @@ def test_ctrl_c_inside_an_hdf5_call_waits_until_hdf5_is_done(tmp_path, monkeypat
     assert sent
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["seg.h5"]
+
+
+def test_a_failing_swap_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    from emseg_lib import atomic
+
+    target = tmp_path / "seg.zarr"
+    target.mkdir()
+    (target / "zarr.json").write_text("previous")
+    rename = os.rename
+
+    def failing_for_the_new_folder(source, destination):
+        if ".tmp." in Path(source).name:
+            raise OSError(5, "Input/output error")
+        rename(source, destination)
+
+    monkeypatch.setattr(atomic.os, "rename", failing_for_the_new_folder)
+    with pytest.raises(OSError), atomic.atomic_directory(target) as folder:
+        (folder / "zarr.json").write_text("new")
+    assert (target / "zarr.json").read_text() == "previous"
+    assert _entries(tmp_path) == ["seg.zarr"]

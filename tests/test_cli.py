@@ -102,7 +102,8 @@ def test_console_script_installed(tmp_path):
 def test_membrane_masks_become_instances(stacks):
     root, volume = stacks
     loaded = load_stack(root / "raw_png", root / "membranes_png")
-    assert loaded.label_kind == "membrane mask -> instances"
+    assert loaded.label_kind.startswith("membrane mask -> instances (--label-kind auto: values "
+                                        "0 and 255, 255 = membrane")
     assert loaded.labels.shape == volume.shape
     assert len(np.unique(loaded.labels[0])) > 5
     assert "membrane mask -> instances" in describe(loaded)

@@ -46,6 +46,7 @@ from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
 from emseg_lib.data.formats import load_stack
 from emseg_lib.data.targets import instance_boundary
+from emseg_lib.evaluation import score_volume
 from emseg_lib.models import UNet2D, model_spec
 from emseg_lib.pipeline import PROBABILITY_KEY
 from emseg_lib.train.checkpoint import save_checkpoint
@@ -433,6 +434,8 @@ def test_train_device_is_checked_before_the_data(capsys, case):
     ("postprocess", ["--chunk-slices", "-3"], "--chunk-slices must be >= 1, got -3"),
     ("postprocess", ["--edge-th", "nan"], "edge_th must lie in [0, 1], got nan"),
     ("postprocess", ["--smooth-px", "1000"], "smooth_px must lie in [0, 100]"),
+    ("postprocess", ["--method", "thesis", "--sig-th", "0.8", "--edge-th", "0.5"],
+     "--edge-th 0.5 is below --sig-th 0.8"),
     ("train", ["--workers", "0"], "--workers must be >= 1, got 0"),
     ("train", ["--epochs", "0"], "--epochs must be >= 1, got 0"),
 ])
@@ -1285,3 +1288,246 @@ def test_zarr_metadata_claiming_a_larger_array(capsys, case):
 def test_output_named_only_by_its_suffix(capsys, case):
     refused(capsys, case.dir, postprocess_args(case, case / ".h5"),
             ".h5: the output needs a name before its suffix")
+
+
+# -- 18. third hunt: guesses, names, pipes, signals, kept chunks -----------------------------
+
+def _one_neuron(c: Case) -> np.ndarray:
+    """Sparse ground truth: the largest neuron as 1 on a background of 0."""
+    ids, counts = np.unique(c.world.volume.labels, return_counts=True)
+    return (c.world.volume.labels == ids[np.argmax(counts)]).astype(np.uint8)
+
+
+def test_sparse_ground_truth_of_two_values_is_not_guessed(capsys, case):
+    gt = tiff(case / "one_neuron.tif", _one_neuron(case))
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", gt=gt),
+            "one_neuron.tif: the labels hold two values (0 and 1)", "--label-kind instances")
+
+
+def test_sparse_ground_truth_as_instances_is_scored_as_given(capsys, case):
+    gt = tiff(case / "one_neuron.tif", _one_neuron(case))
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", "--label-kind",
+                                               "instances", gt=gt))
+    assert code == 0, err
+    assert f"ground truth {gt}: instance ids" in out
+    scored = json.loads((case / "s.json").read_text())["per_slice_mean"]
+    expected = score_volume(case.world.volume.labels, _one_neuron(case), "cremi", pixel_nm=4.0)
+    assert scored["voi"] == pytest.approx(expected["voi"].mean())
+
+
+def test_a_membrane_mask_is_read_as_one_and_said_so(capsys, case):
+    gt = tiff(case / "mask.tif", instance_boundary(case.world.volume.labels).astype(np.uint8))
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", gt=gt))
+    assert code == 0, err
+    assert (f"ground truth {gt}: membrane mask -> instances (--label-kind auto: values 0 and "
+            "1, 1 = membrane") in out
+
+
+def test_cremi_ground_truth_needs_no_uint8_raw(capsys, case):
+    volume = case.world.volume
+    gt = write_h5(case / "gt16.h5", {RAW_KEY: volume.raw.astype(np.uint16),
+                                     LABELS_KEY: volume.labels.astype(np.uint64)})
+    code, out, err = cli(capsys, evaluate_args(case, case / "s.json", gt=gt))
+    assert code == 0, err
+    assert json.loads((case / "s.json").read_text())["per_slice_mean"]["voi"] == 0.0
+
+
+def test_missing_ground_truth_dataset_names_only_evaluates_flags(capsys, case):
+    line = refused(capsys, case.dir, evaluate_args(case, case / "s.json", "--gt-key", "gt/ids",
+                                                   gt=case / "cremi.h5"),
+                   "cremi.h5: dataset 'gt/ids' not found; name another with --gt-key")
+    assert "--raw-key" not in line and "--rescale" not in line
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_a_resolution_stored_in_micrometres(capsys, case, command):
+    volume = case.world.volume
+    um = write_h5(case / "um.h5", {RAW_KEY: volume.raw, LABELS_KEY: volume.labels},
+                  resolution=(0.04, 0.004, 0.004))
+    args = (evaluate_args(case, case / "s.json", gt=um) if command == "evaluate"
+            else train_args(case, case / "run", data=um, tiff_labels=False))
+    refused(capsys, case.dir, args, "um.h5: 'resolution'", "(0.04, 0.004, 0.004)",
+            "most likely in micrometres")
+
+
+def test_a_resolution_flag_in_micrometres(capsys, case):
+    refused(capsys, case.dir, evaluate_args(case, case / "s.json", "--resolution", "0.04",
+                                            "0.004", "0.004"),
+            "argument --resolution: '0.04' is below 0.5 nm, most likely micrometres")
+
+
+def test_a_second_evaluate_writing_the_same_scores_is_refused(capsys, case):
+    from emseg_lib.atomic import held_lock
+
+    scores = case / "s.json"
+    with held_lock(case / ".s.json.lock", lambda pid, host: "held by the first run"):
+        refused(capsys, case.dir, evaluate_args(case, scores),
+                f"{scores}: another emseg evaluate (process", "choose another --json")
+    code, _, err = cli(capsys, evaluate_args(case, scores))  # the first is done: free again
+    assert code == 0, err
+    assert not (case / ".s.json.lock").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "postprocess", "evaluate"])
+def test_a_name_too_long_for_the_files_named_after_it(capsys, case, command):
+    out = case / ("n" * 250 + (".json" if command == "evaluate" else ".h5"))  # 253-255 bytes
+    builder = {"segment": segment_args, "postprocess": postprocess_args,
+               "evaluate": evaluate_args}[command]
+    flag = "--json" if command == "evaluate" else "--out"
+    refused(capsys, case.dir, builder(case, out), f"{out}: the name given to {flag} is",
+            "the file system takes names of at most 255 bytes: use a name of at most")
+
+
+def test_a_long_segmentation_name_for_the_default_scores(capsys, case):
+    seg = case / ("s" * 240 + ".h5")
+    shutil.copy2(case / "seg.h5", seg)
+    refused(capsys, case.dir, ["evaluate", "--seg", seg, "--gt", case / "labels.tif"],
+            f"{seg}: the name given to --seg is 243 bytes", "or name the scores with --json")
+
+
+@pytest.mark.parametrize("command", ["segment", "evaluate", "train"])
+def test_a_closed_stdout_does_not_stop_the_work(case, command):
+    """``emseg ... | head -1``: the reader has gone before the first line; the run goes on,
+    writes every output and exits as usual."""
+    args = {"segment": segment_args(case, case / "s.h5", "--chunk-slices", "1"),
+            "evaluate": evaluate_args(case, case / "s.json"),
+            "train": train_args(case, case / "new_run")}[command]
+    process = subprocess.Popen([sys.executable, "-m", "emseg_lib.cli", *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=ENV)
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Error" not in err, err
+    written = {"segment": ["s.h5", "s.preview.png"], "evaluate": ["s.json", "s.csv", "s.png"],
+               "train": ["new_run/best.pt", "new_run/summary.json"]}[command]
+    assert all((case / name).stat().st_size > 0 for name in written)
+
+
+INTERRUPTED_WHILE_LOADING = '''
+"""emseg, with Ctrl-C arriving while it imports numpy (the libraries take a second or two)."""
+import os
+import signal
+import sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+from emseg_lib.cli import main  # noqa: E402
+
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(case, tmp_path):
+    script = tmp_path / "ctrl_c_while_loading.py"
+    script.write_text(INTERRUPTED_WHILE_LOADING)
+    before = snapshot(case.dir)
+    result = subprocess.run([sys.executable, str(script), *map(str, segment_args(
+        case, case / "s.h5"))], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 130, result.stderr
+    assert the_line(result.stderr, "emseg: interrupted") == \
+        "emseg: interrupted; nothing was written"
+    assert snapshot(case.dir) == before
+
+
+@pytest.mark.parametrize("utf8_mode", ["0", "1"])
+def test_non_ascii_names_under_the_c_locale(case, utf8_mode):
+    """``LC_ALL=C``: file names are bytes Python cannot decode (surrogate escapes) or stdout
+    is ASCII; printing them and drawing them in titles never fails."""
+    seg, prob = case / "ség.h5", case / "prób.h5"
+    shutil.copy2(case / "seg.h5", seg)
+    shutil.copy2(case / "prob.h5", prob)
+    env = {key: value for key, value in ENV.items()
+           if not key.startswith(("LC_", "LANG", "PYTHONIOENCODING", "PYTHONUTF8"))}
+    env.update(LANG="C", LC_ALL="C", PYTHONUTF8=utf8_mode)
+    for args in (evaluate_args(case, case / "sé.json", seg=seg),
+                 postprocess_args(case, case / "sé.h5", prob=prob)):
+        result = subprocess.run([sys.executable, "-m", "emseg_lib.cli", *map(str, args)],
+                                capture_output=True, env=env, timeout=300)
+        err = result.stderr.decode("utf-8", "replace")
+        assert result.returncode == 0 and "Traceback" not in err, err
+        assert "sé".encode() in result.stdout
+    assert (case / "sé.png").stat().st_size > 0 and (case / "sé.preview.png").stat().st_size > 0
+
+
+def _damage_header(path: Path, key: str) -> None:
+    """Overwrite the start of the object header of ``key`` (a group or a dataset)."""
+    with h5py.File(path) as handle:
+        address = h5py.h5o.get_info(handle[key].id).addr
+    data = bytearray(path.read_bytes())
+    data[address:address + 8] = b"\x07" * 8
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("damaged", ["volumes", LABELS_KEY])
+def test_hdf5_with_a_corrupt_object_header(capsys, case, command, damaged):
+    _damage_header(case / "cremi.h5", damaged)
+    args = (train_args(case, case / "run", data=case / "cremi.h5", tiff_labels=False)
+            if command == "train" else evaluate_args(case, case / "s.json", gt=case / "cremi.h5"))
+    key = RAW_KEY if damaged == "volumes" and command == "train" else LABELS_KEY
+    refused(capsys, case.dir, args, f"cremi.h5: '{key}' cannot be opened",
+            "the file's structure is damaged")
+
+
+def _probabilities_with(c: Case, value: float) -> Path:
+    with h5py.File(c / "prob.h5") as handle:
+        prob = handle["predictions"][()]
+    prob[1, 3, 3] = value
+    return write_h5(c / "odd.h5", {"p": prob.astype(np.float32)})
+
+
+def test_a_probability_beyond_one_is_refused_showing_its_value(capsys, case):
+    refused(capsys, case.dir, postprocess_args(case, case / "s.h5",
+                                               prob=_probabilities_with(case, 1.00001)),
+            "odd.h5: probability slice 1 has values in [0.05, 1.00001]")
+
+
+@pytest.mark.parametrize("value", [1.0000001, -1e-7])
+def test_float_rounding_beyond_zero_or_one_is_read_as_zero_or_one(capsys, case, value):
+    code, _, err = cli(capsys, postprocess_args(case, case / "s.h5",
+                                                prob=_probabilities_with(case, value)))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "emseg: warning:" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "odd.h5: 1 probabilities lie outside [0, 1] by float rounding only (by at most 1e-06; "
+        "first in slice 1), read as 0 and 1")
+
+
+def test_crops_larger_than_the_stack_name_the_file_and_the_profile(capsys, case):
+    volume = case.world.volume
+    raw = tiff(case / "small.tif", volume.raw[:, :96, :96])
+    labels = tiff(case / "small_labels.tif", volume.labels[:, :96, :96].astype(np.uint32))
+    args = train_args(case, case / "run", data=raw, labels=labels)
+    args[args.index("smoke")] = "quick"
+    refused(capsys, case.dir, args, "small.tif: the train split (slices 0..1, (2, 96, 96)) is "
+            "smaller than the unet2d crops (1, 160, 160) of --profile quick; pass --profile "
+            "smoke, whose crops fit")
+
+
+def test_resuming_with_another_model_kind(capsys, case):
+    run = case.run_folder()
+    args = train_args(case, run)
+    args[args.index("unet2d")] = "unet3d"
+    refused(capsys, case.dir, args, f"{run}: this run folder (run.json) was trained with "
+            "another model kind (model_spec.name was 'unet2d', now 'unet3d')")
+
+
+def test_a_changed_network_is_named_before_what_follows_from_it(tmp_path):
+    from emseg_lib.errors import EmsegInputError
+    from emseg_lib.train.runs import check_identity
+
+    stored = {"profile": "smoke", "plan": {"crop": [64, 64]}, "model_spec": {"name": "unet2d"}}
+    with pytest.raises(EmsegInputError, match=r"another model kind \(model_spec.name was "
+                                              r"'unet2d', now 'unet3d'; plan.crop was"):
+        check_identity(tmp_path, "run.json", stored, {
+            "profile": "smoke", "plan": {"crop": [5, 49, 49]}, "model_spec": {"name": "unet3d"}})

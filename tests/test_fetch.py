@@ -403,3 +403,48 @@ def test_cremi_checksum_mismatch(tmp_path, server):
     with pytest.raises(EmsegInputError, match="expected the pinned 0000"):
         fetch_cremi("C", tmp_path, base_url=url, expected_sha256="0" * 64, progress=False)
     assert not list(tmp_path.glob("sample_C*"))
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+def test_a_full_disk_while_downloading_is_named_as_such(tmp_path, server, monkeypatch, capsys):
+    served, url, _ = server
+    original = _serve_cremi(served, "A")
+    monkeypatch.setitem(CREMI_SHA256, "A", hashlib.sha256(original).hexdigest())
+    opened = Path.open
+
+    def open_on_a_full_disk(path, mode="r", *args, **kwargs):
+        file = opened(path, mode, *args, **kwargs)
+        return _FullDisk(file) if path.name.endswith(".part") and "b" in mode \
+            and mode[0] in "aw" else file
+
+    monkeypatch.setattr(Path, "open", open_on_a_full_disk)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    _expect_error(capsys, ["fetch", "cremi", "--sample", "A", "--dest", dest, "--base-url", url],
+                  f"{dest}: the disk is full (0 bytes kept in {dest / 'sample_A_20160501.hdf'}"
+                  ".part); free some space and run the same command again to resume")
+
+
+@pytest.mark.parametrize("dataset", ["cremi", "vnc"])
+def test_a_fetch_without_network_leaves_no_folder(tmp_path, capsys, dataset):
+    (tmp_path / "kept").mkdir()  # an existing folder stays, and gets nothing
+    sample = ["--sample", "A"] if dataset == "cremi" else []
+    for dest in (tmp_path / "new" / "data", tmp_path / "kept"):
+        _expect_error(capsys, ["fetch", dataset, *sample, "--dest", dest, "--base-url",
+                               "http://127.0.0.1:9"], "cannot be reached")
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["kept"]

@@ -50,3 +50,16 @@ def test_a_failure_mid_volume_leaves_the_previous_output(tmp_path, monkeypatch):
 
 def test_output_bound_is_uncompressed_labels_and_probabilities():
     assert pipeline.output_bytes_bound((125, 1250, 1250)) == 125 * 1250 * 1250 * 12
+
+
+def test_the_segment_count_is_the_number_of_distinct_ids_not_the_largest(tmp_path, monkeypatch):
+    def gapped(prob, *args, **kwargs):  # two segments per chunk, ids 5 and 90
+        labels = np.full(prob.shape, 5, np.int64)
+        labels[:, :, 8:] = 90
+        return labels
+
+    monkeypatch.setattr(pipeline, "segment_volume", gapped)
+    prob = np.full((3, 16, 16), 0.5, np.float32)
+    run = pipeline.postprocess_to_file(prob, tmp_path / "seg.h5", POST, resolution=(40, 4, 4),
+                                       chunk_slices=1, progress=False)
+    assert run.cells == 6

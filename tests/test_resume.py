@@ -192,3 +192,37 @@ def test_segment_to_file_skips_the_chunks_kept_and_writes_the_same_volume(tmp_pa
     with h5py.File(tmp_path / "seg.h5") as a, h5py.File(tmp_path / "whole.h5") as b:
         np.testing.assert_array_equal(a[PROBABILITY_KEY][:], b[PROBABILITY_KEY][:])
     assert sorted(os.listdir(tmp_path)) == ["seg.h5", "whole.h5"]
+
+
+class _RunsCodeOnLoad:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_damaged_kept_chunks_are_computed_again_with_a_warning(tmp_path, capsys, monkeypatch):
+    prob = _probabilities(tmp_path / "prob.h5", shape=(8, 48, 48))
+    assert _run(capsys, *_postprocess(prob, tmp_path / "whole.h5"))[0] == 0
+    _counting(monkeypatch, stop_at=4)
+    assert _run(capsys, *_postprocess(prob, tmp_path / "seg.h5"))[0] == 130
+    kept = partial_folder(tmp_path / "seg.h5")
+    truncated, pickled, misshapen = (kept / f"z{z:06d}.npz" for z in (0, 2, 4))
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    marker = tmp_path / "code_ran"
+    np.savez(pickled, labels=np.array([_RunsCodeOnLoad(marker)], dtype=object),
+             prob=np.zeros((2, 48, 48), np.float32))
+    np.savez(misshapen, labels=np.ones((2, 48, 40), np.uint8),
+             prob=np.zeros((2, 48, 40), np.float32))
+
+    calls = _counting(monkeypatch)
+    code, out, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("emseg: warning:")]
+    assert [line.split(": a chunk kept")[0] for line in warnings] == [
+        f"emseg: warning: {path}" for path in (truncated, pickled, misshapen)]
+    assert "Object arrays cannot be loaded" in warnings[1]
+    assert "expected (2, 48, 48)" in warnings[2]
+    assert len(calls) == 4 and not marker.exists()
+    np.testing.assert_array_equal(_labels(tmp_path / "seg.h5"), _labels(tmp_path / "whole.h5"))

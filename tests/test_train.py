@@ -59,7 +59,8 @@ def test_resume_gives_the_same_next_epoch(tmp_path, datasets):
 def test_resume_refuses_another_architecture(tmp_path, datasets):
     fit(_model(0), *datasets, TrainConfig(**{**CONFIG.__dict__, "epochs": 1}), tmp_path,
         progress=False)
-    with pytest.raises(EmsegInputError, match="different architecture"):
+    with pytest.raises(EmsegInputError, match=r"another model kind \(model_spec.name was "
+                                              r"'unet2d', now 'unet3d'"):
         fit(UNet3D(filters=(4, 4, 6, 6, 8)), *datasets, CONFIG, tmp_path, progress=False)
 
 

@@ -369,3 +369,91 @@ def test_hdf5_raw_key_for_segment(tmp_path, capsys, data):
     assert code == 0, err
     assert f"'em' shape (5, 64, 80) (Z, Y, X), uint8, resolution {tuple(RESOLUTION)}" in stdout
     assert RAW_KEY not in stdout
+
+
+def _ome_store(path: Path, data: np.ndarray, names: str, scale: list[float]) -> Path:
+    """An OME-Zarr 0.4 image of ``data`` whose axes are ``names`` (e.g. "xyz", "czyx")."""
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    group = zarr.open_group(path, mode="w", zarr_format=2)
+    group.create_array("0", data=data, chunks=(16,) * data.ndim)
+    axes = [{"name": n, "type": "space", "unit": "nanometer"} if n in "zyx"
+            else {"name": n, "type": "channel" if n == "c" else "time"} for n in names]
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": scale}]}], fmt=FormatV04(), axes=axes)
+    return path
+
+
+@pytest.mark.parametrize("names", ["xyz", "yzx", "czyx", "tcxyz"])
+def test_an_ome_zarr_image_in_another_axis_order_is_read_as_z_y_x(tmp_path, data, names):
+    _, volume, _ = data
+    written = [n for n in "tc" if n in names] + list("zyx")  # channel, time: size 1
+    stored = volume.raw.reshape((1,) * (len(names) - 3) + SHAPE)
+    stored = stored.transpose([written.index(n) for n in names])
+    scale = [{"z": RESOLUTION[0], "y": RESOLUTION[1], "x": RESOLUTION[2] * 2}.get(n, 1.0)
+             for n in names]
+    source = open_zarr(_ome_store(tmp_path / "image.zarr", stored, names, scale))
+    assert source.shape == SHAPE
+    assert source.resolution == (RESOLUTION[0], RESOLUTION[1], RESOLUTION[2] * 2)
+    np.testing.assert_array_equal(source.array[1:3], volume.raw[1:3])
+    np.testing.assert_array_equal(load_stack(tmp_path / "image.zarr").raw, volume.raw)
+
+
+def test_an_ome_zarr_image_of_two_channels_is_refused(tmp_path, capsys, data):
+    root, volume, _ = data
+    folder = tmp_path / "case"
+    folder.mkdir()
+    store = _ome_store(folder / "two.zarr", np.stack([volume.raw, volume.raw]), "czyx",
+                       [1.0, *RESOLUTION])
+    line = refused(capsys, folder, *segment(root, store, folder / "seg.h5"))
+    assert "two.zarr: OME-Zarr axis 'c' has 2 entries" in line
+
+
+KILLED_MID_SWAP = '''
+import os, sys
+from emseg_lib.cli import main
+rename = os.rename
+def killed_before_the_new_store(source, target):  # kill -9 between the swap's two renames
+    if ".tmp." in os.path.basename(source):
+        os._exit(137)
+    rename(source, target)
+os.rename = killed_before_the_new_store
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_a_kill_between_the_swaps_renames_is_repaired_by_the_next_run(tmp_path, capsys, data):
+    root, _, _ = data
+    folder = tmp_path / "case"
+    folder.mkdir()
+    out = folder / "seg.zarr"
+    args = segment(root, root / "stack.h5", out, "--chunk-slices", "1")
+    assert cli(capsys, *args)[0] == 0
+    before = snapshot(folder)
+    (tmp_path / "killed.py").write_text(KILLED_MID_SWAP)
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), *map(str, args),
+                             "--overwrite"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert killed.returncode == 137, killed.stderr
+    assert not out.exists()  # the window: the previous store is hidden as .old
+    code, _, err = cli(capsys, *args)  # without --overwrite: refused, the store put back
+    assert code == 2
+    warning, error = err.strip().splitlines()[-2:]
+    assert warning.startswith(f"emseg: warning: {out}: restored from .seg.") and \
+        ".old.zarr" in warning
+    assert error.startswith(f"emseg: error: {out}: already exists")
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if not k.startswith(".")} == before
+    code, _, err = cli(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluate_finds_a_store_that_a_killed_overwrite_left_aside(tmp_path, capsys, data):
+    root, volume, _ = data
+    store = zarr_stack(tmp_path / "seg.zarr", {"ids": volume.labels.astype(np.uint32)}, 2)
+    store.rename(tmp_path / ".seg.999999999-0123abcd.old.zarr")  # no such process
+    code, out, err = cli(capsys, "evaluate", "--seg", store / "ids", "--gt", root / "stack.h5")
+    assert code == 0, err
+    assert f"emseg: warning: {store}: restored from .seg.999999999-0123abcd.old.zarr" in err

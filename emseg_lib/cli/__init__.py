@@ -11,65 +11,33 @@ Bad input, and an error of the environment while writing (disk full, permission 
 ends with one line ``emseg: error: ...`` naming the file or flag and the fix, exit code 2;
 Ctrl-C with one line ``emseg: interrupted; ...``, exit code 130. Outputs are written
 atomically and never over an input; an existing output is replaced only with --overwrite.
-One module per command; :mod:`.common` holds the arguments, checks and readers they share.
+One module per command (:mod:`.commands` builds the parser); :mod:`.common` holds the
+arguments, checks and readers they share.
+
+:func:`main` answers Ctrl-C from its start, also while the libraries load (a second or two:
+this package imports none of them before), and runs the command with standard streams that
+never fail (:mod:`.console`: a closed pipe, an unprintable file name).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
 from collections.abc import Sequence
-from typing import NoReturn
 
-from emseg_lib import __version__
-from emseg_lib.cli import evaluate, fetch, segment, train
-from emseg_lib.cli.common import report_error
-from emseg_lib.errors import EmsegInputError
+from emseg_lib.cli.console import console_streams
 
 #: exit codes
 BAD_INPUT, INTERRUPTED = 2, 130
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors (a missing flag, an invalid value) are one ``emseg: error:``
-    line and exit code 2, like every other refusal."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(BAD_INPUT, f"emseg: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``emseg`` argument parser (its subcommands' parsers are :class:`Parser` too)."""
-    parser = Parser(prog="emseg", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"emseg {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for module in (fetch, train, segment, evaluate):
-        module.add_parsers(commands)
-    return parser
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Show a warning as the line ``emseg: warning: MESSAGE`` on stderr."""
-    print(f"emseg: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``emseg`` command; returns the exit code (0, 2 bad input, 130 interrupted).
-    Warnings are one line each, ``emseg: warning: ...``, on stderr."""
-    args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning
-        return _run(args)
+    """Run one ``emseg`` command (:func:`~emseg_lib.cli.commands.run_command`); returns the
+    exit code (0, 2 bad input, 130 interrupted)."""
+    with console_streams():
+        try:
+            from emseg_lib.cli.commands import run_command  # numpy, torch ...: seconds
 
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return args.run(args)
-    except EmsegInputError as err:
-        lines = (line.strip() for line in str(err).splitlines())
-        report_error(f"emseg: error: {' '.join(line for line in lines if line)}")
-        return BAD_INPUT
-    except KeyboardInterrupt as err:  # TrainingInterrupted included
-        report_error(args.interrupted(args, err))
-        return INTERRUPTED
+            return run_command(argv)
+        except KeyboardInterrupt:  # one the command did not answer: while loading
+            print("emseg: interrupted; nothing was written", file=sys.stderr, flush=True)
+            return INTERRUPTED

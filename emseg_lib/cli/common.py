@@ -18,12 +18,19 @@ from typing import TypeVar
 
 import h5py
 
-from emseg_lib.atomic import check_output, remove_stale_temporaries
+from emseg_lib.atomic import (
+    check_name_lengths,
+    check_output,
+    remove_stale_temporaries,
+    restore_interrupted_swap,
+)
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
+from emseg_lib.data.validate import MIN_VOXEL_NM
 from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.parallel import available_cores, resolve_workers
+from emseg_lib.partial_results import partial_folder
 from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
 from emseg_lib.preview import preview_path
 from emseg_lib.segmentation_output import is_zarr_output
@@ -64,7 +71,8 @@ MAX_VOXEL_NM = 1e6
 
 
 def voxel_nm(text: str) -> float:
-    """One ``--resolution`` value: a finite number of nm in (0, :data:`MAX_VOXEL_NM`]."""
+    """One ``--resolution`` value: a finite number of nm in (0, :data:`MAX_VOXEL_NM`], not
+    below :data:`~emseg_lib.data.validate.MIN_VOXEL_NM` (micrometres given as nm)."""
     try:
         value = float(text)
     except ValueError:
@@ -72,6 +80,9 @@ def voxel_nm(text: str) -> float:
     if not 0.0 < value <= MAX_VOXEL_NM:  # NaN fails too
         raise argparse.ArgumentTypeError(f"a voxel side must be a positive number of nm, at "
                                          f"most {MAX_VOXEL_NM:g}, got {text!r}")
+    if value < MIN_VOXEL_NM:
+        raise argparse.ArgumentTypeError(f"{text!r} is below {MIN_VOXEL_NM:g} nm, most likely "
+                                         "micrometres; give the voxel size in nm (CREMI: 40 4 4)")
     return value
 
 
@@ -163,10 +174,13 @@ def input_places(inputs: Sequence[Path | None]) -> list[Path]:
 
 def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
                    expected_bytes: int | None = None) -> None:
-    """Check a segmentation output (``--out``) and its preview picture before any work: not
-    an input (also not through a link, and a zarr store holding none), not existing unless
-    ``overwrite``, an ``.h5`` or ``.zarr`` name in a writable folder with room for
-    ``expected_bytes`` (:func:`~emseg_lib.atomic.check_output`)."""
+    """Check a segmentation output (``--out``) and its preview picture before any work: names
+    the file system takes (:func:`~emseg_lib.atomic.check_name_lengths`), not an input (also
+    not through a link, and a zarr store holding none), not existing unless ``overwrite``, an
+    ``.h5`` or ``.zarr`` name in a writable folder with room for ``expected_bytes``
+    (:func:`~emseg_lib.atomic.check_output`). A zarr store that a run stopped while replacing
+    it left aside is put back first (:func:`~emseg_lib.atomic.restore_interrupted_swap`)."""
+    check_name_lengths("--out", path, [path, preview_path(path), partial_folder(path)])
     given = input_places(inputs)
     if path.name.lower() in (*HDF5_SUFFIXES, ZARR_SUFFIX):  # '.h5': a hidden file, no suffix
         raise EmsegInputError(f"{path}: the output needs a name before its suffix, e.g. "
@@ -176,6 +190,8 @@ def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
         raise EmsegInputError(f"{path}: the output is an HDF5 file or an OME-Zarr store; give "
                               f"it an .h5 or .zarr name ({', '.join(HDF5_SUFFIXES)}, "
                               f"{ZARR_SUFFIX})")
+    if is_zarr_output(path):
+        restore_interrupted_swap(path)
     check_output(path, inputs=given, overwrite=overwrite, expected_bytes=expected_bytes,
                  store=is_zarr_output(path))
     check_output(preview_path(path), inputs=given, overwrite=overwrite)

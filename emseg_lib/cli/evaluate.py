@@ -7,11 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text, check_output
+from emseg_lib.atomic import atomic_write_text, check_name_lengths, check_output, held_lock
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
@@ -20,8 +23,16 @@ from emseg_lib.cli.common import (
     open_hdf5,
     write_output,
 )
-from emseg_lib.data.cremi import LABELS_KEY, read_dataset, volume_dataset
-from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, load_stack, read_array
+from emseg_lib.cli.volumes import hdf5_resolution
+from emseg_lib.data.cremi import (
+    LABELS_KEY,
+    RAW_KEY,
+    hdf5_has,
+    hdf5_node,
+    read_dataset,
+    volume_dataset,
+)
+from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, read_array
 from emseg_lib.data.validate import check_label_ids
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
@@ -36,7 +47,8 @@ def _read_ids(path: Path, key: str | None, default_key: str, flag: str) -> np.nd
     """A whole id volume ``(Z, Y, X)``: an HDF5 dataset, a zarr array, a TIFF or a folder."""
     if path.suffix.lower() in HDF5_SUFFIXES:
         with open_hdf5(path) as handle:
-            return read_dataset(volume_dataset(handle, key or default_key, path), path)
+            return read_dataset(volume_dataset(handle, key or default_key, path, flag=flag),
+                                path)
     if is_zarr(path):
         return read_zarr(open_zarr(path, key, role="labels", flag=flag))
     if key is not None:
@@ -60,27 +72,54 @@ def read_segmentation(path: Path, key: str | None = None) -> np.ndarray:
     return seg
 
 
+def _hdf5_ground_truth(path: Path, key: str | None, default: tuple[float, ...]
+                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The ids of an HDF5 file's dataset ``key`` (default: the CREMI layout's labels; the raw
+    data are never read) and the voxel size: the dataset's ``resolution``, else that of the
+    file's raw data, else ``default``."""
+    with open_hdf5(path) as handle:
+        if key is None and not hdf5_has(handle, LABELS_KEY, path):
+            raise EmsegInputError(f"{path}: has no '{LABELS_KEY}' to compare with; name the "
+                                  "ground truth's dataset with --gt-key")
+        dataset = volume_dataset(handle, key or LABELS_KEY, path, flag="--gt-key")
+        holder = dataset
+        if "resolution" not in dataset.attrs and hdf5_has(handle, RAW_KEY, path):
+            raw = hdf5_node(handle, RAW_KEY, path)
+            holder = raw if isinstance(raw, h5py.Dataset) else dataset
+        return read_dataset(dataset, path), hdf5_resolution(holder, path, default)
+
+
 def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...],
-                      key: str | None = None) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Ground-truth ids ``(Z, Y, X)`` and the voxel size (the file's, else ``resolution``):
-    a CREMI file (or its dataset ``key``), a zarr array, a TIFF stack or a slice folder."""
-    if path.suffix.lower() in HDF5_SUFFIXES and key is None:
-        volume = load_stack(path)
-        if volume.labels is None:
-            raise EmsegInputError(f"{path}: has no '{LABELS_KEY}' to compare with")
-        return volume.labels, volume.resolution
+                      key: str | None = None
+                      ) -> tuple[np.ndarray, tuple[float, ...], str]:
+    """Ground-truth ids ``(Z, Y, X)``, the voxel size (the file's, else ``resolution``) and
+    how the ids were read (:func:`~emseg_lib.data.formats.as_labels`): a CREMI file (ids; or
+    its dataset ``key``), a zarr array, a TIFF stack or a slice folder."""
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        stored, resolution = _hdf5_ground_truth(path, key, resolution)
+        cremi_ids = key is None and label_kind == "auto"  # the CREMI layout holds ids
+        ids, kind = as_labels(stored, "instances" if cremi_ids else label_kind, path)
+        return ids, resolution, kind
     if is_zarr(path):
         source = open_zarr(path, key, role="labels", flag="--gt-key")
-        ids = as_labels(read_zarr(source), label_kind, source.path)[0]
-        return ids, source.resolution or resolution
-    return as_labels(_read_ids(path, key, LABELS_KEY, "--gt-key"), label_kind, path)[0], \
-        resolution
+        ids, kind = as_labels(read_zarr(source), label_kind, source.path)
+        return ids, source.resolution or resolution, kind
+    ids, kind = as_labels(_read_ids(path, key, LABELS_KEY, "--gt-key"), label_kind, path)
+    return ids, resolution, kind
+
+
+def _scores_named_by(args: argparse.Namespace) -> tuple[str, Path]:
+    """The flag and path the scores are named after: ``--json``, else ``--seg`` (the zarr
+    store for an array in one)."""
+    if args.json is not None:
+        return "--json", args.json
+    return "--seg", split_zarr_path(args.seg)[0] if is_zarr(args.seg) else args.seg
 
 
 def scores_path(args: argparse.Namespace) -> Path:
     """``--json``, by default ``SEG.scores.json`` (beside the store for a zarr ``SEG``)."""
-    seg = split_zarr_path(args.seg)[0] if is_zarr(args.seg) else args.seg
-    return args.json or seg.with_name(f"{seg.stem}.scores.json")
+    flag, named = _scores_named_by(args)
+    return named if flag == "--json" else named.with_name(f"{named.stem}.scores.json")
 
 
 def score_outputs(json_path: Path) -> tuple[Path, Path]:
@@ -98,16 +137,50 @@ def score_outputs(json_path: Path) -> tuple[Path, Path]:
     return csv_path, plot_path
 
 
+def scores_lock(json_path: Path) -> Path:
+    """``.NAME.lock`` beside the JSON: held while a run writes the scores."""
+    return json_path.with_name(f".{json_path.name}.lock")
+
+
+@contextmanager
+def writing_scores(args: argparse.Namespace, json_path: Path) -> Iterator[None]:
+    """Check the three outputs (:func:`~emseg_lib.atomic.check_name_lengths`,
+    :func:`~emseg_lib.atomic.check_output`), then hold the
+    scores' lock (:func:`scores_lock`) for the block: a second ``evaluate`` writing the same
+    JSON is refused while the first lives, and finds its outputs once it is done."""
+    def check() -> None:
+        for path in (json_path, *score_outputs(json_path)):
+            check_output(path, inputs=input_places([args.seg, args.gt]),
+                         overwrite=args.overwrite)
+
+    def refusal(pid: str, host: str) -> str:
+        return (f"{json_path}: another emseg evaluate (process {pid or 'unknown'}) is writing "
+                "these scores; wait for it to finish or choose another --json")
+
+    flag, named = _scores_named_by(args)
+    check_name_lengths(flag, named, [json_path, *score_outputs(json_path), scores_lock(json_path)],
+                       "" if flag == "--json" else ", or name the scores with --json")
+    check()
+    with held_lock(scores_lock(json_path), refusal):
+        check()  # a run that finished meanwhile has written them
+        yield
+
+
 def run(args: argparse.Namespace) -> int:
     """Score ``args.seg`` against ``args.gt``; print the means, write the JSON, the per-slice
     table (CSV) and its plot (PNG)."""
     json_path = scores_path(args)
+    with writing_scores(args, json_path):
+        return _score(args, json_path)
+
+
+def _score(args: argparse.Namespace, json_path: Path) -> int:
+    """:func:`run` once its outputs are checked and locked."""
     csv_path, plot_path = score_outputs(json_path)
-    for path in (json_path, csv_path, plot_path):
-        check_output(path, inputs=input_places([args.seg, args.gt]), overwrite=args.overwrite)
     seg = read_segmentation(args.seg, args.seg_key)
-    gt, resolution = read_ground_truth(args.gt, args.label_kind, tuple(args.resolution),
-                                       args.gt_key)
+    gt, resolution, kind = read_ground_truth(args.gt, args.label_kind,
+                                             tuple(args.resolution), args.gt_key)
+    print(f"ground truth {args.gt}: {kind}")
     if not gt.any():
         raise EmsegInputError(f"{args.gt}: the ground truth is all 0 (unlabelled); there is "
                               "nothing to score against")

@@ -23,7 +23,13 @@ from emseg_lib.cli.volumes import (
     probability_volume,
     raw_volume,
 )
-from emseg_lib.data.cremi import PROBABILITY_KEY, RAW_KEY, hdf5_node, volume_dataset
+from emseg_lib.data.cremi import (
+    PROBABILITY_KEY,
+    RAW_KEY,
+    hdf5_has,
+    hdf5_node,
+    volume_dataset,
+)
 from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
 from emseg_lib.data.zarr_store import ZarrArray, array_names, is_zarr, open_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
@@ -70,10 +76,11 @@ def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float
 
 def _hdf5_probability_key(handle: h5py.File, path: Path, key: str | None) -> str:
     if key is not None:
-        if key not in handle or not isinstance(hdf5_node(handle, key, path), h5py.Dataset):
+        if not hdf5_has(handle, key, path) or not isinstance(hdf5_node(handle, key, path),
+                                                              h5py.Dataset):
             raise EmsegInputError(f"{path}: dataset '{key}' not found (--prob-key)")
         return key
-    if PROBABILITY_KEY in handle:
+    if hdf5_has(handle, PROBABILITY_KEY, path):
         hdf5_node(handle, PROBABILITY_KEY, path)
         return PROBABILITY_KEY
     volumes: list[str] = []

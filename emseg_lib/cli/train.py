@@ -22,9 +22,15 @@ from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.formats import describe
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
-from emseg_lib.profiles import PROFILES, get_profile
+from emseg_lib.profiles import PROFILES, Profile, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST
-from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, check_run_dir, run_lock
+from emseg_lib.train.runs import (
+    LOCK_FILE,
+    RUN_FILE,
+    check_recorded_model,
+    check_run_dir,
+    run_lock,
+)
 
 SUMMARY = "summary.json"
 
@@ -33,12 +39,14 @@ def check_run_folder(args: argparse.Namespace) -> None:
     """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
     an emseg run, writable, and not in use by another trainer.
 
-    A run folder's identity (data, seed, profile, architecture) is checked when training
-    starts (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
+    A run folder's network must be ``--model``; the rest of its identity (data, seed,
+    profile, architecture) is checked when training starts
+    (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
     """
     out = args.out
     check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
     check_run_dir(out)
+    check_recorded_model(out, args.model)
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
@@ -69,6 +77,36 @@ def check_labelled_splits(volume: EMVolume, source: Path) -> None:
                 f"{volume.shape[0]}) is all 0 (unlabelled); label cells in every split")
 
 
+def _crop_misfit(kind: str, shape: tuple[int, ...], profile: Profile) -> str | None:
+    """Which split of a ``shape`` volume the profile's ``kind`` crops do not fit in (the
+    crops :func:`~emseg_lib.experiments.supervised.make_datasets` cuts), else None."""
+    plan = getattr(profile, kind)
+    split = split_slices(shape[0])
+    for name in ("train", "val"):
+        part = getattr(split, name)
+        depth = part.stop - part.start
+        crop = ((1, *plan.crop) if len(plan.crop) == 2 else
+                (min(plan.crop[0], depth) if name == "val" else plan.crop[0], *plan.crop[1:]))
+        if any(c > n for c, n in zip(crop, (depth, *shape[1:]), strict=True)):
+            return (f"the {name} split (slices {part.start}..{part.stop - 1}, "
+                    f"{(depth, *shape[1:])}) is smaller than the {kind} crops {crop}")
+    return None
+
+
+def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
+    """Raise unless the ``--profile``'s crops fit in the training and validation splits of a
+    ``shape`` volume, naming the data, the profile and the profiles that would fit."""
+    misfit = _crop_misfit(args.model, shape, get_profile(args.profile))
+    if misfit is None:
+        return
+    fitting = [name for name, profile in sorted(PROFILES.items())
+               if _crop_misfit(args.model, shape, profile) is None]
+    advice = (f"pass --profile {' or '.join(fitting)}, whose crops fit, or" if fitting else
+              "no profile's crops fit;")
+    raise EmsegInputError(f"{args.data}: {misfit} of --profile {args.profile}; {advice} use a "
+                          "larger stack")
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
     """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
@@ -91,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
     check_labelled_splits(volume, args.labels or args.data)
+    check_crops_fit(args, volume.shape)
     profile = get_profile(args.profile)
     if args.epochs is not None:
         plan = getattr(profile, args.model)

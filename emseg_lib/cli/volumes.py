@@ -10,6 +10,7 @@ before an output is started; memory stays bounded by one chunk.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from emseg_lib.data.validate import (
     checked_resolution,
     rescale_to_uint8,
 )
-from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 #: ``convert(chunk, first_slice)``: a chunk as read -> the chunk the pipeline gets
 Convert = Callable[[np.ndarray, int], np.ndarray]
@@ -118,41 +119,69 @@ def raw_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, *, re
                                                                         lo, hi), np.uint8)
 
 
-def _probabilities(path: Path) -> Convert:
-    def convert(chunk: np.ndarray, first_slice: int) -> np.ndarray:
+#: how far a probability may lie outside [0, 1] by float rounding (a float32 sum or
+#: interpolation of values in [0, 1] overshoots by a few units in the last place): read as
+#: 0 or 1, with one warning; anything further is refused (logits, a wrong map)
+ROUNDING = 1e-6
+
+
+class _Probabilities:
+    """The chunks of the probability map ``path`` as float32 in [0, 1] (a :data:`Convert`):
+    NaN/inf and values beyond [0, 1] refused naming the slice, float rounding clipped and
+    noted for :meth:`warn_rounded`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._rounded: list[tuple[int, int]] = []  # (slice, values clipped)
+
+    def __call__(self, chunk: np.ndarray, first_slice: int) -> np.ndarray:
         if chunk.dtype == np.uint8:
             return chunk.astype(np.float32) / 255.0
         prob = chunk.astype(np.float32)
         for z, image in enumerate(prob, start=first_slice):
             bad = int(np.count_nonzero(~np.isfinite(image)))
             if bad:
-                raise EmsegInputError(f"{path}: probability slice {z} holds {bad} NaN/inf "
+                raise EmsegInputError(f"{self.path}: probability slice {z} holds {bad} NaN/inf "
                                       "values; probabilities must be finite numbers in [0, 1]")
-            lo, hi = float(image.min()), float(image.max())
-            if lo < 0.0 or hi > 1.0:
+            lo, hi = image.min(), image.max()  # float32: printed with every digit it has
+            if lo < -ROUNDING or hi > 1.0 + ROUNDING:
                 raise EmsegInputError(
-                    f"{path}: probability slice {z} has values in [{lo:.3g}, {hi:.3g}]; "
+                    f"{self.path}: probability slice {z} has values in [{lo!s}, {hi!s}]; "
                     "probabilities must lie in [0, 1] (apply a sigmoid to network logits)")
+            if lo < 0.0 or hi > 1.0:
+                self._rounded.append((z, int(np.count_nonzero((image < 0) | (image > 1)))))
+                np.clip(image, 0.0, 1.0, out=image)
         return prob
-    return convert
+
+    def warn_rounded(self) -> None:
+        """One :class:`~emseg_lib.errors.EmsegWarning` for the values clipped so far."""
+        if self._rounded:
+            count = sum(n for _, n in self._rounded)
+            warnings.warn(EmsegWarning(
+                f"{self.path}: {count} probabilities lie outside [0, 1] by float rounding only "
+                f"(by at most {ROUNDING:g}; first in slice {self._rounded[0][0]}), read as 0 "
+                "and 1"), stacklevel=3)
 
 
 def probability_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, *,
                        chunk_slices: int) -> CheckedVolume:
     """Probabilities as float32 chunks in [0, 1] (uint8 read as value / 255), the whole
-    volume read once first.
+    volume read once first; values beyond [0, 1] by float rounding alone are clipped, with
+    one warning.
 
     Raises:
         EmsegInputError: neither float nor uint8, NaN/inf or values outside [0, 1] (naming
-            the slice), or a damaged file.
+            the slice and the values), or a damaged file.
     """
     dtype = np.dtype(source.dtype)
     if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
         raise EmsegInputError(f"{path}: probabilities must be float in [0, 1] (or uint8 "
                               f"0..255), got {dtype}")
-    checked = CheckedVolume(source, path, _probabilities(path), np.float32)
+    convert = _Probabilities(path)
+    checked = CheckedVolume(source, path, convert, np.float32)
     for _ in checked.chunks(chunk_slices):
         pass
+    convert.warn_rounded()
     return checked
 
 

@@ -76,29 +76,57 @@ class EMVolume:
                         self.label_kind)
 
 
+#: what h5py raises for an object whose header cannot be read (a corrupt or truncated file)
+_DAMAGED = (KeyError, RuntimeError, OSError, ValueError)
+
+
+def _damaged(path: Path, key: str, err: BaseException) -> EmsegInputError:
+    return EmsegInputError(f"{path}: '{key}' cannot be opened ({one_line(err)}); the file's "
+                           "structure is damaged: it may be corrupt or truncated")
+
+
+def hdf5_has(handle: h5py.File, key: str, path: Path) -> bool:
+    """Whether the open file ``path`` holds ``key``; a damaged object header on the way (a
+    corrupt file) is one error line, not h5py's KeyError."""
+    try:
+        return key in handle
+    except _DAMAGED as err:
+        raise _damaged(path, key, err) from err
+
+
 def hdf5_node(handle: h5py.File, key: str, path: Path) -> h5py.Dataset | h5py.Group:
     """``handle[key]`` (which must be present); a soft or external link whose target cannot be
-    opened (a missing file, a removed dataset) is one error line naming the link."""
+    opened (a missing file, a removed dataset) is one error line naming the link, an object
+    whose header is damaged one line saying so."""
     try:
         return handle[key]
-    except (KeyError, OSError) as err:
-        link = handle.get(key, getlink=True)
-        target = (f"'{link.path}' in {link.filename}" if isinstance(link, h5py.ExternalLink)
-                  else f"'{getattr(link, 'path', '?')}'")
+    except _DAMAGED as err:
+        try:
+            link = handle.get(key, getlink=True)
+        except _DAMAGED:
+            link = None
+        if isinstance(link, h5py.ExternalLink):
+            target = f"'{link.path}' in {link.filename}"
+        elif isinstance(link, h5py.SoftLink):
+            target = f"'{link.path}'"
+        else:
+            raise _damaged(path, key, err) from err
         raise EmsegInputError(f"{path}: '{key}' is a link to {target}, which cannot be opened "
                               f"({one_line(err)})") from err
 
 
-def volume_dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
+def volume_dataset(handle: h5py.File, key: str, path: Path, flag: str | None = None
+                   ) -> h5py.Dataset:
     """The 3-D dataset ``key`` of the open file ``path``, checked from the header alone
-    (nothing read yet); a missing dataset names those present."""
-    if key not in handle:
+    (nothing read yet); a missing dataset names those present and the key flag ``flag``
+    (default: the CREMI layout's ``--raw-key`` / ``--labels-key``)."""
+    if not hdf5_has(handle, key, path):
         present = sorted(_dataset_names(handle))
-        raise EmsegInputError(
-            f"{path}: dataset '{key}' not found; the CREMI layout needs '{RAW_KEY}' and "
-            f"'{LABELS_KEY}', other layouts name theirs with --raw-key / --labels-key. "
-            f"Datasets present: {present or 'none'}"
-        )
+        advice = (f"name another with {flag}" if flag else
+                  f"the CREMI layout needs '{RAW_KEY}' and '{LABELS_KEY}', other layouts name "
+                  "theirs with --raw-key / --labels-key")
+        raise EmsegInputError(f"{path}: dataset '{key}' not found; {advice}. Datasets "
+                              f"present: {present or 'none'}")
     node = hdf5_node(handle, key, path)
     if not isinstance(node, h5py.Dataset):
         raise EmsegInputError(f"{path}: '{key}' is a group, expected a dataset")
@@ -128,9 +156,13 @@ def _read(node: h5py.Dataset, path: Path) -> np.ndarray:
 
 
 def _dataset_names(handle: h5py.File) -> list[str]:
+    """The file's datasets, as far as they can be listed (a damaged group ends the list)."""
     names: list[str] = []
-    handle.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset)
-                      else None)
+    try:
+        handle.visititems(lambda name, node: names.append(name)
+                          if isinstance(node, h5py.Dataset) else None)
+    except _DAMAGED:
+        pass
     return names
 
 
@@ -203,7 +235,7 @@ def load_cremi(
         if resolution is None:
             resolution = _read_resolution(raw_node, path)
         labels_node = None
-        if labels_key in handle or require_labels:
+        if require_labels or hdf5_has(handle, labels_key, path):
             labels_node = volume_dataset(handle, labels_key, path)
             _check_labels_header(labels_node, raw_node, path)
         if raw_node.dtype != np.uint8 and not rescale:

@@ -11,7 +11,8 @@
 
 Labels for zarr, TIFF stacks and folders come from a second path in any of these formats (or,
 for zarr, a key of the same store), either as
-instance ids or as a binary membrane mask (two values, membrane = the larger); a membrane
+instance ids or as a binary membrane mask (two values, membrane = the larger; found by
+``label_kind="auto"`` only where the data leave no doubt, :func:`as_labels`); a membrane
 mask becomes instances by connected components of the non-membrane pixels, per slice (ids
 unique across the stack). :func:`describe` says what was loaded.
 """
@@ -148,25 +149,58 @@ def read_array(path: str | Path) -> np.ndarray:
     return array
 
 
+#: ``--label-kind auto`` reads a stack of two values as a membrane mask only when the pixels
+#: between its membranes form at least this many regions per slice (median); one object
+#: traced on a background of 0 leaves one or two, and is never read as membranes
+MIN_MASK_REGIONS = 4
+
+
+def _regions(membranes: np.ndarray) -> list[np.ndarray]:
+    """Per slice, the 4-connected regions (1, 2, ...) of the non-membrane pixels."""
+    return [label(~mask, connectivity=1) for mask in membranes]
+
+
 def membranes_to_instances(membranes: np.ndarray) -> np.ndarray:
     """Instance ids from a binary membrane mask ``(Z, Y, X)``: 4-connected components of
     the non-membrane pixels, slice by slice, ids unique across the stack; membranes get 0."""
-    return stack_slices(label(~mask, connectivity=1) for mask in membranes).astype(np.uint64)
+    return stack_slices(_regions(membranes)).astype(np.uint64)
+
+
+def _auto_mask(array: np.ndarray, values: np.ndarray, source: Path) -> tuple[np.ndarray, str]:
+    """``--label-kind auto`` on a stack of two values: a membrane mask (the larger value) when
+    the regions between its membranes are many (:data:`MIN_MASK_REGIONS`), the decision
+    said in the returned description; otherwise it could be one object on a background, and
+    the guess is refused."""
+    lo, hi = (int(v) for v in values)
+    regions = _regions(array == hi)
+    per_slice = float(np.median([r.max(initial=0) for r in regions]))
+    if per_slice < MIN_MASK_REGIONS:
+        raise EmsegInputError(
+            f"{source}: the labels hold two values ({lo} and {hi}) with {per_slice:g} region(s) "
+            f"per slice between the {hi}s: objects labelled {hi} on a background of {lo}, or a "
+            f"membrane mask? pass --label-kind instances ({hi} = one object) or --label-kind "
+            f"membranes ({hi} = membrane)")
+    return stack_slices(regions).astype(np.uint64), (
+        f"membrane mask -> instances (--label-kind auto: values {lo} and {hi}, {hi} = "
+        f"membrane, {per_slice:g} regions per slice)")
 
 
 def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndarray, str]:
     """Instance ids ``(Z, Y, X)`` uint64 from ids or a membrane mask, and how they were read.
 
+    ``kind`` ``"auto"``: more than two values are ids, one value is one object, and two
+    values a membrane mask only when the data say so (:func:`_auto_mask`).
+
     Raises:
-        EmsegInputError: labels that are not integers (or bool), negative ids, or a
-            membrane mask with more than two values.
+        EmsegInputError: labels that are not integers (or bool), negative ids, a membrane
+            mask with more than two values, or two values that ``"auto"`` cannot tell apart.
     """
     if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
         raise EmsegInputError(f"{source}: labels must be integers, got {array.dtype}")
     check_label_ids(array, source)
     values = np.unique(array)
-    if kind == "auto":
-        kind = "membranes" if len(values) <= 2 else "instances"
+    if kind == "auto" and len(values) == 2:
+        return _auto_mask(array, values, source)
     if kind == "membranes":
         if len(values) > 2:
             raise EmsegInputError(f"{source}: a membrane mask has two values, found "
@@ -194,7 +228,7 @@ def load_stack(path: str | Path, labels: str | Path | None = None, *,
     Args:
         path: the raw data.
         labels: labels for zarr/TIFF/folder raw data (HDF5 files carry their own).
-        label_kind: ``"instances"``, ``"membranes"`` or ``"auto"`` (two values = membranes).
+        label_kind: ``"instances"``, ``"membranes"`` or ``"auto"`` (:func:`as_labels`).
         resolution: voxel size in nm ``(z, y, x)`` for files that do not store it.
         rescale: map a non-uint8 raw stack (any format) linearly from its min..max to
             0..255 (otherwise such a stack is an error, nothing is converted silently).

@@ -143,12 +143,30 @@ def check_label_ids(labels: np.ndarray, source: str | Path) -> None:
         )
 
 
+#: the smallest voxel side read as nm; below it a voxel size was most likely written in
+#: micrometres (CREMI's 40 x 4 x 4 nm is 0.04 x 0.004 x 0.004 um), which would make every
+#: pixel-based length (the CREMI protocol's 25 nm band) hundreds of times too wide
+MIN_VOXEL_NM = 0.5
+
+
+def check_plausible_nm(resolution: tuple[float, ...], where: str) -> None:
+    """Raise when a voxel size in nm has a side below :data:`MIN_VOXEL_NM` (micrometres
+    taken for nanometres), one line naming ``where`` and the values."""
+    if min(resolution) < MIN_VOXEL_NM:
+        raise EmsegInputError(
+            f"{where} is {tuple(resolution)}, read as nm: a voxel side below "
+            f"{MIN_VOXEL_NM:g} nm, so it is most likely in micrometres; emseg reads voxel sizes "
+            "in nm (CREMI: 40, 4, 4), store it in nm")
+
+
 def checked_resolution(value: object, where: str) -> tuple[float, float, float]:
-    """A stored ``resolution`` attribute as three positive finite numbers of nm ``(z, y, x)``.
+    """A stored ``resolution`` attribute as three positive finite numbers of nm ``(z, y, x)``,
+    none below :data:`MIN_VOXEL_NM` (:func:`check_plausible_nm`).
 
     Raises:
-        EmsegInputError: anything else (text, the wrong count, zero, negative, NaN, inf), one
-            line naming ``where`` (e.g. ``"FILE: 'resolution' attribute"``) and what was found.
+        EmsegInputError: anything else (text, the wrong count, zero, negative, NaN, inf,
+            micrometres), one line naming ``where`` (e.g. ``"FILE: 'resolution' attribute"``)
+            and what was found.
     """
     try:
         resolution = tuple(float(r) for r in np.ravel(np.asarray(value)))
@@ -159,4 +177,5 @@ def checked_resolution(value: object, where: str) -> tuple[float, float, float]:
         found = repr(value) if resolution is None else repr(resolution)
         raise EmsegInputError(f"{where} must be three positive numbers (z, y, x) in nm, "
                               f"got {found}")
+    check_plausible_nm(resolution, where)
     return resolution  # type: ignore[return-value]

@@ -3,10 +3,11 @@
 A zarr input is named by a path: the store (a folder whose name ends in ``.zarr``) and, after
 it, the array's key inside the store, e.g. ``volume.zarr/raw``; a key flag (``--raw-key``)
 names the array instead. A path or key that leads to an OME-Zarr image (a group with
-``multiscales`` metadata) means its full-resolution level, and its voxel size is read from
-the image's metadata (:func:`ome_resolution`). When neither names an array, the usual places
-are tried (:data:`DEFAULT_KEYS`: the CREMI layout, an OME-Zarr image and its labels, the
-arrays ``emseg segment`` writes); a missing array is one error line listing those present.
+``multiscales`` metadata) means its full-resolution level, read as ``(Z, Y, X)`` whatever
+the order of its axes, with its voxel size from the image's metadata (:func:`ome_layout`).
+When neither names an array, the usual places are tried (:data:`DEFAULT_KEYS`: the CREMI
+layout, an OME-Zarr image and its labels, the arrays ``emseg segment`` writes); a missing
+array is one error line listing those present.
 
 :func:`open_zarr` only opens (nothing is read); :class:`ZarrArray` is sliced chunk by chunk
 by the CLI (:class:`~emseg_lib.cli.volumes.CheckedVolume`) or read whole by :func:`read_zarr`
@@ -15,18 +16,22 @@ when it fits in memory.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 from typing import Literal
 
 import numpy as np
 import zarr
 
-from emseg_lib.atomic import ZARR_METADATA
+from emseg_lib.atomic import ZARR_METADATA, restore_interrupted_swap
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
-from emseg_lib.data.validate import check_fits_in_memory, checked_resolution
+from emseg_lib.data.validate import (
+    check_fits_in_memory,
+    check_plausible_nm,
+    checked_resolution,
+)
 from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
 
 ZARR_SUFFIX = ".zarr"
@@ -39,9 +44,38 @@ DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
     "labels": (LABELS_KEY, "labels/neuron_ids", "labels"),
     "probabilities": (PROBABILITY_KEY, "probabilities"),
 }
+#: the axes of a volume, in the order emseg reads it
+SPATIAL = ("z", "y", "x")
 #: nanometres per unit of an OME-Zarr axis (units of the NGFF specification)
 NM_PER_UNIT = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "angstrom": 0.1,
                "picometer": 1e-3, "meter": 1e9}
+
+
+class ZyxView:
+    """A stored OME-Zarr array read as ``(Z, Y, X)``: its spatial axes in another order (x, y,
+    z ...) are transposed and its channel or time axes of size 1 dropped, range by range.
+
+    Attributes:
+        stored: the zarr array as stored.
+        shape: ``(Z, Y, X)``.
+        dtype: the array's dtype.
+    """
+
+    def __init__(self, stored: zarr.Array, places: tuple[int, int, int]) -> None:
+        self.stored = stored
+        self._places = places  # the stored axes of z, y and x
+        self.shape = tuple(int(stored.shape[axis]) for axis in places)
+        self.dtype = np.dtype(stored.dtype)
+        self.ndim = 3
+
+    def __getitem__(self, index: slice | EllipsisType) -> np.ndarray:
+        """``view[z0:z1]`` (a range of slices) or ``view[...]`` (everything)."""
+        z_range = index if isinstance(index, slice) else slice(None)
+        key = tuple(z_range if axis == self._places[0] else
+                    slice(None) if axis in self._places else 0
+                    for axis in range(self.stored.ndim))
+        kept = [axis for axis in range(self.stored.ndim) if axis in self._places]
+        return np.asarray(self.stored[key]).transpose([kept.index(a) for a in self._places])
 
 
 @dataclass(frozen=True)
@@ -49,15 +83,22 @@ class ZarrArray:
     """An opened zarr array (nothing read yet).
 
     Attributes:
-        array: the ``zarr.Array``: ``shape``, ``dtype`` and slicing, read chunk by chunk.
+        array: the ``(Z, Y, X)`` array: a ``zarr.Array`` (``shape``, ``dtype`` and slicing,
+            read chunk by chunk), or a :class:`ZyxView` of an OME-Zarr image stored in
+            another axis order.
         path: ``STORE.zarr/KEY``, for messages.
         resolution: voxel size in nm ``(z, y, x)`` from OME-Zarr metadata or a
             ``resolution`` attribute, else None.
     """
 
-    array: zarr.Array
+    array: zarr.Array | ZyxView
     path: Path
     resolution: tuple[float, float, float] | None
+
+    @property
+    def stored(self) -> zarr.Array:
+        """The zarr array as stored (its chunks and fill value)."""
+        return self.array.stored if isinstance(self.array, ZyxView) else self.array
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -90,6 +131,7 @@ def split_zarr_path(path: str | Path) -> tuple[Path, str]:
 
 
 def _open_store(store: Path) -> zarr.Group | zarr.Array:
+    restore_interrupted_swap(store)  # an emseg output a killed --overwrite left aside
     if not store.exists():
         raise EmsegInputError(f"{store}: not found")
     if not store.is_dir():
@@ -115,42 +157,65 @@ def _multiscales(group: zarr.Group) -> list | None:
     return attrs.get("ome", attrs).get("multiscales")
 
 
-def ome_resolution(group_path: Path) -> tuple[float, float, float] | None:
-    """The full-resolution voxel size in nm ``(z, y, x)`` of the OME-Zarr image at
-    ``group_path``, read with ``ome-zarr``; None when its axes carry no spatial units.
+def _axis_names(axes: list | None, ndim: int, where: Path) -> list[str]:
+    """The names of an OME-Zarr image's axes; versions 0.1 and 0.2 name none (5-D t, c, z,
+    y, x), and a 3-D image without names is read as z, y, x."""
+    if axes:
+        return [str(axis.get("name") if isinstance(axis, dict) else axis).lower()
+                for axis in axes]
+    if ndim not in (3, 5):
+        raise EmsegInputError(f"{where}: the OME-Zarr image names no axes and is {ndim}-D; "
+                              "emseg reads images with the axes z, y and x")
+    return list("zyx" if ndim == 3 else "tczyx")
+
+
+def ome_layout(group: zarr.Group, where: Path, shape: tuple[int, ...]
+               ) -> tuple[tuple[int, int, int], tuple[float, float, float] | None]:
+    """Where the OME-Zarr image at ``where`` (its full-resolution level of ``shape``) keeps
+    its axes z, y and x, and its voxel size in nm ``(z, y, x)`` (None when the axes carry no
+    spatial units); the spatial axes may come in any order, and channel or time axes of size 1
+    are dropped.
 
     Raises:
-        EmsegInputError: metadata that is not three spatial axes with positive scales.
+        EmsegInputError: axes that are not z, y and x (besides axes of size 1), or a scale
+            that is not positive numbers in units of length.
     """
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Reader
+    multiscale = _multiscales(group)[0]
+    axes = multiscale.get("axes")
+    names = _axis_names(axes, len(shape), where)
+    if (len(names) != len(shape) or len(set(names)) != len(names)
+            or not set(SPATIAL) <= set(names)):
+        raise EmsegInputError(f"{where}: OME-Zarr axes {names} for an array of shape {shape}; "
+                              "emseg reads images with the axes z, y and x (in any order)")
+    extra = [(name, n) for name, n in zip(names, shape, strict=True)
+             if name not in SPATIAL and n != 1]
+    if extra:
+        raise EmsegInputError(f"{where}: OME-Zarr axis '{extra[0][0]}' has {extra[0][1]} "
+                              "entries; emseg reads one channel and one time point (axes z, y, "
+                              "x): save the one to segment as an image of its own")
+    places = tuple(names.index(axis) for axis in SPATIAL)
+    return places, _ome_resolution(multiscale, axes, places, where)  # type: ignore[arg-type]
 
-    logger = logging.getLogger("ome_zarr")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # "version mismatch" notes: any version is read alike
-    try:
-        location = parse_url(str(group_path))
-        nodes = Reader(location)() if location is not None else []
-        # a label image comes after the image it belongs to: take the one asked for
-        node = next((n for n in nodes if Path(n.zarr.path) == Path(location.path)), None)
-    finally:
-        logger.setLevel(level)
-    if node is None or "coordinateTransformations" not in node.metadata:
+
+def _ome_resolution(multiscale: dict, axes: list | None, places: tuple[int, int, int],
+                    where: Path) -> tuple[float, float, float] | None:
+    """The full-resolution level's scale of the axes z, y, x in nm, None without units."""
+    transforms = multiscale["datasets"][0].get("coordinateTransformations") or []
+    scale = next((t.get("scale") for t in transforms if t.get("type") == "scale"), None)
+    units = [axis.get("unit") if isinstance(axis, dict) else None for axis in axes or []]
+    if scale is None or not units or any(units[axis] is None for axis in places):
         return None
-    scale = next((t["scale"] for t in node.metadata["coordinateTransformations"][0]
-                  if t.get("type") == "scale"), None)
-    axes = node.metadata.get("axes") or [{"name": n} for n in "zyx"]
-    if scale is None or len(scale) != 3 or len(axes) != 3:
-        raise EmsegInputError(f"{group_path}: the OME-Zarr image must have three axes (z, y, x) "
-                              f"with a scale, got axes {axes} and scale {scale}")
-    units = [axis.get("unit") for axis in axes]
-    if any(unit is None for unit in units):
-        return None
-    unknown = [unit for unit in units if unit not in NM_PER_UNIT]
-    if unknown or min(scale) <= 0:
-        raise EmsegInputError(f"{group_path}: OME-Zarr scale {scale} in {units}: expected "
-                              f"positive spatial scales in {', '.join(NM_PER_UNIT)}")
-    return tuple(float(s) * NM_PER_UNIT[u] for s, u in zip(scale, units, strict=True))
+    if len(scale) != len(units):
+        raise EmsegInputError(f"{where}: OME-Zarr scale {scale} does not give one value per "
+                              f"axis {[axis.get('name') for axis in axes]}")
+    spatial = [(scale[axis], units[axis]) for axis in places]
+    if any(unit not in NM_PER_UNIT for _, unit in spatial) or not all(
+            isinstance(s, (int, float)) and s > 0 for s, _ in spatial):
+        raise EmsegInputError(f"{where}: OME-Zarr scale {scale} in {units}: expected positive "
+                              f"spatial scales in {', '.join(NM_PER_UNIT)}")
+    resolution = tuple(float(s) * NM_PER_UNIT[unit] for s, unit in spatial)
+    check_plausible_nm(resolution, f"{where}: the OME-Zarr scale of z, y, x")
+    return resolution  # type: ignore[return-value]
 
 
 def _attribute_resolution(array: zarr.Array, path: Path) -> tuple[float, float, float] | None:
@@ -187,7 +252,9 @@ def _as_array(root: zarr.Group, store: Path, key: str) -> ZarrArray | None:
     array = _node(node, level, store / key)
     if not isinstance(array, zarr.Array):
         return None
-    return ZarrArray(array, store / key / level, ome_resolution(store / key))
+    places, resolution = ome_layout(node, store / key, tuple(int(n) for n in array.shape))
+    view = array if places == (0, 1, 2) and array.ndim == 3 else ZyxView(array, places)
+    return ZarrArray(view, store / key / level, resolution)
 
 
 def _candidates(root: zarr.Group, key: str, role: Role) -> list[str]:
@@ -257,14 +324,14 @@ def warn_missing_chunks(found: ZarrArray) -> None:
         EmsegInputError: the store cannot be listed.
     """
     try:
-        stored, total = int(found.array.nchunks_initialized), int(found.array.nchunks)
+        stored, total = int(found.stored.nchunks_initialized), int(found.stored.nchunks)
     except Exception as err:  # stores raise many kinds when they cannot be listed
         raise EmsegInputError(f"{found.path}: its chunks cannot be listed ({one_line(err)}); "
                               "the store may be damaged") from err
     if stored < total:
         warnings.warn(EmsegWarning(
             f"{found.path}: {total - stored} of its {total} chunks are not in the store and "
-            f"are read as the fill value {found.array.fill_value} (zarr's rule for chunks "
+            f"are read as the fill value {found.stored.fill_value} (zarr's rule for chunks "
             "never written; if the store was copied, check that the copy is complete)"),
             stacklevel=2)
 

@@ -122,6 +122,9 @@ class PostprocessMethod:
                 raise EmsegInputError(f"{key} must lie in [{lo:g}, {hi:g}], got {value:g}")
         return {key: values[key] for key in (*self.parameters, *values) if key in values}
 
+    def check_together(self, thresholds: Mapping[str, float]) -> None:
+        """Raise when thresholds, each in its range, cannot work together (none here)."""
+
     def segment(self, prob: np.ndarray, thresholds: Mapping[str, float], *,
                 keep_boundaries: bool = False, sampling: Sequence[float] | None = None
                 ) -> np.ndarray:
@@ -164,6 +167,18 @@ class ThesisMethod(PostprocessMethod):
     """The thesis's watershed (:mod:`.thesis`), boundaries flooded afterwards."""
 
     has_boundaries: bool = True
+
+    def check_together(self, thresholds: Mapping[str, float]) -> None:
+        """Raise when ``edge_th`` is below ``sig_th``: every candidate segment lies inside
+        the cells (``prob > sig_th``), so none has a mean below ``edge_th`` and no opening
+        could ever be closed (the tuning grid starts at ``edge_th = sig_th``)."""
+        sig_th, edge_th = thresholds["sig_th"], thresholds["edge_th"]
+        if edge_th < sig_th:
+            raise EmsegInputError(
+                f"--edge-th {edge_th:g} is below --sig-th {sig_th:g}: the thesis method closes "
+                "openings with boundary candidates whose mean probability is below edge_th, "
+                "and every candidate lies above sig_th, so none could be closed; give "
+                "--edge-th >= --sig-th")
 
     def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None) -> np.ndarray:

@@ -29,7 +29,8 @@ LOCK_FILE = "train.lock"
 #: identity entries recorded by later versions: a run folder written before them resumes
 RECORDED_LATER = frozenset({"data.resolution"})
 #: what a difference in each top-level identity entry means, for messages
-_MEANING = {"data": "different data", "seed": "a different seed",
+_MEANING = {"model_spec.name": "another model kind", "data": "different data",
+            "seed": "a different seed",
             "profile": "a different profile", "plan": "a different profile",
             "model_spec": "a different architecture", "modules": "a different architecture",
             "config": "different training settings"}
@@ -69,7 +70,9 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
             and not (key in RECORDED_LATER and key not in old)]
     if not keys:
         return
-    meaning = _MEANING.get(keys[0].split(".")[0], f"a different {keys[0].split('.')[0]}")
+    keys.sort(key=lambda key: key != "model_spec.name")  # another network explains the rest
+    top = keys[0].split(".")[0]
+    meaning = _MEANING.get(keys[0], _MEANING.get(top, f"a different {top}"))
     details = "; ".join(f"{key} was {_short(old.get(key))}, now {_short(new.get(key))}"
                         for key in keys[:3])
     more = f"; {len(keys) - 3} more" if len(keys) > 3 else ""
@@ -77,6 +80,22 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
         f"{run_dir}: this run folder ({source}) was trained with {meaning} ({details}{more}); "
         f"use another output folder (--out) or delete {run_dir} to start over"
     )
+
+
+def check_recorded_model(run_dir: str | Path, name: str) -> None:
+    """Raise when the ``run.json`` of ``run_dir`` records a network other than ``name`` (a
+    :data:`~emseg_lib.models.MODELS` name), as :func:`check_identity` would once training
+    starts; cheap, so that callers can check before any data is read."""
+    run_dir = Path(run_dir)
+    record = run_dir / RUN_FILE
+    if not record.is_file():
+        return
+    stored = _recorded_identity(record, run_dir)
+    spec = stored.get("model_spec") if isinstance(stored, dict) else None
+    recorded = spec.get("name") if isinstance(spec, dict) else None
+    if recorded is not None:
+        check_identity(run_dir, RUN_FILE, {"model_spec": {"name": recorded}},
+                       {"model_spec": {"name": name}})
 
 
 @contextmanager
