@@ -36,9 +36,16 @@ from emseg_lib.errors import (
 
 
 def segment_count(labels: np.ndarray) -> int:
-    """Number of distinct non-zero ids in ``labels`` (any shape): the segments, whatever the
-    largest id (ids offset per slice or per block leave gaps)."""
-    return int(np.count_nonzero(np.unique(labels))) if labels.size else 0
+    """Number of distinct non-zero ids in ``labels`` (any shape, ids >= 0): the segments,
+    whatever the largest id (ids offset per slice or per block leave gaps)."""
+    if labels.size == 0:
+        return 0
+    largest = int(labels.max())
+    if largest <= 4 * labels.size:  # small ids: a presence table, no sort
+        present = np.zeros(largest + 1, dtype=bool)
+        present[labels.ravel()] = True
+        return int(np.count_nonzero(present[1:]))
+    return int(np.count_nonzero(np.unique(labels)))
 
 
 def pixel_accuracy(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:

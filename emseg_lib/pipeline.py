@@ -25,6 +25,7 @@ from torch import nn
 from emseg_lib.data.cremi import PROBABILITY_KEY as PROBABILITY_KEY
 from emseg_lib.errors import EmsegInputError, check_probabilities
 from emseg_lib.inference import predict_volume
+from emseg_lib.metrics import segment_count
 from emseg_lib.models import model_entry
 from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
 from emseg_lib.partial_results import PartialResults
@@ -120,13 +121,6 @@ def _ids_dtype(labels: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(labels.max(initial=0)))
 
 
-def _distinct_ids(labels: np.ndarray) -> int:
-    """How many distinct non-zero ids a chunk's own labels (small numbers, from 1) hold."""
-    present = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
-    present[labels.ravel()] = True
-    return int(np.count_nonzero(present[1:]))
-
-
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
            pool: SerialPool | ProcessPool, partial: PartialResults | None,
@@ -178,7 +172,7 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
             output.write(z0, cells, prob, image)
             samples.take(z0, prob, cells, image if raw_image else None)
             last_id = max(last_id, int(cells.max(initial=0)))
-            segments += _distinct_ids(local)  # the chunks' ids do not overlap
+            segments += segment_count(local)  # the chunks' ids do not overlap
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
     derived = {key: tuple(t[key] for t in used) for key in get_method(post.method).derived
