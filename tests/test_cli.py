@@ -230,6 +230,24 @@ def test_evaluate_warns_about_boundaries_and_matches_the_notebooks(tmp_path, pro
     assert code == 0 and "% of voxels" in err and "are 0" in err
 
 
+def test_evaluate_plain_protocol(tmp_path, stacks, capsys):
+    """``--protocol plain``: gt 0 ignored, no band; the notebooks' function, named in the JSON."""
+    root, volume = stacks
+    gt = volume.labels.astype(np.int64)
+    seg = gt.copy()
+    seg[:, :40, :40] = seg[:, 40, 40][:, None, None]  # a merge in every slice
+    tifffile.imwrite(tmp_path / "seg.tif", seg.astype(np.uint32), photometric="minisblack")
+    code, out, err = _run(["evaluate", "--seg", tmp_path / "seg.tif", "--gt",
+                           root / "labels.tif", "--protocol", "plain"], capsys)
+    assert code == 0, err
+    assert "protocol plain, 8 slices" in out
+    scores = json.loads((tmp_path / "seg.scores.json").read_text())
+    assert scores["protocol"] == "plain" and "no boundary band" in scores["protocol_definition"]
+    expected = score_volume(seg, gt, "plain", pixel_nm=4.0).mean()
+    assert scores["per_slice_mean"]["voi_merge"] == pytest.approx(expected["voi_merge"])
+    assert scores["per_slice_mean"]["voi_merge"] > 0.01
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--prob-key", "nothing"], ["prob.h5", "'nothing' not found"]),
     (["--seed-th", "1.5"], ["seed_th must lie in [0, 1]"]),
