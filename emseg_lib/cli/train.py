@@ -188,13 +188,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
-                       help="run folder: new, empty, or a run to resume (same data, seed and "
-                            "profile)")
+                       help="run folder: new, empty, or a run to resume (same data, seed, "
+                            "profile and split)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     train.add_argument("--epochs", type=int,
                        help="override the profile's epochs (with --minutes: whichever comes "
                             "first)")
-    train.add_argument("--minutes", type=float,
+    train.add_argument("--minutes", type=float, metavar="M",
                        help="time budget: stop after the epoch during which it runs out "
                             "(never within one; checkpoints hold it). Alone, no epoch limit; "
                             "with --epochs, whichever comes first. Counts from each start: a "
