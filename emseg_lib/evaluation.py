@@ -12,6 +12,10 @@ dense (the post-processing floods its boundary pixels from the segments,
 :func:`~emseg_lib.postprocess.flood_boundaries`). This is the fair comparison the thesis's
 discussion asks for; both are reported side by side.
 
+``plain`` — the ISBI 2012 / SNEMI3D scorers' conventions: the neuron ids with label 0
+ignored and no band around boundaries; the prediction is scored as given (``emseg evaluate
+--protocol plain``).
+
 Everything is computed per 2D slice and averaged, for 2D and 3D models alike.
 :func:`score_volume` is the one entry point for a finished segmentation (``emseg evaluate``
 and the notebooks); :func:`threshold_grid` and :func:`evaluate_slices` score probability maps
@@ -103,7 +107,22 @@ def cremi_scores(seg: np.ndarray, truth: GroundTruth) -> SegmentationScores:
     return segmentation_scores(truth.banded, seg)
 
 
-PROTOCOLS = {"cremi": cremi_scores, "thesis": thesis_scores}
+def plain_scores(seg: np.ndarray, truth: GroundTruth) -> SegmentationScores:
+    """Plain protocol (ISBI 2012, SNEMI3D): ``seg`` as given against the ids, ground-truth
+    label 0 ignored, no boundary band (a label 0 in ``seg`` is scored as one more segment)."""
+    return segmentation_scores(truth.ids, seg)
+
+
+PROTOCOLS = {"cremi": cremi_scores, "thesis": thesis_scores, "plain": plain_scores}
+#: one line per protocol, for help texts and reports
+PROTOCOL_DESCRIPTIONS = {
+    "cremi": "neuron ids, label 0 and a 25 nm band around boundaries ignored, the "
+             "segmentation scored as given",
+    "thesis": "connected components of the boundary target, label 0 (boundary) a segment on "
+              "both sides",
+    "plain": "neuron ids, label 0 ignored, no boundary band, the segmentation scored as given "
+             "(as the ISBI 2012 / SNEMI3D scorers)",
+}
 
 
 def score_volume(seg: np.ndarray, gt_ids: np.ndarray, protocol: str = "cremi", *,
@@ -113,9 +132,10 @@ def score_volume(seg: np.ndarray, gt_ids: np.ndarray, protocol: str = "cremi", *
     Slices whose ground truth has no label are skipped (nothing to score).
 
     Args:
-        seg: ``(Z, Y, X)`` predicted ids (dense for ``cremi``; 0 = boundary for ``thesis``).
+        seg: ``(Z, Y, X)`` predicted ids (dense for ``cremi`` and ``plain``; 0 = boundary
+            for ``thesis``).
         gt_ids: ``(Z, Y, X)`` neuron ids.
-        protocol: ``"cremi"`` or ``"thesis"``.
+        protocol: a key of :data:`PROTOCOLS`: ``"cremi"``, ``"thesis"`` or ``"plain"``.
         pixel_nm: in-plane pixel size in nm (the CREMI band is 25 nm).
 
     Returns:

@@ -86,18 +86,28 @@ class Contingency:
         return int(self.joint.sum())
 
     def voi(self) -> tuple[float, float]:
-        """``(H(seg | gt), H(gt | seg))`` in bits (skimage's ``variation_of_information``)."""
+        """``(H(seg | gt), H(gt | seg))`` in bits (skimage's ``variation_of_information``).
+
+        Each is a difference of sums that are equal for a perfect side (e.g. a relabelled
+        ground truth), where rounding can leave -3e-16; entropies are never negative, so such
+        values are 0 (:func:`_non_negative`).
+        """
         n, joint = self.pixels, _sum_xlog2x(self.joint)
-        return (float((_sum_xlog2x(self.gt_sizes) - joint) / n),
-                float((_sum_xlog2x(self.seg_sizes) - joint) / n))
+        return (_non_negative((_sum_xlog2x(self.gt_sizes) - joint) / n),
+                _non_negative((_sum_xlog2x(self.seg_sizes) - joint) / n))
 
     def adapted_rand(self) -> float:
         """Adapted Rand error, pairs counted as ``n(n - 1)`` (skimage's
-        ``adapted_rand_error`` with ``alpha = 0.5``)."""
+        ``adapted_rand_error`` with ``alpha = 0.5``); never negative."""
         n = self.pixels
         together = _sum_squares(self.joint) - n
         in_gt, in_seg = _sum_squares(self.gt_sizes) - n, _sum_squares(self.seg_sizes) - n
-        return float(1.0 - together / (0.5 * in_gt + 0.5 * in_seg))
+        return _non_negative(1.0 - together / (0.5 * in_gt + 0.5 * in_seg))
+
+
+def _non_negative(value: float) -> float:
+    """``value`` as a float, rounding noise below 0 (a perfect score's -3e-16) made 0."""
+    return max(0.0, float(value))
 
 
 def _sum_xlog2x(counts: np.ndarray) -> float:

@@ -16,7 +16,13 @@ import torch
 
 from emseg_lib import EmsegInputError
 from emseg_lib.atomic import atomic_path
-from emseg_lib.data import EMCropDataset, EMVolume, split_slices
+from emseg_lib.data import (
+    EMCropDataset,
+    EMVolume,
+    labelled_split,
+    split_slices,
+    thesis_split,
+)
 from emseg_lib.errors import TrainingInterrupted
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS, run_boundless
 from emseg_lib.experiments.supervised import train_unet
@@ -198,7 +204,12 @@ def test_a_run_is_resumed_only_with_the_same_data_seed_and_profile(tmp_path, sma
     train_unet("unet2d", small_volume, profile, run_dir, device="cpu", progress=False)
     record = json.loads((run_dir / RUN_FILE).read_text())["identity"]
     assert record["seed"] == 0 and record["profile"] == "smoke"
+    assert "split" not in record  # the thesis's split is not recorded: older runs resume
     assert load_checkpoint(run_dir / LAST)["identity"] == record
+    with pytest.raises(EmsegInputError, match=r"another split of the labelled slices \(split"
+                                              r"\.train was None, now '0-"):
+        train_unet("unet2d", small_volume, profile, run_dir, device="cpu", progress=False,
+                   z_split=labelled_split(small_volume.labels))
     with pytest.raises(EmsegInputError, match=r"a different seed \(seed was 0, now 1\); use "
                                               r"another output folder"):
         train_unet("unet2d", small_volume, profile, run_dir, seed=1, device="cpu",
@@ -212,6 +223,9 @@ def test_a_run_is_resumed_only_with_the_same_data_seed_and_profile(tmp_path, sma
     history = train_unet("unet2d", small_volume, longer, run_dir, device="cpu",
                          progress=False).history
     assert list(history["epoch"]) == [0, 1]  # more epochs: the same run, resumed
+    history = train_unet("unet2d", small_volume, longer, run_dir, device="cpu",
+                         progress=False, z_split=thesis_split(small_volume.shape[0])).history
+    assert len(history) == 2  # the thesis's split given explicitly: the same run
 
 
 def test_a_folder_of_other_files_or_a_refused_resume_writes_nothing(tmp_path, datasets):

@@ -57,9 +57,20 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
                            "--device", "cpu"], capsys)
     assert code == 0, err
     assert "shape (8, 96, 96)" in out
+    assert ("split: train slices 0-5 (6), validation 6-7 (2: the last 20 % of the labelled "
+            "slices, the default); every labelled slice is used") in out
     for name in ("last.pt", "best.pt", "history.csv", "summary.json"):
         assert (run / name).exists(), name
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 1
+    assert summary["split"]["train"] == "0-5" and summary["split"]["val"] == "6-7"
+    assert summary["budget"] == {**summary["budget"], "minutes": None, "epochs": 1,
+                                 "stopped_by": "epochs"}
+    # one validation figure, named with its protocol, on the console and in summary.json
+    final = summary["final"]
+    assert final["protocol"] == "cremi" and "val_voi" not in final
+    assert f"VOI {final['val_cremi_voi']:.4f} (split" in out and "(CREMI protocol" in out
+    assert "learned on the validation split (slices 6-7)" in out
 
     learned = torch.load(run / "best.pt", weights_only=False)["postprocess"]
     assert set(learned["thresholds"]) == {"thesis", "seeded"}
@@ -90,6 +101,24 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
     notebook = score_volume(ids, gt, "cremi", pixel_nm=4.0).mean()
     for key in ("voi_split", "voi_merge", "arand", "cremi_score"):
         assert scores["per_slice_mean"][key] == pytest.approx(notebook[key]), key
+
+
+def test_train_on_two_labelled_slices_says_what_it_did(tmp_path, stacks, capsys):
+    """Too few slices for the thesis's split: one trains, one validates, and the line says so."""
+    root, volume = stacks
+    tifffile.imwrite(tmp_path / "raw.tif", volume.raw[:2], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", volume.labels[:2].astype(np.uint32),
+                     photometric="minisblack")
+    code, out, err = _run(["train", "--model", "unet2d", "--data", tmp_path / "raw.tif",
+                           "--labels", tmp_path / "labels.tif", "--out", tmp_path / "run",
+                           "--profile", "smoke", "--epochs", "1", "--device", "cpu",
+                           "--workers", "1"], capsys)
+    assert code == 0, err
+    assert ("split: train slices 0 (1), validation 1 (1: the last 20 % of the labelled slices, "
+            "the default; 20 % of 2 is under 1, so 1); every labelled slice is used; one "
+            "validation slice: best.pt and the learned thresholds rest on it alone") in out
+    identity = json.loads((tmp_path / "run" / "run.json").read_text())["identity"]
+    assert identity["split"] == {"train": "0", "val": "1"}
 
 
 def test_console_script_installed(tmp_path):
@@ -229,6 +258,24 @@ def test_evaluate_warns_about_boundaries_and_matches_the_notebooks(tmp_path, pro
     code, stdout, err = _run(["evaluate", "--seg", out, "--gt", stack_root / "labels.tif",
                               "--overwrite"], capsys)
     assert code == 0 and "% of voxels" in err and "are 0" in err
+
+
+def test_evaluate_plain_protocol(tmp_path, stacks, capsys):
+    """``--protocol plain``: gt 0 ignored, no band; the notebooks' function, named in the JSON."""
+    root, volume = stacks
+    gt = volume.labels.astype(np.int64)
+    seg = gt.copy()
+    seg[:, :40, :40] = seg[:, 40, 40][:, None, None]  # a merge in every slice
+    tifffile.imwrite(tmp_path / "seg.tif", seg.astype(np.uint32), photometric="minisblack")
+    code, out, err = _run(["evaluate", "--seg", tmp_path / "seg.tif", "--gt",
+                           root / "labels.tif", "--protocol", "plain"], capsys)
+    assert code == 0, err
+    assert "protocol plain, 8 slices" in out
+    scores = json.loads((tmp_path / "seg.scores.json").read_text())
+    assert scores["protocol"] == "plain" and "no boundary band" in scores["protocol_definition"]
+    expected = score_volume(seg, gt, "plain", pixel_nm=4.0).mean()
+    assert scores["per_slice_mean"]["voi_merge"] == pytest.approx(expected["voi_merge"])
+    assert scores["per_slice_mean"]["voi_merge"] > 0.01
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -8,6 +8,7 @@ import pytest
 
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.evaluation import (
+    PROTOCOLS,
     dense_segmentation,
     evaluate_slices,
     score_volume,
@@ -84,3 +85,28 @@ def test_threshold_grid_is_the_same_with_workers(perfect):
     assert len(serial) == 3 * 3 * 4
     pd.testing.assert_frame_equal(threshold_grid(*args, pixel_nm=4.0, workers=2), serial)
     pd.testing.assert_frame_equal(threshold_grid(*args, pixel_nm=4.0, workers=3), serial)
+
+
+def test_plain_protocol_equals_scikit_image_on_the_labelled_pixels(perfect):
+    """``plain`` (ISBI / SNEMI): ground-truth 0 ignored, no band, the segmentation as given
+    (its 0 one more segment) = scikit-image's scores of the pixels where gt > 0."""
+    from skimage.metrics import adapted_rand_error, variation_of_information
+
+    prob, gt = perfect
+    gt = gt.copy()
+    gt[:, :, :6] = 0  # an unlabelled strip
+    noisy = np.clip(prob + np.random.default_rng(3).normal(0, 0.15, prob.shape), 0, 1)
+    seg = np.stack([flood_boundaries(watershed_postprocess(p, 0.83, 0.91), p)
+                    for p in noisy.astype(np.float32)])
+    seg[0, 10:30, 10:30] = 0
+    plain = score_volume(seg, gt, "plain", pixel_nm=4.0)
+    assert list(plain["slice"]) == [0, 1, 2]
+    for z, row in plain.set_index("slice").iterrows():
+        keep = gt[z] > 0
+        split, merge = variation_of_information(gt[z][keep], seg[z][keep], ignore_labels=())
+        arand = adapted_rand_error(gt[z][keep], seg[z][keep], ignore_labels=())[0]
+        np.testing.assert_allclose([row.voi_split, row.voi_merge, row.arand],
+                                   [split, merge, arand], rtol=0, atol=1e-12)
+    cremi = score_volume(seg, gt, "cremi", pixel_nm=4.0)
+    assert not np.allclose(plain["voi"], cremi["voi"])  # no band: another protocol
+    assert set(PROTOCOLS) == {"cremi", "thesis", "plain"}

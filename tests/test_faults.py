@@ -438,6 +438,10 @@ def test_train_device_is_checked_before_the_data(capsys, case):
      "--edge-th 0.5 is below --sig-th 0.8"),
     ("train", ["--workers", "0"], "--workers must be >= 1, got 0"),
     ("train", ["--epochs", "0"], "--epochs must be >= 1, got 0"),
+    ("train", ["--minutes", "0"], "--minutes must be > 0"),
+    ("train", ["--minutes", "nan"], "--minutes must be > 0"),
+    ("train", ["--val-slices", "1.5"], "--val-slices: a fraction must lie strictly between"),
+    ("train", ["--val-slices", "two"], "--val-slices takes a count (4"),
 ])
 def test_bad_numbers_are_refused_before_any_data_is_read(capsys, case, command, extra,
                                                          fragment):
@@ -822,6 +826,24 @@ def test_a_run_recorded_before_its_voxel_size_was_resumes(capsys, case):
     assert code == 0, err
 
 
+def test_resuming_with_another_split(capsys, case):
+    run = case.run_folder()  # trained with the default split: train 0-2, validation 3
+    refused(capsys, case.dir, train_args(case, run, "--val-slices", "2"),
+            "trained with another split of the labelled slices (split.train was '0-2', now "
+            "'0-1'; split.val was '3', now '2-3')")
+
+
+def test_resuming_with_a_time_budget_continues(capsys, case):
+    run = case.run_folder()  # 1 epoch done
+    code, out, err = cli(capsys, train_args(case, run, "--epochs", "3", "--minutes", "1e-9"))
+    assert code == 0, err
+    assert "time budget of 1e-09 min ran out during epoch 1" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert summary["budget"]["minutes"] == 1e-9 and summary["budget"]["epochs"] == 3
+    assert summary["budget"]["stopped_by"] == "time budget"
+
+
 def test_resuming_with_another_profile(capsys, case):
     run = case.run_folder()
     args = train_args(case, run)
@@ -1174,12 +1196,31 @@ def test_training_labels_all_zero(capsys, case):
             "zero.tif: the labels are all 0")
 
 
-def test_training_labels_without_a_labelled_validation_slice(capsys, case):
+def test_training_labels_with_one_labelled_slice(capsys, case):
     labels = case.world.volume.labels.astype(np.uint32)
-    labels[1:] = 0  # the 4 slices split 2 / 1 / 1: validation is slice 2
+    labels[1:] = 0  # nothing left to validate on once slice 0 trains
     tiff(case / "sparse.tif", labels)
     refused(capsys, case.dir, train_args(case, case / "run", labels=case / "sparse.tif"),
-            "sparse.tif: the val split (slices 2..2 of 4) is all 0")
+            "sparse.tif: 1 labelled slice (slice 0) of 4; training needs at least 2 labelled "
+            "slices (one to train on, one to validate)")
+
+
+def test_validation_slices_that_are_unlabelled_or_absent(capsys, case):
+    labels = case.world.volume.labels.astype(np.uint32)
+    labels[2] = 0
+    tiff(case / "sparse.tif", labels)
+    refused(capsys, case.dir, train_args(case, case / "run", "--val-slices", "2-3",
+                                         labels=case / "sparse.tif"),
+            "sparse.tif: --val-slices 2-3: slice 2 is unlabelled (all 0)")
+    refused(capsys, case.dir, train_args(case, case / "run", "--val-slices", "3,9"),
+            "labels.tif: --val-slices 3,9: slice 9 is outside the stack (slices 0-3)")
+
+
+def test_a_3d_network_refuses_validation_slices_between_training_slices(capsys, case):
+    args = train_args(case, case / "run", "--val-slices", "1-1")
+    args[args.index("unet2d")] = "unet3d"
+    refused(capsys, case.dir, args, "a 3D network needs its training slices consecutive (its "
+                                    "crops span z), got slices 0, 2-3")
 
 
 def test_a_refusal_inside_training_leaves_no_run_folder(case):

@@ -13,6 +13,7 @@ from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
 from emseg_lib.device import pick_device
 from emseg_lib.models import UNet2D, UNet3D
 from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, load_checkpoint
+from emseg_lib.train.loop import selection_voi
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,58 @@ def test_cpu_training_runs_in_float32_without_autocast(tmp_path, datasets):
     fit(model, *datasets, dataclasses.replace(CONFIG, epochs=1, amp=True), tmp_path,
         progress=False)
     assert seen == {(False, torch.float32, True)}
+
+
+TIMING = ["epoch_s", "val_s", "samples_per_s"]
+
+
+def test_a_time_budget_stops_after_the_epoch_it_ran_out_in(tmp_path, datasets, capsys):
+    """``minutes``: never within an epoch; the checkpoints hold that epoch; the same call
+    resumes with a fresh budget and continues as an uninterrupted run; a budget that does
+    not run out leaves ``epochs`` in charge."""
+    uninterrupted = fit(_model(0), *datasets, CONFIG, tmp_path / "a", progress=False)
+    budget = dataclasses.replace(CONFIG, minutes=1e-9)  # runs out during the first epoch
+    first = fit(_model(0), *datasets, budget, tmp_path / "b", progress=False)
+    assert list(first["epoch"]) == [0]
+    assert load_checkpoint(tmp_path / "b" / LAST)["epoch"] == 0
+    assert (tmp_path / "b" / BEST).exists() and len(pd.read_csv(tmp_path / "b" / HISTORY)) == 1
+    out = capsys.readouterr().out
+    assert "time budget of 1e-09 min ran out during epoch 0" in out
+    assert "resumes at epoch 1 with a fresh budget" in out
+    # resumed: a fresh budget (it runs out again, during epoch 1)
+    second = fit(_model(5), *datasets, budget, tmp_path / "b", progress=False)
+    assert list(second["epoch"]) == [0, 1]
+    assert "ran out during epoch 1" in capsys.readouterr().out
+    # a budget that does not run out: the epochs end it, without the line
+    third = fit(_model(5), *datasets, dataclasses.replace(CONFIG, minutes=60), tmp_path / "b",
+                progress=False)
+    assert list(third["epoch"]) == [0, 1, 2] and "time budget" not in capsys.readouterr().out
+    pd.testing.assert_frame_equal(third.drop(columns=TIMING),
+                                  uninterrupted.drop(columns=TIMING), rtol=1e-6)
+
+
+def test_a_time_budget_alone_needs_no_epoch_limit(tmp_path, datasets):
+    only_budget = dataclasses.replace(CONFIG, epochs=None, minutes=1e-9)
+    assert list(fit(_model(0), *datasets, only_budget, tmp_path, progress=False)["epoch"]) == [0]
+    with pytest.raises(EmsegInputError, match="needs a time budget"):
+        fit(_model(0), *datasets, dataclasses.replace(CONFIG, epochs=None), tmp_path / "c",
+            progress=False)
+    with pytest.raises(EmsegInputError, match="minutes must be > 0"):
+        fit(_model(0), *datasets, dataclasses.replace(CONFIG, minutes=0), tmp_path / "d",
+            progress=False)
+
+
+def test_the_progress_line_names_its_validation_protocol(tmp_path, datasets, capsys,
+                                                         monkeypatch):
+    """One validation figure, named: the CREMI-protocol VOI that best.pt is chosen by (the
+    thesis protocol's ``val_voi`` stays in history.csv for the thesis's figures)."""
+    monkeypatch.setenv("EMSEG_PROGRESS", "log")
+    monkeypatch.setenv("EMSEG_PROGRESS_SECONDS", "0")
+    history = fit(_model(0), *datasets, dataclasses.replace(CONFIG, epochs=1), tmp_path)
+    err = capsys.readouterr().err
+    row = history.iloc[0]
+    assert f"val VOI (CREMI protocol)={selection_voi(row):.3f}" in err
+    assert "val_voi" not in err and "val_voi" in history.columns
 
 
 def test_bad_checkpoint_file(tmp_path):

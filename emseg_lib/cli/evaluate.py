@@ -36,7 +36,7 @@ from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, read_array
 from emseg_lib.data.validate import check_label_ids
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.evaluation import PROTOCOLS, score_volume
+from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume
 from emseg_lib.plots import slice_scores
 from emseg_lib.preview import save_preview
 
@@ -188,13 +188,14 @@ def _score(args: argparse.Namespace, json_path: Path) -> int:
         raise EmsegInputError(f"{args.gt}: ground truth has shape {gt.shape} but {args.seg} "
                               f"has shape {seg.shape}; they must match")
     zero_pct = 100.0 * np.count_nonzero(seg == 0) / seg.size
-    if zero_pct > 0 and args.protocol == "cremi":
-        print(f"emseg: warning: {zero_pct:.1f} % of voxels of {args.seg} are 0; the cremi "
-              "protocol scores them as one segment spread over every cell (segment without "
-              "--keep-boundaries for a dense segmentation)", file=sys.stderr)
+    if zero_pct > 0 and args.protocol != "thesis":
+        print(f"emseg: warning: {zero_pct:.1f} % of voxels of {args.seg} are 0; the "
+              f"{args.protocol} protocol scores them as one segment spread over every cell "
+              "(segment without --keep-boundaries for a dense segmentation)", file=sys.stderr)
     table = score_volume(seg, gt, args.protocol, pixel_nm=resolution[1])
     means = table[SCORES].mean()
     result = {"seg": str(args.seg), "gt": str(args.gt), "protocol": args.protocol,
+              "protocol_definition": PROTOCOL_DESCRIPTIONS[args.protocol],
               "pixel_nm": resolution[1], "zero_voxels_percent": zero_pct,
               "slices_scored": len(table), "per_slice_mean": means.to_dict(),
               "per_slice": table.to_dict(orient="records"),
@@ -227,8 +228,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--label-kind", choices=["auto", "instances", "membranes"],
                           default="auto")
     evaluate.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cremi",
-                          help="cremi (default: neuron ids, 25 nm band ignored, segmentation "
-                               "as given) or thesis (boundary-target cells, label 0 a segment)")
+                          help="; ".join(f"{name}{' (default)' if name == 'cremi' else ''}: "
+                                         f"{text}" for name, text in
+                                         PROTOCOL_DESCRIPTIONS.items()))
     evaluate.add_argument("--seg-key", help="HDF5 dataset or zarr array of --seg (default: "
                           f"{LABELS_KEY}, or an OME-Zarr output's labels)")
     evaluate.add_argument("--gt-key", help="HDF5 dataset or zarr array of --gt (default: "

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from emseg_lib.atomic import atomic_write_text, check_not_input, remove_stale_temporaries
 from emseg_lib.cli.common import (
@@ -18,12 +19,15 @@ from emseg_lib.cli.common import (
     load_volume,
     write_output,
 )
-from emseg_lib.data import EMVolume, split_slices
+from emseg_lib.data import DEFAULT_VAL_SHARE, EMVolume, SliceSplit, labelled_split
 from emseg_lib.data.formats import describe
+from emseg_lib.data.splits import format_slices, parse_val_slices
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
+from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
 from emseg_lib.profiles import PROFILES, Profile, get_profile
-from emseg_lib.train import BEST, HISTORY, LAST
+from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig
+from emseg_lib.train.loop import selection_voi
 from emseg_lib.train.runs import (
     LOCK_FILE,
     RUN_FILE,
@@ -60,47 +64,50 @@ def check_run_folder(args: argparse.Namespace) -> None:
 MAX_EPOCHS = 100_000
 #: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
 MAX_SEED = 2**32 - 1
+#: the longest ``--minutes`` (a year; more is a typo)
+MAX_MINUTES = 60 * 24 * 365
 
 
-def check_labelled_splits(volume: EMVolume, source: Path) -> None:
-    """Raise unless the labels hold cells in the training and the validation split (the
-    validation scores and the learned thresholds need labelled slices)."""
+def split_labelled_slices(volume: EMVolume, source: Path, val_slices: str | None) -> SliceSplit:
+    """Every labelled slice for training or validation (``--val-slices``; default the last
+    20 %): :func:`~emseg_lib.data.labelled_split`, its refusals naming ``source``."""
     if not volume.labels.any():
         raise EmsegInputError(f"{source}: the labels are all 0 (unlabelled); training needs "
                               "labelled cells")
-    split = split_slices(volume.shape[0])
-    for name in ("train", "val"):
-        part = getattr(split, name)
-        if not volume.labels[part].any():
-            raise EmsegInputError(
-                f"{source}: the {name} split (slices {part.start}..{part.stop - 1} of "
-                f"{volume.shape[0]}) is all 0 (unlabelled); label cells in every split")
+    spec = None if val_slices is None else parse_val_slices(val_slices)
+    try:
+        return labelled_split(volume.labels, spec)
+    except EmsegInputError as err:
+        raise EmsegInputError(f"{source}: {err}") from None
 
 
-def _crop_misfit(kind: str, shape: tuple[int, ...], profile: Profile) -> str | None:
-    """Which split of a ``shape`` volume the profile's ``kind`` crops do not fit in (the
-    crops :func:`~emseg_lib.experiments.supervised.make_datasets` cuts), else None."""
+def _crop_misfit(kind: str, shape: tuple[int, ...], z_split: SliceSplit, profile: Profile
+                 ) -> str | None:
+    """Which part of ``z_split`` of a ``shape`` volume the profile's ``kind`` crops do not
+    fit in (the crops :func:`~emseg_lib.experiments.supervised.make_datasets` cuts), else
+    None."""
     plan = getattr(profile, kind)
-    split = split_slices(shape[0])
     for name in ("train", "val"):
-        part = getattr(split, name)
-        depth = part.stop - part.start
+        slices = getattr(z_split, name)
+        depth = len(slices)
         crop = ((1, *plan.crop) if len(plan.crop) == 2 else
                 (min(plan.crop[0], depth) if name == "val" else plan.crop[0], *plan.crop[1:]))
         if any(c > n for c, n in zip(crop, (depth, *shape[1:]), strict=True)):
-            return (f"the {name} split (slices {part.start}..{part.stop - 1}, "
+            return (f"the {name} split (slices {format_slices(slices)}, "
                     f"{(depth, *shape[1:])}) is smaller than the {kind} crops {crop}")
     return None
 
 
-def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
-    """Raise unless the ``--profile``'s crops fit in the training and validation splits of a
-    ``shape`` volume, naming the data, the profile and the profiles that would fit."""
-    misfit = _crop_misfit(args.model, shape, get_profile(args.profile))
+def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...], z_split: SliceSplit
+                    ) -> None:
+    """Raise unless the ``--profile``'s crops fit in the training and validation parts of
+    ``z_split`` of a ``shape`` volume, naming the data, the profile and the profiles that
+    would fit."""
+    misfit = _crop_misfit(args.model, shape, z_split, get_profile(args.profile))
     if misfit is None:
         return
     fitting = [name for name, profile in sorted(PROFILES.items())
-               if _crop_misfit(args.model, shape, profile) is None]
+               if _crop_misfit(args.model, shape, z_split, profile) is None]
     advice = (f"pass --profile {' or '.join(fitting)}, whose crops fit, or" if fitting else
               "no profile's crops fit;")
     raise EmsegInputError(f"{args.data}: {misfit} of --profile {args.profile}; {advice} use a "
@@ -108,11 +115,17 @@ def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...]) -> None:
 
 
 def check_train_arguments(args: argparse.Namespace) -> None:
-    """``--epochs``, ``--seed``, ``--workers`` and ``--device``, before any data is read."""
+    """``--epochs``, ``--minutes``, ``--val-slices``, ``--seed``, ``--workers`` and
+    ``--device``, before any data is read."""
     if args.epochs is not None and args.epochs < 1:
         raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.epochs is not None and args.epochs > MAX_EPOCHS:
         raise EmsegInputError(f"--epochs must be <= {MAX_EPOCHS}, got {args.epochs}")
+    if args.minutes is not None and not 0 < args.minutes <= MAX_MINUTES:
+        raise EmsegInputError(f"--minutes must be > 0 and <= {MAX_MINUTES} (a year), got "
+                              f"{args.minutes:g}")
+    if args.val_slices is not None:
+        parse_val_slices(args.val_slices)
     if not 0 <= args.seed <= MAX_SEED:
         raise EmsegInputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
     check_workers(args.workers)
@@ -128,36 +141,79 @@ def run(args: argparse.Namespace) -> int:
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
-    check_labelled_splits(volume, args.labels or args.data)
-    check_crops_fit(args, volume.shape)
+    z_split = split_labelled_slices(volume, args.labels or args.data, args.val_slices)
+    check_crops_fit(args, volume.shape, z_split)
+    print(z_split.describe())
     profile = get_profile(args.profile)
-    if args.epochs is not None:
-        plan = getattr(profile, args.model)
-        profile = dataclasses.replace(profile, **{args.model: dataclasses.replace(
-            plan, epochs=args.epochs)})
+    plan = getattr(profile, args.model)
+    # --minutes alone: no epoch limit but the budget; with --epochs, whichever comes first
+    epochs = args.epochs if args.epochs is not None else (
+        None if args.minutes is not None else plan.epochs)
+    profile = dataclasses.replace(profile, **{args.model: dataclasses.replace(
+        plan, epochs=epochs)})
     started = time.perf_counter()
     with environment_errors(args.out, "training stopped (the checkpoints there hold the last "
                                       "finished epoch)"):
         trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
-                             device=args.device, workers=args.workers)
-    last = trained.history.iloc[-1]
+                             device=args.device, workers=args.workers, z_split=z_split,
+                             minutes=args.minutes)
+    history = trained.history
+    stopped_by = ("time budget" if args.minutes is not None
+                  and (epochs is None or len(history) < epochs) else "epochs")
     summary = {
-        "model": args.model, "profile": args.profile, "epochs": int(len(trained.history)),
+        "model": args.model, "profile": args.profile, "epochs": int(len(history)),
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "data": describe(volume), "seconds": round(time.perf_counter() - started, 1),
-        "final": {k: float(last[k]) for k in ("train_loss", "val_loss", "val_acc", "val_voi",
-                                              "val_arand", "val_cremi_score")},
+        "split": {**z_split.identity(), "unlabelled": format_slices(z_split.unlabelled),
+                  "validation_rule": z_split.rule},
+        "budget": {"minutes": args.minutes, "epochs": epochs, "stopped_by": stopped_by,
+                   "note": "--minutes counts from the start of each run of the command: a "
+                           "resumed run gets the budget afresh"},
+        "final": final_scores(history.iloc[-1]),
+        "best": final_scores(history.loc[history.apply(selection_voi, axis=1).idxmin()]),
         "postprocess": trained.postprocess,
         "checkpoints": {"last": str(Path(args.out) / LAST), "best": str(Path(args.out) / BEST)},
     }
     summary_path = Path(args.out) / SUMMARY
     write_output(summary_path, lambda: atomic_write_text(summary_path,
                                                          json.dumps(summary, indent=2)))
-    print(json.dumps(summary["final"], indent=2))
-    print(f"post-processing thresholds learned on the validation split, stored in "
+    print(describe_final(summary["final"], "last epoch"))
+    print(describe_final(summary["best"], "best.pt"))
+    print(f"post-processing thresholds learned on the validation split (slices "
+          f"{format_slices(z_split.val)}), stored in "
           f"{Path(args.out) / BEST}:\n{describe_postprocess(trained.postprocess)}")
     print(f"checkpoints and history in {args.out}")
     return 0
+
+
+#: how the per-epoch validation scores are made (the progress bar, ``summary.json``)
+VALIDATION = (f"{PROTOCOL_DESCRIPTIONS['cremi']}; the thesis watershed at its untuned "
+              f"{TrainConfig.sig_th:g} / {TrainConfig.edge_th:g}, boundaries flooded, on the "
+              "validation crops; the learned thresholds are scored on whole validation slices")
+
+
+def final_scores(row: Any) -> dict[str, Any]:
+    """An epoch's ``summary.json`` entry: its losses and its validation scores under the
+    CREMI protocol, the one ``best.pt`` is chosen by (``history.csv``'s ``val_voi`` and
+    ``val_arand`` are the thesis protocol's, for the thesis's figures)."""
+    return {"epoch": int(row["epoch"]), "train_loss": float(row["train_loss"]),
+            "val_loss": float(row["val_loss"]), "val_acc": float(row["val_acc"]),
+            "protocol": "cremi", "protocol_definition": VALIDATION,
+            "val_cremi_voi": float(selection_voi(row)),
+            "val_cremi_voi_split": float(row["val_cremi_voi_split"]),
+            "val_cremi_voi_merge": float(row["val_cremi_voi_merge"]),
+            "val_cremi_arand": float(row["val_cremi_arand"]),
+            "val_cremi_score": float(row["val_cremi_score"])}
+
+
+def describe_final(entry: dict[str, Any], name: str) -> str:
+    """One line of an epoch's scores, its validation figure named with its protocol."""
+    return (f"{name}: epoch {entry['epoch']}, train loss {entry['train_loss']:.4f}, validation "
+            f"loss {entry['val_loss']:.4f}, accuracy {entry['val_acc']:.3f}, VOI "
+            f"{entry['val_cremi_voi']:.4f} (split {entry['val_cremi_voi_split']:.4f}, merge "
+            f"{entry['val_cremi_voi_merge']:.4f}), ARAND {entry['val_cremi_arand']:.4f} "
+            f"(CREMI protocol, thesis watershed at {TrainConfig.sig_th:g} / "
+            f"{TrainConfig.edge_th:g} on the validation crops)")
 
 
 def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
@@ -174,10 +230,25 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
-                       help="run folder: new, empty, or a run to resume (same data, seed and "
-                            "profile)")
+                       help="run folder: new, empty, or a run to resume (same data, seed, "
+                            "profile and split)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    train.add_argument("--epochs", type=int, help="override the profile's epochs")
+    train.add_argument("--epochs", type=int,
+                       help="override the profile's epochs (with --minutes: whichever comes "
+                            "first)")
+    train.add_argument("--minutes", type=float, metavar="M",
+                       help="time budget: stop after the epoch during which it runs out "
+                            "(never within one; checkpoints hold it). Alone, no epoch limit; "
+                            "with --epochs, whichever comes first. Counts from each start: a "
+                            "resumed run gets it afresh. Learning the thresholds follows")
+    train.add_argument("--val-slices", metavar="SPEC",
+                       help="which labelled slices validate; every other labelled slice "
+                            "trains (no test split; unlabelled slices, all 0, serve neither): "
+                            "a count (4: the last 4 labelled slices), a fraction (0.2 or "
+                            "20%%: that share, the last ones, rounded, at least 1) or z "
+                            "indices (3,7,11 or 16-19; one slice 12-12). Default: "
+                            f"{DEFAULT_VAL_SHARE:g}. A 3D network needs consecutive slices "
+                            "for each")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     train.add_argument("--workers", type=int,

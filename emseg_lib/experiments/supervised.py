@@ -20,8 +20,9 @@ import pandas as pd
 from torch import nn
 
 from emseg_lib.atomic import atomic_path
-from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
+from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, SliceSplit, thesis_split
 from emseg_lib.data.fingerprint import array_sha256
+from emseg_lib.data.splits import format_slices, is_contiguous
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
@@ -70,14 +71,31 @@ def make_model(kind: ModelKind, profile: Profile, seed: int = 0) -> nn.Module:
     return UNet3D(filters=profile.unet3d_filters)
 
 
-def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int = 0
-                  ) -> tuple[EMCropDataset, EMCropDataset]:
+def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int = 0, *,
+                  z_split: SliceSplit | None = None) -> tuple[EMCropDataset, EMCropDataset]:
     """Augmented training crops from the train split, fixed crops from the validation split.
 
     3D validation crops are as deep as the validation split allows (5 slices on CREMI).
+
+    Args:
+        z_split: which slices train and validate; default the thesis's split
+            (:func:`~emseg_lib.data.thesis_split`).
+
+    Raises:
+        EmsegInputError: a 3D network with training or validation slices that are not
+            consecutive (its crops would span the gaps).
     """
     plan = schedule(kind, profile)
-    parts = split_slices(volume.shape[0]).apply(volume)
+    z_split = z_split or thesis_split(volume.shape[0])
+    if kind == "unet3d":
+        for name, label in (("train", "training"), ("val", "validation")):
+            indices = getattr(z_split, name)
+            if not is_contiguous(indices):
+                raise EmsegInputError(
+                    f"a 3D network needs its {label} slices consecutive (its crops span z), "
+                    f"got slices {format_slices(indices)}; choose validation slices at one end "
+                    "of the labelled block (--val-slices as a count, a fraction or one range)")
+    parts = z_split.apply(volume)
     val_crop = plan.crop
     if kind == "unet3d":
         val_crop = (min(plan.crop[0], parts["val"].shape[0]), *plan.crop[1:])
@@ -104,39 +122,64 @@ class TrainingRun:
     postprocess: dict[str, Any]
 
 
+def split_identity(z_split: SliceSplit, n_slices: int) -> dict[str, Any]:
+    """``{"split": ...}`` for a run's identity, or ``{}`` for the thesis's split of
+    ``n_slices`` (not recorded, so runs made before splits were recorded resume)."""
+    try:
+        thesis = thesis_split(n_slices).identity()
+    except EmsegInputError:  # too few slices for the thesis's split: any split is another
+        thesis = None
+    return {} if z_split.identity() == thesis else {"split": z_split.identity()}
+
+
 def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
                seed: int = 0, device: str | None = None, workers: int | None = None,
-               progress: bool = True) -> TrainingRun:
+               progress: bool = True, z_split: SliceSplit | None = None,
+               minutes: float | None = None) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
     The run is identified by the volume's fingerprint, ``seed``, the profile's name and
-    plan (its ``epochs`` may grow on resume): resuming ``run_dir`` with any of them changed
-    is refused (:class:`~emseg_lib.EmsegInputError`).
+    plan (its ``epochs`` may grow on resume) and the split: resuming ``run_dir`` with any of
+    them changed is refused (:class:`~emseg_lib.EmsegInputError`).
 
     Args:
         workers: processes for the threshold search (None = every core).
+        z_split: which slices train and validate (``emseg train``:
+            :func:`~emseg_lib.data.labelled_split`); default the thesis's split, as the
+            notebooks use. A split other than the thesis's is recorded in the run's identity
+            under ``"split"`` (the thesis's is not, so runs made before splits were recorded
+            resume).
+        minutes: a time budget for the epochs (:attr:`~emseg_lib.train.TrainConfig.minutes`;
+            ``None``: the plan's epochs alone). With ``minutes`` the plan's ``epochs`` may be
+            ``None`` (no limit but the budget). Not part of the identity: a resumed run gets
+            the budget afresh.
 
     Raises:
         EmsegInputError: see :func:`fit`.
         TrainingInterrupted: Ctrl-C, after the last finished epoch was saved.
     """
     plan = schedule(kind, profile)
-    identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",))
+    z_split = z_split or thesis_split(volume.shape[0])
+    identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",),
+                                   **split_identity(z_split, volume.shape[0]))
     model = make_model(kind, profile, seed)
-    train, val = make_datasets(kind, volume, profile, seed)
+    train, val = make_datasets(kind, volume, profile, seed, z_split=z_split)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
-                         num_workers=profile.num_workers)
+                         num_workers=profile.num_workers, minutes=minutes)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Path(run_dir) / BEST
-    postprocess = learn_postprocessing(best, volume, profile, device=device, workers=workers)
+    postprocess = learn_postprocessing(best, volume, profile, device=device, workers=workers,
+                                       z_split=z_split)
     return TrainingRun(model_from_checkpoint(best), history, postprocess)
 
 
 def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Profile, *,
-                         device: str | None = None, workers: int | None = None
-                         ) -> dict[str, Any]:
+                         device: str | None = None, workers: int | None = None,
+                         z_split: SliceSplit | None = None) -> dict[str, Any]:
     """Tune every post-processing method on the validation split and store the result.
+
+    ``z_split`` says which slices validate (default the thesis's split).
 
     The checkpoint's network predicts the whole validation split; each method's grid is
     scored by CREMI-protocol VOI (:func:`~emseg_lib.tuning.tune_all`), per slice for 2D
@@ -153,7 +196,7 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
         return state["postprocess"]
     model = model_from_checkpoint(checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
-                        cache_dir=Path(checkpoint).parent)
+                        cache_dir=Path(checkpoint).parent, z_split=z_split)
     dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)
     results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
                        resolution=volume.resolution, workers=workers)
@@ -197,15 +240,17 @@ class SplitPrediction:
 
 def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profile, *,
                   device: str | None = None, progress: bool = True,
-                  cache_dir: str | Path | None = None) -> SplitPrediction:
+                  cache_dir: str | Path | None = None, z_split: SliceSplit | None = None
+                  ) -> SplitPrediction:
     """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume``.
 
     Args:
+        z_split: which slices form the splits; default the thesis's split.
         cache_dir: a run folder; the probabilities are saved once in its ``predictions/``
             (keyed by the weights, the split's raw data and the tiling) and read back by every
             later call, so notebooks and threshold grids do not predict a split again.
     """
-    part = split_slices(volume.shape[0]).apply(volume)[split]
+    part = (z_split or thesis_split(volume.shape[0])).part(volume, split)
     if cache_dir is None:
         prob = predict_volume(model, part.raw, profile.tiling_3d, device=device,
                               progress=progress)

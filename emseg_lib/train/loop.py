@@ -5,6 +5,9 @@ validation loss (factor 0.5, patience 5, at most 4 reductions). Each epoch is va
 pixel accuracy, VOI before/after watershed, VOI split/merge and adapted Rand error
 (:mod:`emseg_lib.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
 every epoch and a run resumes from it, if it is the same run (:mod:`emseg_lib.train.runs`).
+A time budget (:attr:`TrainConfig.minutes`) ends training after the epoch during which it ran
+out; the progress bar shows the validation VOI under the CREMI protocol, the one ``best.pt``
+is chosen by (:func:`selection_voi`).
 
 Crops are made in DataLoader worker processes, and on CUDA the network runs under bf16
 autocast (2D networks in channels_last), see :mod:`emseg_lib.train.feed`; the validation
@@ -14,6 +17,7 @@ scores are computed in parallel processes too. Neither changes the result on the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -51,7 +55,12 @@ class TrainConfig:
     """Hyper-parameters of :func:`fit` (defaults: thesis 4.3.2).
 
     Attributes:
-        epochs: total number of epochs (a resumed run continues up to this number).
+        epochs: total number of epochs (a resumed run continues up to this number); ``None``
+            for no limit but :attr:`minutes`.
+        minutes: a time budget: training stops after the epoch during which it ran out
+            (never within an epoch, so the checkpoints hold that epoch), and says so. With
+            ``epochs`` too, whichever comes first. Counted from the start of this call: a
+            resumed run gets the budget afresh. ``None``: no budget.
         batch_size: thesis 18 (2D) and 1 (3D).
         sig_th, edge_th: thesis post-processing thresholds of the validation metrics (the
             thesis's untuned 0.73 / 0.81). The CREMI band uses the validation volume's pixel
@@ -64,7 +73,8 @@ class TrainConfig:
         amp: bf16 autocast of the forward pass and loss on CUDA (never on the CPU).
     """
 
-    epochs: int = 10
+    epochs: int | None = 10
+    minutes: float | None = None
     batch_size: int = 18
     lr: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
@@ -127,7 +137,7 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placemen
 
 
 #: :class:`TrainConfig` fields a resumed run may change (they are not part of its identity)
-RESUMABLE = ("epochs", "device", "num_workers", "amp")
+RESUMABLE = ("epochs", "minutes", "device", "num_workers", "amp")
 
 
 def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
@@ -185,13 +195,18 @@ def fit(
         ``train_d_loss``.
 
     Raises:
-        EmsegInputError: ``epochs < 1``; ``run_dir`` holds other files, another run (another
+        EmsegInputError: ``epochs < 1``, ``minutes <= 0``, neither given; ``run_dir`` holds
+            other files, another run (another
             identity, or any run with ``resume=False``) or is locked by another trainer.
         TrainingInterrupted: Ctrl-C; the checkpoints hold the last finished epoch and the
             same call resumes from it.
     """
-    if config.epochs < 1:
+    if config.epochs is None and config.minutes is None:
+        raise EmsegInputError("epochs=None (no limit) needs a time budget (minutes)")
+    if config.epochs is not None and config.epochs < 1:
         raise EmsegInputError(f"epochs must be >= 1, got {config.epochs}")
+    if config.minutes is not None and not config.minutes > 0:
+        raise EmsegInputError(f"minutes must be > 0, got {config.minutes}")
     run_dir = Path(run_dir)
     with training_run(run_dir, _identity(model, config, adversary, run_identity)) as identity:
         if not resume and (run_dir / LAST).exists():
@@ -204,6 +219,7 @@ def fit(
 def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
            config: TrainConfig, run_dir: Path, identity: dict[str, Any], progress: bool,
            adversary: SegmentationAdversary | None) -> pd.DataFrame:
+    started = time.perf_counter()  # the time budget counts from here, on every (re)start
     device = pick_device(config.device)
     placement = Placement.choose(device, amp=config.amp, dims=model_entry(model).dims)
     placement.model(model)
@@ -236,8 +252,10 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
         list(pool.map(abs, range(scorers)))  # fork the scorers now, before the loaders' workers
         train_loader = epoch_loader(train_set, config.batch_size, workers=workers, device=device)
         val_loader = epoch_loader(val_set, config.batch_size, workers=workers, device=device)
-        epochs = progress_bar(range(start_epoch, config.epochs), desc="epochs",
-                              disable=not progress, initial=start_epoch, total=config.epochs)
+        planned = (itertools.count(start_epoch) if config.epochs is None
+                   else range(start_epoch, config.epochs))
+        epochs = progress_bar(planned, desc="epochs", disable=not progress,
+                              initial=start_epoch, total=config.epochs)
         epoch = start_epoch
         try:
             for epoch in epochs:
@@ -245,8 +263,8 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
                              config, epoch, adversary, progress, pool)
                 scheduler.step(row["val_loss"])
                 history.append(row)
-                epochs.set_postfix(loss=f"{row['train_loss']:.3f}",
-                                   val_voi=f"{row['val_voi']:.3f}")
+                epochs.set_postfix(**{"loss": f"{row['train_loss']:.3f}",
+                                      "val VOI (CREMI protocol)": f"{selection_voi(row):.3f}"})
                 state = {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
@@ -260,6 +278,15 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
                     save_checkpoint(run_dir / BEST, state)
                 save_checkpoint(run_dir / LAST, state)
                 write_history(run_dir, history)
+                spent = time.perf_counter() - started
+                if config.minutes is not None and spent >= 60 * config.minutes:
+                    epochs.update(1)  # counted on the next iteration, which does not come
+                    epochs.close()
+                    print(f"time budget of {config.minutes:g} min ran out during epoch {epoch} "
+                          f"({spent / 60:.1f} min spent): stopped after it; {run_dir} holds "
+                          f"every finished epoch, and the same command resumes at epoch "
+                          f"{epoch + 1} with a fresh budget", flush=True)
+                    break
         except KeyboardInterrupt:
             epochs.close()
             raise TrainingInterrupted(f"{run_dir}: interrupted at epoch {epoch}; run the same "

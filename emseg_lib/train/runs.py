@@ -33,7 +33,8 @@ _MEANING = {"model_spec.name": "another model kind", "data": "different data",
             "seed": "a different seed",
             "profile": "a different profile", "plan": "a different profile",
             "model_spec": "a different architecture", "modules": "a different architecture",
-            "config": "different training settings"}
+            "config": "different training settings",
+            "split": "another split of the labelled slices"}
 
 
 def normalise_identity(identity: dict[str, Any]) -> dict[str, Any]:
