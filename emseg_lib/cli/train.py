@@ -21,7 +21,7 @@ from emseg_lib.cli.common import (
 )
 from emseg_lib.data import DEFAULT_VAL_SHARE, EMVolume, SliceSplit, labelled_split
 from emseg_lib.data.formats import describe
-from emseg_lib.data.splits import format_slices, parse_val_slices
+from emseg_lib.data.splits import check_split_for_model, format_slices, parse_val_slices
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
@@ -103,6 +103,7 @@ def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...], z_split: S
     """Raise unless the ``--profile``'s crops fit in the training and validation parts of
     ``z_split`` of a ``shape`` volume, naming the data, the profile and the profiles that
     would fit."""
+    check_split_for_model(args.model, z_split)
     misfit = _crop_misfit(args.model, shape, z_split, get_profile(args.profile))
     if misfit is None:
         return

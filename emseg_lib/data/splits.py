@@ -279,3 +279,21 @@ def labelled_split(labels: np.ndarray, val_slices: ValSlices | None = None) -> S
         raise EmsegInputError(f"--val-slices {spec.text} would validate on all {n} labelled "
                               "slices; leave at least 1 for training")
     return SliceSplit(train, val, (), unlabelled, rule)
+
+
+def check_split_for_model(kind: str, z_split: SliceSplit) -> None:
+    """Raise unless ``kind`` can train on ``z_split``: a 3D network's training and validation
+    slices must each be consecutive (its crops span z).
+
+    Raises:
+        EmsegInputError: naming the non-consecutive slices and how to choose others.
+    """
+    if kind != "unet3d":
+        return
+    for name, label in (("train", "training"), ("val", "validation")):
+        indices = getattr(z_split, name)
+        if not is_contiguous(indices):
+            raise EmsegInputError(
+                f"a 3D network needs its {label} slices consecutive (its crops span z), "
+                f"got slices {format_slices(indices)}; choose validation slices at one end "
+                "of the labelled block (--val-slices as a count, a fraction or one range)")

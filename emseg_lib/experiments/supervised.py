@@ -22,7 +22,7 @@ from torch import nn
 from emseg_lib.atomic import atomic_path
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, SliceSplit, thesis_split
 from emseg_lib.data.fingerprint import array_sha256
-from emseg_lib.data.splits import format_slices, is_contiguous
+from emseg_lib.data.splits import check_split_for_model
 from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
@@ -87,14 +87,7 @@ def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int
     """
     plan = schedule(kind, profile)
     z_split = z_split or thesis_split(volume.shape[0])
-    if kind == "unet3d":
-        for name, label in (("train", "training"), ("val", "validation")):
-            indices = getattr(z_split, name)
-            if not is_contiguous(indices):
-                raise EmsegInputError(
-                    f"a 3D network needs its {label} slices consecutive (its crops span z), "
-                    f"got slices {format_slices(indices)}; choose validation slices at one end "
-                    "of the labelled block (--val-slices as a count, a fraction or one range)")
+    check_split_for_model(kind, z_split)
     parts = z_split.apply(volume)
     val_crop = plan.crop
     if kind == "unet3d":
