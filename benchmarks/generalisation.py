@@ -12,13 +12,16 @@ Usage::
    map, a longer one a confident map. Run folders and predictions are kept in ``--work``
    (a rerun resumes from them), with each run's training seconds.
 2. **Grid.** On every map, each test slice is segmented by the seeded method at every
-   ``seed_th`` of a fine grid (``smooth_px`` 1) and scored (CREMI protocol); the best fixed
-   ``seed_th`` of a map is its *oracle*, a bound no user gets.
-3. **Rules.** Each candidate rule derives ``seed_th`` per slice from the map itself
-   (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter is chosen on the maps of
-   the *other* stacks (lowest mean of VOI / oracle VOI), then the rule is scored on the
-   left-out stack's maps, exactly. Beside it: the fixed 0.95 of earlier releases and the
-   thesis method at 0.83 / 0.91, both also without tuning.
+   point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times ``seed_th``,
+   :data:`SEED_GRID`) and scored (CREMI protocol); the best grid point of a map is its
+   *oracle*, a bound no user gets.
+3. **Rules.** Each candidate rule derives ``seed_th`` per slice from the smoothed map itself
+   (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f`` and its smoothing in
+   nm are chosen together on the maps of the *other* stacks (lowest mean of VOI / oracle
+   VOI), then the rule is scored on the left-out stack's maps, exactly. Beside it: the fixed
+   0.95 / ``smooth_px`` 1 of earlier releases and the thesis method at 0.83 / 0.91, both
+   also without tuning. Last, each rule's parameters chosen on every stack: what the library
+   ships.
 4. **End to end**: each run's thresholds learned on its validation split (what ``emseg
    segment`` uses after ``emseg train``), with the training seconds.
 
@@ -45,15 +48,17 @@ from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
-from emseg_lib.postprocess.derive import RULES, SeedRule
+from emseg_lib.postprocess.derive import RULES
 from emseg_lib.postprocess.methods import MIN_SEED_PX
 from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_from_seeds
 from emseg_lib.profiles import get_profile
 
 #: the fine seed_th grid every map is scored on (the oracle's and the rules' lookup grid)
-SEED_GRID = tuple(round(v, 2) for v in np.arange(0.04, 0.995, 0.02))
-SMOOTH_PX = 1.0
-OLD_DEFAULT = 0.95
+SEED_GRID = tuple(round(v, 2) for v in np.arange(0.40, 0.985, 0.02))
+#: the smoothing sigmas (nm in the plane) every map is scored at: a sigma in nm means the
+#: same on stacks of different pixel size (4.6 nm VNC, 6 nm SNEMI, 10 nm FIB-SEM)
+SMOOTH_NM = (4.0, 10.0, 16.0)
+OLD_DEFAULT, OLD_SMOOTH_PX = 0.95, 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,21 +102,27 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
     return maps
 
 
-def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> list[float]:
-    """VOI (CREMI protocol) of one slice at every :data:`SEED_GRID` value."""
+def smooth_px_of(m: Map, smooth_nm: float) -> float:
+    """The smoothing sigma in pixels of the map's stack for a sigma of ``smooth_nm`` nm."""
+    return smooth_nm / m.pixel_nm
+
+
+def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> list[list[float]]:
+    """VOI (CREMI protocol) of one slice at every (:data:`SMOOTH_NM`, :data:`SEED_GRID`)."""
     prob, gt, pixel_nm = job
     truth = GroundTruth.from_ids(gt, pixel_nm=pixel_nm)
-    smoothed = smooth(prob, SMOOTH_PX)
-    vois = []
-    for seed_th in SEED_GRID:
-        seg = watershed_from_seeds(smoothed, seeds_from_interior(smoothed, seed_th,
-                                                                 MIN_SEED_PX))
-        vois.append(cremi_scores(seg, truth).voi)
-    return vois
+    rows = []
+    for smooth_nm in SMOOTH_NM:
+        smoothed = smooth(prob, smooth_nm / pixel_nm)
+        rows.append([cremi_scores(watershed_from_seeds(
+            smoothed, seeds_from_interior(smoothed, seed_th, MIN_SEED_PX)), truth).voi
+            for seed_th in SEED_GRID])
+    return rows
 
 
 def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray]:
-    """``{map name: (slices, len(SEED_GRID)) VOI}`` of the labelled test slices."""
+    """``{map name: (slices, len(SMOOTH_NM), len(SEED_GRID)) VOI}`` of the labelled test
+    slices."""
     grids = {}
     for m in maps:
         jobs = [(p, g, m.pixel_nm) for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
@@ -119,26 +130,49 @@ def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray
     return grids
 
 
+def oracle_point(grid: np.ndarray) -> tuple[float, float, float]:
+    """``(smooth_nm, seed_th, mean VOI)`` of the best grid point of a map."""
+    means = grid.mean(axis=0)
+    i, j = np.unravel_index(int(np.argmin(means)), means.shape)
+    return SMOOTH_NM[i], SEED_GRID[j], float(means[i, j])
+
+
 def _grid_index(seed_th: float) -> int:
-    return int(np.clip(round((seed_th - SEED_GRID[0]) / 0.02), 0, len(SEED_GRID) - 1))
+    step = SEED_GRID[1] - SEED_GRID[0]
+    return int(np.clip(round((seed_th - SEED_GRID[0]) / step), 0, len(SEED_GRID) - 1))
 
 
-def rule_voi_from_grid(m: Map, grid: np.ndarray, rule: Callable[[np.ndarray], float]) -> float:
-    """Mean VOI of a per-slice rule on a map, looked up on its grid (nearest 0.02)."""
-    labelled = [p for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
-    picks = [_grid_index(rule(smooth(p, SMOOTH_PX))) for p in labelled]
-    return float(np.mean([grid[i, j] for i, j in enumerate(picks)]))
+def rule_picks(maps: Sequence[Map]) -> dict[tuple[str, str, float, float], list[int]]:
+    """``{(map, rule, f, smooth_nm): grid index of every labelled slice's derived seed_th}``,
+    each slice smoothed once per :data:`SMOOTH_NM` level."""
+    picks: dict[tuple[str, str, float, float], list[int]] = {}
+    for m in maps:
+        for p in (p for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)):
+            for smooth_nm in SMOOTH_NM:
+                smoothed = smooth(p, smooth_px_of(m, smooth_nm))
+                for name, rule in RULES.items():
+                    for f in rule.candidates:
+                        picks.setdefault((m.name, name, f, smooth_nm), []).append(
+                            _grid_index(rule.bind(f)(smoothed)))
+    return picks
 
 
-def select_parameter(rule: SeedRule, maps: Sequence[Map], grids: dict[str, np.ndarray]
-                     ) -> tuple[float, float]:
-    """The rule's parameter with the lowest mean VOI / oracle over ``maps``; its mean."""
-    best = (np.inf, np.nan)
-    for value in rule.candidates:
-        ratios = [rule_voi_from_grid(m, grids[m.name], rule.bind(value))
-                  / grids[m.name].mean(axis=0).min() for m in maps]
-        best = min(best, (float(np.mean(ratios)), value))
-    return best[1], best[0]
+def select_parameters(name: str, maps: Sequence[Map], grids: dict[str, np.ndarray],
+                      picks: dict[tuple[str, str, float, float], list[int]]
+                      ) -> tuple[float, float, float]:
+    """The rule's ``(f, smooth_nm)`` with the lowest mean VOI / oracle VOI over ``maps``,
+    looked up on their grids (nearest grid ``seed_th``); and that mean."""
+    best = (np.inf, np.nan, np.nan)
+    for f in RULES[name].candidates:
+        for level, smooth_nm in enumerate(SMOOTH_NM):
+            ratios = []
+            for m in maps:
+                grid = grids[m.name]
+                voi = np.mean([grid[s, level, j]
+                               for s, j in enumerate(picks[(m.name, name, f, smooth_nm)])])
+                ratios.append(voi / oracle_point(grid)[2])
+            best = min(best, (float(np.mean(ratios)), f, smooth_nm))
+    return best[1], best[2], best[0]
 
 
 def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
@@ -148,42 +182,52 @@ def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[
     return pd.DataFrame(rows)[["voi", "voi_split", "voi_merge", "arand"]].mean().to_dict()
 
 
-def seeded_at(rule: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
+def seeded_at(rule: Callable[[np.ndarray], float], smooth_px: float
+              ) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-slice seeded watershed, ``seed_th`` from ``rule`` on the slice smoothed by
+    ``smooth_px``."""
     def segment(prob: np.ndarray) -> np.ndarray:
-        smoothed = smooth(prob, SMOOTH_PX)
+        smoothed = smooth(prob, smooth_px)
         return watershed_from_seeds(smoothed, seeds_from_interior(smoothed, rule(smoothed),
                                                                   MIN_SEED_PX))
     return segment
 
 
+def _selection_row(left_out: str, name: str, chosen: tuple[float, float, float]) -> dict:
+    f, smooth_nm, ratio = chosen
+    return {"left out": left_out, "rule": name, "f": f, "smooth_nm": smooth_nm,
+            "mean VOI / oracle on the others": round(ratio, 4)}
+
+
 def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every map's rows (rules chosen without its stack, oracle, old default, thesis,
-    learned) and the selection of every rule's parameter per left-out stack."""
+    learned) and the selection of every rule's ``(f, smooth_nm)`` per left-out stack, then
+    on every stack (what the library ships)."""
     rows, selections = [], []
-    stacks = sorted({m.stack for m in maps})
-    for stack in stacks:
+    picks = rule_picks(maps)
+    for stack in sorted({m.stack for m in maps}):
         others = [m for m in maps if m.stack != stack]
         chosen = {}
-        for name, rule in RULES.items():
-            value, ratio = select_parameter(rule, others, grids)
-            chosen[name] = value
-            selections.append({"left out": stack, "rule": name, "parameter": value,
-                               "mean VOI / oracle on the others": ratio})
+        for name in RULES:
+            chosen[name] = select_parameters(name, others, grids, picks)
+            selections.append(_selection_row(stack, name, chosen[name]))
         for m in (m for m in maps if m.stack == stack):
-            grid_means = grids[m.name].mean(axis=0)
-            oracle_th = SEED_GRID[int(np.argmin(grid_means))]
+            smooth_nm, seed_th, _ = oracle_point(grids[m.name])
             base = {"stack": m.stack, "map": m.name, "train_s": round(m.train_s)}
-            rows.append({**base, "row": "oracle (best fixed seed_th on this map)",
-                         "setting": f"seeded, seed_th {oracle_th}",
-                         **exact_scores(m, seeded_at(lambda _s, t=oracle_th: t))})
+            rows.append({**base, "row": "oracle (best grid point on this map)",
+                         "setting": f"seeded, seed_th {seed_th}, smooth {smooth_nm:g} nm",
+                         **exact_scores(m, seeded_at(lambda _s, t=seed_th: t,
+                                                     smooth_px_of(m, smooth_nm)))})
             for name, rule in RULES.items():
+                f, smooth_nm, _ = chosen[name]
                 rows.append({**base, "row": f"rule {name} (chosen without {stack})",
-                             "setting": f"{rule.describe(chosen[name])}",
-                             **exact_scores(m, seeded_at(rule.bind(chosen[name])))})
+                             "setting": f"{rule.describe(f)}, smooth {smooth_nm:g} nm",
+                             **exact_scores(m, seeded_at(rule.bind(f),
+                                                         smooth_px_of(m, smooth_nm)))})
             rows.append({**base, "row": "old default (fixed)",
-                         "setting": f"seeded, seed_th {OLD_DEFAULT}",
-                         **exact_scores(m, seeded_at(lambda _s: OLD_DEFAULT))})
+                         "setting": f"seeded, seed_th {OLD_DEFAULT}, smooth_px {OLD_SMOOTH_PX}",
+                         **exact_scores(m, seeded_at(lambda _s: OLD_DEFAULT, OLD_SMOOTH_PX))})
             rows.append({**base, "row": "thesis method 0.83 / 0.91",
                          "setting": f"thesis, sig_th {THESIS_SIG_TH}, edge_th {THESIS_EDGE_TH}",
                          **exact_scores(m, lambda p: METHODS["thesis"].segment(
@@ -194,6 +238,9 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
                                     f"{learned['smooth_px']:g}",
                          **exact_scores(m, lambda p, t=learned: METHODS["seeded"].segment(
                              p, t))})
+    for name in RULES:
+        selections.append(_selection_row("none (every stack: the shipped default)", name,
+                                         select_parameters(name, maps, grids, picks)))
     return pd.DataFrame(rows), pd.DataFrame(selections)
 
 

@@ -137,7 +137,7 @@ def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
     prob, image = compute(z0, z1)
     method = get_method(post.method)
     used = (method.derive(prob, thresholds, resolution) if post.dims == 3
-            else [method.derive(p, thresholds) for p in prob])
+            else [method.derive(p, thresholds, resolution[1:]) for p in prob])
     derived.extend([used] if post.dims == 3 else used)
     cells = segment_volume(prob, post.method, used, dims=post.dims,
                            resolution=resolution, keep_boundaries=post.keep_boundaries,

@@ -18,7 +18,13 @@ from emseg_lib.evaluation import GroundTruth, cremi_scores
 from emseg_lib.experiments.supervised import make_model
 from emseg_lib.models import model_spec
 from emseg_lib.postprocess import METHODS, postprocess_dims, segment_volume
-from emseg_lib.postprocess.derive import DEFAULT_FRACTION, DEFAULT_RULE, RULES
+from emseg_lib.postprocess.derive import (
+    DEFAULT_FRACTION,
+    DEFAULT_RULE,
+    DEFAULT_SMOOTH_NM,
+    RULES,
+    default_smooth_px,
+)
 from emseg_lib.profiles import get_profile
 from emseg_lib.train.checkpoint import save_checkpoint
 
@@ -55,13 +61,31 @@ def test_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
     assert _voi(fixed, labels) > 5 * _voi(seg_dull, labels)
 
 
-def test_derived_threshold_is_the_default_rule_between_the_map_levels(cells):
+def test_derived_threshold_is_the_default_rule_on_the_smoothed_map(cells):
     _, clean = cells
     thresholds = SEEDED.derive(clean[0], {"smooth_px": 0.0})
+    assert thresholds["seed_th"] == pytest.approx(
+        RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(clean[0]))
     lo, hi = np.percentile(clean[0], [1, 99])
-    assert thresholds["seed_th"] == pytest.approx(lo + DEFAULT_FRACTION * (hi - lo))
-    assert DEFAULT_RULE == "range" and RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(
-        clean[0]) == pytest.approx(thresholds["seed_th"])
+    assert lo < thresholds["seed_th"] < hi
+
+
+def test_range_rule_lies_between_the_map_levels(cells):
+    _, clean = cells
+    lo, hi = np.percentile(clean[0], [1, 99])
+    assert RULES["range"].bind(0.25)(clean[0]) == pytest.approx(lo + 0.25 * (hi - lo))
+
+
+def test_smoothing_is_a_length_in_nm_whatever_the_pixel_size(cells):
+    _, clean = cells
+    fine = SEEDED.derive(clean[0], {}, (4.0, 4.0))["smooth_px"]
+    coarse = SEEDED.derive(clean[0], {}, (8.0, 8.0))["smooth_px"]
+    assert fine == pytest.approx(DEFAULT_SMOOTH_NM / 4.0, abs=1e-3)
+    assert coarse == pytest.approx(fine / 2, abs=1e-3)
+    # a volume's finest axis sets the pixels; without a voxel size CREMI's 4 nm is assumed
+    assert SEEDED.derive(clean, {}, (40.0, 4.0, 4.0))["smooth_px"] == fine
+    assert SEEDED.derive(clean[0], {})["smooth_px"] == fine
+    assert SEEDED.derive(clean[0], {"smooth_px": 0.5}, (8.0, 8.0))["smooth_px"] == 0.5
 
 
 def test_given_thresholds_win_over_derived_ones(cells):
@@ -84,18 +108,21 @@ def test_postprocess_says_what_it_derived_and_flags_override(tmp_path, cells, ca
     assert main(["postprocess", "--prob", str(tmp_path / "prob.h5"), "--out",
                  str(tmp_path / "derived.h5"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "post-processing: seeded (smooth_px 1; method defaults; seed_th derived from the " \
-           "map: range" in out
-    assert re.search(r"seed_th derived from the map: 0\.\d{3}-0\.\d{3} \(median 0\.\d{3}\) "
+    assert (f"post-processing: seeded (method defaults; seed_th derived: {DEFAULT_RULE}: "
+            in out and f"smooth_px derived: a sigma of {DEFAULT_SMOOTH_NM:g} nm" in out), out
+    assert re.search(r"seed_th derived: 0\.\d{3}-0\.\d{3} \(median 0\.\d{3}\) "
                      r"over 3 slice\(s\)", out), out
+    assert f"smooth_px derived: {DEFAULT_SMOOTH_NM / 4:.3f}-" in out
     with h5py.File(tmp_path / "derived.h5") as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
-    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"smooth_px": 1.0}))
+    np.testing.assert_array_equal(ids, segment_volume(
+        prob, "seeded", {"smooth_px": default_smooth_px((4.0, 4.0))}))
     assert main(["postprocess", "--prob", str(tmp_path / "prob.h5"), "--out",
                  str(tmp_path / "given.h5"), "--seed-th", "0.3", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "seeded (seed_th 0.3, smooth_px 1; seed_th from the command line" in out
-    assert "derived" not in out
+    assert ("seeded (seed_th 0.3; seed_th from the command line; otherwise method defaults; "
+            "smooth_px derived" in out), out
+    assert "seed_th derived" not in out
 
 
 def test_learned_thresholds_win_over_derived_ones():
@@ -111,8 +138,8 @@ def test_learned_thresholds_win_over_derived_ones():
     assert post.thresholds == {"seed_th": 0.8, "smooth_px": 2.0}
     assert "learned on the validation split at epoch 3" in line and "derived" not in line
     post, line = choose_postprocessing(args, {**learned, "dims": 3}, 2)
-    assert post.thresholds == {"smooth_px": 1.0}  # learned in 3D: not used per slice
-    assert "learned in 3D" in line and "seed_th derived from the map" in line
+    assert post.thresholds == {}  # learned in 3D: not used per slice
+    assert "learned in 3D" in line and "seed_th derived" in line
 
 
 def test_anisotropy_guard():
@@ -142,6 +169,7 @@ def test_3d_checkpoint_on_thick_sections_is_post_processed_per_slice(tmp_path, c
     with h5py.File(tmp_path / "auto.h5") as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
         prob = handle["volumes/predictions/cell_probability"][()]
-    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {"smooth_px": 1.0}))
+    np.testing.assert_array_equal(ids, segment_volume(
+        prob, "seeded", {"smooth_px": default_smooth_px((4.6, 4.6))}))
     assert main([*common, "--out", str(tmp_path / "in3d.h5"), "--dims", "3"]) == 0
     assert "thicker than the pixels" not in capsys.readouterr().out

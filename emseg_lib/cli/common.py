@@ -103,10 +103,10 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _defaults_text(method: PostprocessMethod, name: str) -> str:
-    """``0.9``, ``0.9 per slice, 0.98 in 3D`` or ``derived from the map``: a threshold's
+    """``0.9``, ``0.9 per slice, 0.98 in 3D`` or ``derived: how``: a threshold's
     defaults for help texts."""
     if name in method.derived:
-        return "derived from the map"
+        return f"derived: {method.derived[name]}"
     flat, volume = method.default_thresholds(2)[name], method.default_thresholds(3)[name]
     return f"{flat:g}" if flat == volume else f"{flat:g} per slice, {volume:g} in 3D"
 

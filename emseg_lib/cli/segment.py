@@ -72,10 +72,10 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
         source = f"{', '.join(named)} from the command line; otherwise {source}"
     post = Postprocessing(name, thresholds, dims=dims, keep_boundaries=args.keep_boundaries,
                           workers=args.workers)
-    values = ", ".join(f"{k} {v:g}" for k, v in thresholds.items())
-    derived = "".join(f"; {k} derived from the map: {how}" for k, how in method.derived.items()
-                      if k not in thresholds)
-    return post, f"post-processing: {name} ({values}; {source}{derived})"
+    values = [", ".join(f"{k} {v:g}" for k, v in thresholds.items())] if thresholds else []
+    derived = [f"{k} derived: {how}" for k, how in method.derived.items()
+               if k not in thresholds]
+    return post, f"post-processing: {name} ({'; '.join([*values, source, *derived])})"
 
 
 #: arguments that do not change what a run writes (left out of its job)
@@ -132,7 +132,7 @@ def report(out: Path, run: SegmentationRun) -> None:
           f"{run.slices_per_second:.2f} slices/s")
     for name, values in run.derived.items():
         if values:
-            print(f"{name} derived from the map: {min(values):.3f}-{max(values):.3f} (median "
+            print(f"{name} derived: {min(values):.3f}-{max(values):.3f} (median "
                   f"{float(np.median(values)):.3f}) over {len(values)} {run.derived_per}(s)")
 
 

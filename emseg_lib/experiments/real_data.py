@@ -96,7 +96,7 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
 
 
 def _row(method: str, thresholds: dict[str, float], source: str, scores: pd.Series) -> dict:
-    values = ", ".join([*(f"{k} derived from the map" for k in get_method(method).derived
+    values = ", ".join([*(f"{k} derived" for k in get_method(method).derived
                           if k not in thresholds),
                         *(f"{k} {v:g}" for k, v in thresholds.items())])
     return {"method": method, "thresholds": values, "chosen on": source,

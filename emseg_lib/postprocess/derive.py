@@ -14,12 +14,14 @@ levels, measured on the smoothed map (per slice in 2D, per volume in 3D):
 ``a > 0``) get the same seeds, so the same segmentation. The free parameter ``f`` of each rule
 was chosen by ``benchmarks/generalisation.py`` leaving one stack out at a time (never on the
 stack it is scored on); :data:`DEFAULT_RULE` and :data:`DEFAULT_FRACTION` are what it chose on
-every stack (README, "Defaults on stacks nobody tuned on").
+every stack (README, "Defaults on stacks nobody tuned on"), with the smoothing
+:data:`DEFAULT_SMOOTH_NM`, in nm so that it means the same on every pixel size
+(:func:`default_smooth_px`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +82,19 @@ class SeedRule:
 
 #: the rule and parameter the seeded method uses (chosen leaving one stack out; see above)
 DEFAULT_RULE, DEFAULT_FRACTION = "range", 0.6
+#: the seeded method's smoothing sigma in nm in the plane (chosen with the rule): a sigma in
+#: pixels would smooth a 4.6 nm stack half as much, in the tissue, as a 10 nm one
+DEFAULT_SMOOTH_NM = 8.0
+#: the in-plane pixel size assumed for a map that comes without one (CREMI's 4 nm, as the
+#: command line's default ``--resolution 40 4 4``)
+ASSUMED_PIXEL_NM = 4.0
+
+
+def default_smooth_px(sampling: Sequence[float] | None) -> float:
+    """:data:`DEFAULT_SMOOTH_NM` in pixels of the finest axis of ``sampling`` (the voxel size
+    in nm, ``(Y, X)`` or ``(Z, Y, X)``; :data:`ASSUMED_PIXEL_NM` when None)."""
+    pixel_nm = min(sampling) if sampling is not None else ASSUMED_PIXEL_NM
+    return round(DEFAULT_SMOOTH_NM / pixel_nm, 3)
 
 _FRACTIONS = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
 RULES: dict[str, SeedRule] = {

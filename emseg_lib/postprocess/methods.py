@@ -24,7 +24,13 @@ import numpy as np
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities
 from emseg_lib.postprocess.dense import flood_boundaries
-from emseg_lib.postprocess.derive import DEFAULT_FRACTION, DEFAULT_RULE, RULES
+from emseg_lib.postprocess.derive import (
+    DEFAULT_FRACTION,
+    DEFAULT_RULE,
+    DEFAULT_SMOOTH_NM,
+    RULES,
+    default_smooth_px,
+)
 from emseg_lib.postprocess.seeded import (
     seeded_watershed,
     seeds_from_interior,
@@ -201,14 +207,21 @@ class ThesisMethod(PostprocessMethod):
 @dataclass(frozen=True)
 class SeededMethod(PostprocessMethod):
     """Seeded watershed on the smoothed probability (:mod:`.seeded`), dense by construction;
-    ``seed_th`` derived from the smoothed map (:mod:`.derive`) when it is not given."""
+    when not given, ``smooth_px`` follows from the pixel size (a sigma in nm) and ``seed_th``
+    is derived from the smoothed map (:mod:`.derive`)."""
 
     def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None = None) -> Thresholds:
+        """``thresholds`` completed: ``smooth_px`` from ``sampling`` (voxel size in nm of
+        ``prob``'s axes; :func:`~.derive.default_smooth_px`), then ``seed_th`` from the map
+        smoothed by it."""
+        smooth_px = thresholds.get("smooth_px", default_smooth_px(sampling))
         if "seed_th" in thresholds:
-            return dict(thresholds)
-        smoothed = smooth(prob, thresholds["smooth_px"], sampling)
-        return {"seed_th": RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smoothed), **thresholds}
+            seed_th = thresholds["seed_th"]
+        else:
+            seed_th = RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smooth(prob, smooth_px,
+                                                                        sampling))
+        return {**thresholds, "seed_th": seed_th, "smooth_px": smooth_px}
 
     def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None) -> np.ndarray:
@@ -235,11 +248,13 @@ METHODS: dict[str, PostprocessMethod] = {
         grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
-        defaults={"smooth_px": 1.0},
+        defaults={},
         grid={"smooth_px": (0.0, 1.0, 2.0),
               "seed_th": (*_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
         derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
-                 + " of the smoothed map (per slice; per volume in 3D)"}),
+                 + " of the smoothed map (per slice; per volume in 3D)",
+                 "smooth_px": f"a sigma of {DEFAULT_SMOOTH_NM:g} nm over the in-plane pixel "
+                              "size (the file's resolution or --resolution)"}),
 }
 DEFAULT_METHOD = "seeded"
 

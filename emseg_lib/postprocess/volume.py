@@ -39,7 +39,8 @@ def segment_volume(prob: np.ndarray, method: str,
             mapping per slice.
         dims: 2 = every slice on its own (2D networks, anisotropic stacks), ids unique across
             slices; 3 = the volume at once (3D networks), anisotropy from ``resolution``.
-        resolution: voxel size ``(z, y, x)`` in nm (3D only).
+        resolution: voxel size ``(z, y, x)`` in nm: the anisotropy in 3D; in both, the
+            pixel size of derived thresholds (``smooth_px``; CREMI's 4 nm when None).
         keep_boundaries: keep label 0 on the thesis method's boundaries.
         start: every id is greater than this (chunked volumes continue from the last id).
         workers: processes for the slices (None = every core); ignored when ``pool`` given.
@@ -62,7 +63,9 @@ def segment_volume(prob: np.ndarray, method: str,
     if len(per_slice) != len(prob):
         raise EmsegInputError(f"{len(per_slice)} sets of thresholds for {len(prob)} slices")
     task = partial(_segment_pair, method=method, keep_boundaries=keep_boundaries)
-    pairs = [(p, dict(t)) for p, t in zip(prob, per_slice, strict=True)]
+    plane = None if resolution is None else tuple(resolution[1:])
+    pairs = [(p, get_method(method).derive(p, t, plane))
+             for p, t in zip(prob, per_slice, strict=True)]
     if pool is not None:
         return stack_slices(pool.map(task, pairs), start)
     with worker_pool(min(resolve_workers(workers), len(prob))) as own:
