@@ -163,8 +163,9 @@ def test_postprocess_and_evaluate_zarr(tmp_path, capsys, data):
     np.testing.assert_allclose(image["data"], prob)
     assert image["scale"] == RESOLUTION
     h5 = tmp_path / "prob.h5"
-    with h5py.File(h5, "w") as handle:
+    with h5py.File(h5, "w") as handle:  # the same voxel size: smoothing is a length in nm
         handle["p"] = prob
+        handle["p"].attrs["resolution"] = RESOLUTION
     assert cli(capsys, "postprocess", "--prob", h5, "--out", tmp_path / "twin.h5",
                "--workers", "1")[0] == 0
     with h5py.File(tmp_path / "twin.h5") as handle:
