@@ -10,7 +10,8 @@
 # runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
 # notebooks). The profile run is recorded, so notebooks opened afterwards in JupyterLab find
 # its checkpoints. --real-data DIR: where the real EM stacks are (default data/; fetch them
-# with `emseg fetch vnc` and `emseg fetch fibsem`). --engine: where the training sweeps of
+# with `emseg fetch vnc` and `emseg fetch fibsem`); recorded too, so notebook 05 reopened in
+# JupyterLab shows this run's real-data tables. --engine: where the training sweeps of
 # notebooks 03 and 04 (Boundless masks, transfer runs, adversarial seeds) go: inline (default,
 # one after the other), local (--jobs N at once on this machine, one GPU each) or slurm (--jobs
 # N at once, one GPU each, --partition NAME); every job resumes from its run folder, so the
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs="$2"; shift 2 ;;
     --partition) partition="$2"; shift 2 ;;
     --notebook-limit) notebook_limit="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,13 +60,14 @@ print(get_profile('$profile').notebook_limit_s)")" ;;
   *[!0-9]*|0) echo "run_all.sh: --notebook-limit must be a positive number of seconds, got" \
                    "'$notebook_limit'" >&2; exit 2 ;;
 esac
-eval "$(EMSEG_ROOT="${EMSEG_ROOT:-$root}" python -m emseg_lib.paths --profile "$profile" --record \
-  | sed 's/^/default_/')"
+project="$(realpath -m "${EMSEG_ROOT:-$root}")"
+real_data="${real_data:-$project/data}"
+eval "$(EMSEG_ROOT="$project" python -m emseg_lib.paths --profile "$profile" \
+  --real-data "$real_data" --record | sed 's/^/default_/')"
 data="${data:-$default_data}"
 figures="${figures:-$default_figures}"
 runs="${runs:-$default_runs}"
 out="${out:-$default_outputs}"
-real_data="${real_data:-$(dirname "$default_data")}"
 mkdir -p "$figures" "$runs" "$out"
 python -m emseg_lib.jupyter_hooks
 [ -f "$data" ] || echo "run_all.sh: $data not found: the notebooks use the SYNTHETIC EM volume"

@@ -7,14 +7,18 @@ Under the project root (the folder holding ``notebooks/``; ``EMSEG_ROOT`` overri
   ``data/``);
 * ``figures/`` — every figure and table;
 * ``runs/<profile>/`` — checkpoints, one folder per experiment;
-* ``outputs/<profile>/`` — the notebooks as ``run_all.sh`` executed them.
+* ``outputs/<profile>/`` — the notebooks as ``run_all.sh`` executed them;
+* the real EM stacks (``emseg fetch``) — the folder given, else the one ``run_all.sh`` used
+  last (recorded in ``runs/LAST_REAL_DATA``), else ``data/``.
 
 The profile is the one asked for, else ``EMSEG_PROFILE``, else the one ``run_all.sh`` ran
 last (recorded in ``runs/LAST_PROFILE``), else ``quick``: a notebook opened after
-``./run_all.sh --profile smoke`` finds that run's checkpoints and resumes instead of training.
+``./run_all.sh --profile smoke --real-data DIR`` finds that run's checkpoints and real stacks
+and resumes instead of training.
 
-``python -m emseg_lib.paths --root ROOT [--profile P] [--record]`` prints the paths as shell
-assignments for ``run_all.sh`` (``--record`` also records the profile as the last one run).
+``python -m emseg_lib.paths --root ROOT [--profile P] [--real-data DIR] [--record]`` prints
+the paths as shell assignments for ``run_all.sh`` (``--record`` also records the profile and
+the real-data folder as the last ones run).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from emseg_lib.profiles import PROFILES, get_profile
 DEFAULT_PROFILE = "quick"
 CREMI_FILE = "sample_A_20160501.hdf"
 LAST_PROFILE = "LAST_PROFILE"
+LAST_REAL_DATA = "LAST_REAL_DATA"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class ProjectPaths:
     figures: Path
     runs: Path
     outputs: Path
+    real_data: Path
 
 
 def default_root() -> Path:
@@ -66,10 +72,18 @@ def default_profile(root: Path) -> str:
     return DEFAULT_PROFILE
 
 
+def default_real_data(root: Path) -> Path:
+    """The real-data folder ``run_all.sh`` used last under ``root``, else ``root/data``."""
+    recorded = root / "runs" / LAST_REAL_DATA
+    if recorded.is_file() and recorded.read_text().strip():
+        return Path(recorded.read_text().strip())
+    return root / "data"
+
+
 def project_paths(profile: str | None = None, *, root: str | Path | None = None,
                   data: str | Path | None = None, figures: str | Path | None = None,
-                  runs: str | Path | None = None, outputs: str | Path | None = None
-                  ) -> ProjectPaths:
+                  runs: str | Path | None = None, outputs: str | Path | None = None,
+                  real_data: str | Path | None = None) -> ProjectPaths:
     """The paths of ``profile`` under ``root``; any path given explicitly wins."""
     base = Path(root).resolve() if root is not None else default_root()
     name = get_profile(profile).name if profile is not None else default_profile(base)
@@ -78,14 +92,18 @@ def project_paths(profile: str | None = None, *, root: str | Path | None = None,
         data=Path(data) if data is not None else base / "data" / CREMI_FILE,
         figures=Path(figures) if figures is not None else base / "figures",
         runs=Path(runs) if runs is not None else base / "runs" / name,
-        outputs=Path(outputs) if outputs is not None else base / "outputs" / name)
+        outputs=Path(outputs) if outputs is not None else base / "outputs" / name,
+        real_data=Path(real_data).resolve() if real_data is not None
+        else default_real_data(base))
 
 
-def record_profile(paths: ProjectPaths) -> None:
-    """Remember ``paths.profile`` as the one run last under ``paths.root``."""
+def record_last_run(paths: ProjectPaths) -> None:
+    """Remember ``paths.profile`` and ``paths.real_data`` as the ones run last under
+    ``paths.root`` (what notebooks opened afterwards use by default)."""
     folder = paths.root / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / LAST_PROFILE, f"{paths.profile}\n")
+    atomic_write_text(folder / LAST_REAL_DATA, f"{paths.real_data}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emseg_lib.paths")
     parser.add_argument("--root", type=Path)
     parser.add_argument("--profile", choices=sorted(PROFILES))
+    parser.add_argument("--real-data", type=Path)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)
-    paths = project_paths(args.profile, root=args.root)
+    paths = project_paths(args.profile, root=args.root, real_data=args.real_data)
     if args.record:
-        record_profile(paths)
-    for name in ("root", "profile", "data", "figures", "runs", "outputs"):
+        record_last_run(paths)
+    for name in ("root", "profile", "data", "figures", "runs", "outputs", "real_data"):
         print(f"{name}={shlex.quote(str(getattr(paths, name)))}")
     return 0
 

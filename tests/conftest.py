@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from emseg_lib.data import EMVolume, synthetic_em_volume
+from emseg_lib.fetch import DATASETS
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +35,13 @@ def two_cells() -> np.ndarray:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the public real stacks, where this machine has them (CI does)
-REAL_DATA = ROOT.parent / "shared" / "data"
+#: where the public real stacks are looked for, in order: ``$EMSEG_REAL_DATA`` (e.g. the folder
+#: ``emseg fetch vnc --dest DIR`` wrote), ``../shared/data`` beside the checkout (CI), ``data/``
+REAL_DATA_PLACES = tuple(Path(place).resolve() for place in (
+    os.environ.get("EMSEG_REAL_DATA"), ROOT.parent / "shared" / "data", ROOT / "data") if place)
+#: the first of :data:`REAL_DATA_PLACES` holding a public real stack, else None
+REAL_DATA = next((place for place in REAL_DATA_PLACES
+                  if any((place / d.filename).is_file() for d in DATASETS.values())), None)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +50,7 @@ def smoke_run(tmp_path_factory):
     root (``EMSEG_ROOT``), with the real stacks when this machine has them; made once per
     session (tests/test_notebooks.py and tests/test_browser.py share it)."""
     out = tmp_path_factory.mktemp("smoke")
-    real = ["--real-data", str(REAL_DATA)] if REAL_DATA.is_dir() else []
+    real = ["--real-data", str(REAL_DATA)] if REAL_DATA is not None else []
     # a last guard only: run_all.sh's watchdog fails a hung notebook (900 s) with its stacks
     result = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", *real],
                             capture_output=True, text=True, timeout=7200,

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REAL_DATA, REAL_DATA_PLACES
 
 from emseg_lib.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOK_05 = "05_threshold_tables.ipynb"
 
 CURVES = ["accuracy", "voi", "voi_merge", "voi_split", "arand"]
 EXPECTED = [
@@ -64,8 +66,6 @@ EXPECTED = [
     "table_future_fair_evaluation_2d_vs_3d", "table_future_adversarial_segmentation",
     "table_future_adversarial_vs_bce",
 ]
-#: the public real stacks, where this machine has them (as in conftest.smoke_run)
-REAL_DATA = ROOT.parent / "shared" / "data"
 
 
 def _committed(notebook: Path) -> str:
@@ -107,11 +107,33 @@ def test_run_all_smoke_writes_every_figure_and_table(smoke_run):
     assert "SYNTHETIC" in result.stdout + result.stderr
     assert "epochs: 2/2 (100 %)" in result.stdout  # training progress reached the console
     assert "of disk" in result.stdout
-    if REAL_DATA.is_dir():
+    if REAL_DATA is not None:
         for name in ("table_real_vnc_unet2d", "table_real_fibsem_unet3d"):
             table = pd.read_csv(figures / f"{name}.csv")
             assert set(table["chosen on"]) == {"thesis", "validation", "defaults",
                                                "test (oracle)"}
+
+
+@pytest.mark.skipif(REAL_DATA is None, reason=f"no real stack in {REAL_DATA_PLACES}")
+def test_reopened_threshold_notebook_finds_the_real_stacks_of_the_run(smoke_run, tmp_path):
+    """Notebook 05 opened after ``run_all.sh --real-data DIR`` with its default parameters (as
+    in JupyterLab) uses DIR, which the run recorded, and shows the real-data tables without
+    training again."""
+    out, result = smoke_run
+    assert result.returncode == 0
+    assert (out / "runs" / "LAST_REAL_DATA").read_text().strip() == str(REAL_DATA)
+    before = _finished_epochs(out / "runs" / "smoke")
+    executed = tmp_path / "05.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / NOTEBOOK_05),
+                    str(executed), "--cwd", str(ROOT / "notebooks"), "--no-progress-bar"],
+                   check=True, capture_output=True, timeout=3600,
+                   env={**os.environ, "EMSEG_ROOT": str(out)})
+    shown = json.dumps([cell.get("outputs", []) for cell in
+                        json.loads(executed.read_text())["cells"]])
+    assert "no real stack in" not in shown
+    for stack in ("vnc_sstem_stack1_cremi.h5", "medulla_fibsem_250_cremi.h5"):
+        assert f"{stack} (" in shown, stack  # the table's caption names the stack
+    assert _finished_epochs(out / "runs" / "smoke") == before
 
 
 def test_every_thesis_figure_has_a_file(smoke_run):

@@ -1,4 +1,5 @@
-"""Real EM stacks (the public ssTEM and FIB-SEM volumes, ``../shared/data`` or ``data/``): the
+"""Real EM stacks (the public ssTEM and FIB-SEM volumes, in ``$EMSEG_REAL_DATA``,
+``../shared/data`` or ``data/``: :data:`conftest.REAL_DATA_PLACES`): the
 defaults a user gets without tuning by hand, measured on small crops.
 
 Skipped, with the reason, where the stacks are absent (``emseg fetch vnc`` / ``fibsem``).
@@ -12,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import REAL_DATA_PLACES
 
 from emseg_lib.cli import main
 from emseg_lib.data import load_cremi, save_cremi, split_slices
@@ -21,17 +23,14 @@ from emseg_lib.pipeline import PROBABILITY_KEY
 from emseg_lib.train import load_checkpoint
 from emseg_lib.tuning import tune_thresholds
 
-ROOT = Path(__file__).resolve().parents[1]
-PLACES = (ROOT.parent / "shared" / "data", ROOT / "data")
-
 
 def real_stack(name: str) -> Path:
     """The path of a public real stack, or skip the test saying where it was looked for."""
-    for folder in PLACES:
+    for folder in REAL_DATA_PLACES:
         path = folder / DATASETS[name].filename
         if path.is_file():
             return path
-    pytest.skip(f"{DATASETS[name].filename} not in {', '.join(map(str, PLACES))}; "
+    pytest.skip(f"{DATASETS[name].filename} not in {', '.join(map(str, REAL_DATA_PLACES))}; "
                 f"fetch it with: emseg fetch {name} --dest data/")
 
 
