@@ -60,6 +60,16 @@ COMPARISON_NUMBERS = (
      "difference": "5.29"},
 )
 
+#: curve colours the thesis's captions name, by curve label (figures 5.46 and 5.47: blue all
+#: random, red all pretrained, green 8 random frozen, orange 8 pretrained frozen + 9 random);
+#: :func:`~emseg_lib.plots.seed_band_curves` draws every figure's curves in them
+CURVE_COLOURS = {
+    "all random": "tab:blue",
+    "all pretrained": "tab:red",
+    "8 random frozen": "tab:green",
+    "8 pretrained frozen + 9 random": "tab:orange",
+}
+
 #: Boundless figures (examples, losses, adversarial and pixel loss) and table per mask
 BOUNDLESS_NUMBERS = {
     "right": {"examples": "5.30", "losses": "5.31", "adv_pixel": "5.32", "table": "5.12"},
