@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emseg_lib.atomic import atomic_write_text
+from emseg_lib.atomic import atomic_path, atomic_write_text
 from emseg_lib.evaluation import GroundTruth, cremi_scores
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
@@ -78,15 +78,37 @@ class Map:
         return f"{self.stack} e{self.epochs}"
 
 
+def _cached_map(path: Path) -> Map | None:
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        meta = json.loads(str(saved["meta"]))
+        return Map(meta["stack"], meta["epochs"], meta["train_s"], saved["prob"], saved["gt"],
+                   meta["pixel_nm"], meta["learned"])
+
+
+def _cache_map(m: Map, path: Path) -> None:
+    meta = {"stack": m.stack, "epochs": m.epochs, "train_s": m.train_s,
+            "pixel_nm": m.pixel_nm, "learned": m.learned}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.savez(out, prob=m.prob, gt=m.gt, meta=json.dumps(meta))
+
+
 def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profile_name: str,
               workers: int | None) -> list[Map]:
-    """Train each stack's UNet2D to each budget (resuming) and predict its test split."""
+    """Train each stack's UNet2D to each budget (resuming) and predict its test split; each
+    map is kept in ``work/maps/`` (a run resumed past a budget cannot give its map again)."""
     maps = []
     for stack, path in stacks.items():
         profile = get_profile(profile_name)
         volume = load_real_stack(path, profile)
         run_dir = work / f"{stack}_unet2d"
         for epochs in sorted(budgets):
+            cache = work / "maps" / f"{stack}_e{epochs}.npz"
+            if (cached := _cached_map(cache)) is not None:
+                maps.append(cached)
+                continue
             plan = dataclasses.replace(profile.unet2d, epochs=epochs)
             budget_profile = dataclasses.replace(profile, unet2d=plan)
             started = time.perf_counter()
@@ -99,6 +121,7 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
             maps.append(Map(stack, epochs, history_s, test.prob, test.gt, test.pixel_nm,
                             trained.postprocess))
+            _cache_map(maps[-1], cache)
     return maps
 
 

@@ -170,8 +170,13 @@ def reference_segmenter(method: str, thresholds: dict[str, float]
     if method == "thesis":
         return lambda p: reference_flood(
             reference_thesis(p, thresholds["sig_th"], thresholds["edge_th"]), p)
-    return lambda p: reference_seeded(p, thresholds["seed_th"], thresholds["smooth_px"],
-                                      MIN_SEED_PX)
+    seeded = METHODS["seeded"]
+
+    def segment(p: np.ndarray) -> np.ndarray:
+        derived = seeded.derive(p, thresholds)  # the thresholds the library would use
+        return reference_seeded(p, derived["seed_th"], derived["smooth_px"],
+                                MIN_SEED_PX)
+    return segment
 
 
 def reference_rates(prob: np.ndarray) -> dict[str, float]:
