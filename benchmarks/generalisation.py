@@ -12,16 +12,16 @@ Usage::
    map, a longer one a confident map. Run folders and predictions are kept in ``--work``
    (a rerun resumes from them), with each run's training seconds.
 2. **Grid.** On every map, each test slice is segmented by the seeded method at every
-   point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times ``seed_th``,
-   :data:`SEED_GRID`) and scored (CREMI protocol); the best grid point of a map is its
-   *oracle*, a bound no user gets.
+   point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times the smallest seed in nm²,
+   :data:`SEED_AREA_NM2`, times ``seed_th``, :data:`SEED_GRID`) and scored (CREMI protocol);
+   the best grid point of a map is its *oracle*, a bound no user gets.
 3. **Rules.** Each candidate rule derives ``seed_th`` per slice from the smoothed map itself
-   (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f`` and its smoothing in
-   nm are chosen together on the maps of the *other* stacks (lowest mean of VOI / oracle
-   VOI), then the rule is scored on the left-out stack's maps, exactly. Beside it: the fixed
-   0.95 / ``smooth_px`` 1 of earlier releases and the thesis method at 0.83 / 0.91, both
-   also without tuning. Last, each rule's parameters chosen on every stack: what the library
-   ships.
+   (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f``, its smoothing in nm
+   and its seed area in nm² are chosen together on the maps of the *other* stacks (lowest
+   mean of VOI / oracle VOI), then the rule is scored on the left-out stack's maps, exactly.
+   Beside it: the fixed 0.95 / ``smooth_px`` 1 / 16-pixel seeds of earlier releases and the
+   thesis method at 0.83 / 0.91, both also without tuning. Last, each rule's parameters
+   chosen on every stack: what the library ships.
 4. **End to end**: each run's thresholds learned on its validation split (what ``emseg
    segment`` uses after ``emseg train``), with the training seconds.
 
@@ -48,8 +48,8 @@ from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
-from emseg_lib.postprocess.derive import RULES
-from emseg_lib.postprocess.methods import MIN_SEED_PX
+from emseg_lib.postprocess.derive import RULES, min_seed_px_of
+from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_from_seeds
 from emseg_lib.profiles import get_profile
 
@@ -57,8 +57,24 @@ from emseg_lib.profiles import get_profile
 SEED_GRID = tuple(round(v, 2) for v in np.arange(0.40, 0.985, 0.02))
 #: the smoothing sigmas (nm in the plane) every map is scored at: a sigma in nm means the
 #: same on stacks of different pixel size (4.6 nm VNC, 6 nm SNEMI, 10 nm FIB-SEM)
-SMOOTH_NM = (4.0, 10.0, 16.0)
+SMOOTH_NM = (2.5, 5.0, 10.0)
+#: the smallest seeds (nm² in the plane) every map is scored at
+SEED_AREA_NM2 = (800.0, 1600.0, 3200.0, 6400.0)
 OLD_DEFAULT, OLD_SMOOTH_PX = 0.95, 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A seeded setting on the grid: smoothing sigma (nm), smallest seed (nm²), the rule's
+    parameter ``f`` (or the fixed ``seed_th`` of an oracle), and its mean VOI / oracle."""
+
+    smooth_nm: float
+    seed_area_nm2: float
+    f: float
+    ratio: float = float("nan")
+
+    def describe(self) -> str:
+        return f"smooth {self.smooth_nm:g} nm, seeds >= {self.seed_area_nm2:g} nm²"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,18 +94,23 @@ class Map:
         return f"{self.stack} e{self.epochs}"
 
 
-def _cached_map(path: Path) -> Map | None:
+def _cached_map(path: Path, source: dict[str, str]) -> Map | None:
+    """The map kept at ``path``, None if none; one made from another stack file or profile
+    (``source``) is refused."""
     if not path.exists():
         return None
     with np.load(path) as saved:
         meta = json.loads(str(saved["meta"]))
+        if meta.get("source") != source:
+            raise SystemExit(f"{path} was made from {meta.get('source')}, not {source}: "
+                             "give another --work or remove it")
         return Map(meta["stack"], meta["epochs"], meta["train_s"], saved["prob"], saved["gt"],
                    meta["pixel_nm"], meta["learned"])
 
 
-def _cache_map(m: Map, path: Path) -> None:
+def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
     meta = {"stack": m.stack, "epochs": m.epochs, "train_s": m.train_s,
-            "pixel_nm": m.pixel_nm, "learned": m.learned}
+            "pixel_nm": m.pixel_nm, "learned": m.learned, "source": source}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         np.savez(out, prob=m.prob, gt=m.gt, meta=json.dumps(meta))
@@ -102,13 +123,16 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
     maps = []
     for stack, path in stacks.items():
         profile = get_profile(profile_name)
-        volume = load_real_stack(path, profile)
+        source = {"stack file": str(Path(path).resolve()), "profile": profile_name}
+        volume = None
         run_dir = work / f"{stack}_unet2d"
         for epochs in sorted(budgets):
             cache = work / "maps" / f"{stack}_e{epochs}.npz"
-            if (cached := _cached_map(cache)) is not None:
+            if (cached := _cached_map(cache, source)) is not None:
                 maps.append(cached)
                 continue
+            if volume is None:
+                volume = load_real_stack(path, profile)
             plan = dataclasses.replace(profile.unet2d, epochs=epochs)
             budget_profile = dataclasses.replace(profile, unet2d=plan)
             started = time.perf_counter()
@@ -121,7 +145,7 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
             maps.append(Map(stack, epochs, history_s, test.prob, test.gt, test.pixel_nm,
                             trained.postprocess))
-            _cache_map(maps[-1], cache)
+            _cache_map(maps[-1], cache, source)
     return maps
 
 
@@ -130,22 +154,39 @@ def smooth_px_of(m: Map, smooth_nm: float) -> float:
     return smooth_nm / m.pixel_nm
 
 
-def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> list[list[float]]:
-    """VOI (CREMI protocol) of one slice at every (:data:`SMOOTH_NM`, :data:`SEED_GRID`)."""
+def _area_vois(smoothed: np.ndarray, seed_th: float, pixel_nm: float,
+               truth: GroundTruth) -> list[float]:
+    """VOI at every :data:`SEED_AREA_NM2` of one smoothed slice at one ``seed_th``; an area
+    that drops no further seed reuses the previous area's score (same segmentation)."""
+    seeds = seeds_from_interior(smoothed, seed_th, 1)
+    sizes = np.bincount(seeds.ravel())[1:]
+    vois, kept = [], None
+    for area in SEED_AREA_NM2:
+        now = int(np.count_nonzero(sizes >= min_seed_px_of(area, pixel_nm)))
+        if now != kept:
+            kept = now
+            voi = cremi_scores(watershed_from_seeds(smoothed, seeds_from_interior(
+                smoothed, seed_th, min_seed_px_of(area, pixel_nm))), truth).voi
+        vois.append(voi)
+    return vois
+
+
+def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    """VOI (CREMI protocol) of one slice, ``(len(SMOOTH_NM), len(SEED_AREA_NM2),
+    len(SEED_GRID))``."""
     prob, gt, pixel_nm = job
     truth = GroundTruth.from_ids(gt, pixel_nm=pixel_nm)
-    rows = []
-    for smooth_nm in SMOOTH_NM:
+    grid = np.empty((len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)))
+    for i, smooth_nm in enumerate(SMOOTH_NM):
         smoothed = smooth(prob, smooth_nm / pixel_nm)
-        rows.append([cremi_scores(watershed_from_seeds(
-            smoothed, seeds_from_interior(smoothed, seed_th, MIN_SEED_PX)), truth).voi
-            for seed_th in SEED_GRID])
-    return rows
+        for j, seed_th in enumerate(SEED_GRID):
+            grid[i, :, j] = _area_vois(smoothed, seed_th, pixel_nm, truth)
+    return grid
 
 
 def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray]:
-    """``{map name: (slices, len(SMOOTH_NM), len(SEED_GRID)) VOI}`` of the labelled test
-    slices."""
+    """``{map name: (slices, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)) VOI}`` of
+    the labelled test slices."""
     grids = {}
     for m in maps:
         jobs = [(p, g, m.pixel_nm) for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
@@ -153,11 +194,11 @@ def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray
     return grids
 
 
-def oracle_point(grid: np.ndarray) -> tuple[float, float, float]:
-    """``(smooth_nm, seed_th, mean VOI)`` of the best grid point of a map."""
+def oracle_point(grid: np.ndarray) -> tuple[Choice, float]:
+    """The best grid point of a map (``f`` its ``seed_th``) and its mean VOI."""
     means = grid.mean(axis=0)
-    i, j = np.unravel_index(int(np.argmin(means)), means.shape)
-    return SMOOTH_NM[i], SEED_GRID[j], float(means[i, j])
+    i, k, j = np.unravel_index(int(np.argmin(means)), means.shape)
+    return Choice(SMOOTH_NM[i], SEED_AREA_NM2[k], SEED_GRID[j]), float(means[i, k, j])
 
 
 def _grid_index(seed_th: float) -> int:
@@ -167,7 +208,8 @@ def _grid_index(seed_th: float) -> int:
 
 def rule_picks(maps: Sequence[Map]) -> dict[tuple[str, str, float, float], list[int]]:
     """``{(map, rule, f, smooth_nm): grid index of every labelled slice's derived seed_th}``,
-    each slice smoothed once per :data:`SMOOTH_NM` level."""
+    each slice smoothed once per :data:`SMOOTH_NM` level (the seed area does not change the
+    derived ``seed_th``)."""
     picks: dict[tuple[str, str, float, float], list[int]] = {}
     for m in maps:
         for p in (p for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)):
@@ -181,21 +223,22 @@ def rule_picks(maps: Sequence[Map]) -> dict[tuple[str, str, float, float], list[
 
 
 def select_parameters(name: str, maps: Sequence[Map], grids: dict[str, np.ndarray],
-                      picks: dict[tuple[str, str, float, float], list[int]]
-                      ) -> tuple[float, float, float]:
-    """The rule's ``(f, smooth_nm)`` with the lowest mean VOI / oracle VOI over ``maps``,
-    looked up on their grids (nearest grid ``seed_th``); and that mean."""
-    best = (np.inf, np.nan, np.nan)
+                      picks: dict[tuple[str, str, float, float], list[int]]) -> Choice:
+    """The rule's ``(smoothing, seed area, f)`` with the lowest mean VOI / oracle VOI over
+    ``maps``, looked up on their grids (nearest grid ``seed_th``)."""
+    best = Choice(np.nan, np.nan, np.nan, np.inf)
     for f in RULES[name].candidates:
-        for level, smooth_nm in enumerate(SMOOTH_NM):
-            ratios = []
-            for m in maps:
-                grid = grids[m.name]
-                voi = np.mean([grid[s, level, j]
-                               for s, j in enumerate(picks[(m.name, name, f, smooth_nm)])])
-                ratios.append(voi / oracle_point(grid)[2])
-            best = min(best, (float(np.mean(ratios)), f, smooth_nm))
-    return best[1], best[2], best[0]
+        for i, smooth_nm in enumerate(SMOOTH_NM):
+            for k, area in enumerate(SEED_AREA_NM2):
+                ratios = []
+                for m in maps:
+                    grid = grids[m.name]
+                    voi = np.mean([grid[s, i, k, j] for s, j in
+                                   enumerate(picks[(m.name, name, f, smooth_nm)])])
+                    ratios.append(voi / oracle_point(grid)[1])
+                if float(np.mean(ratios)) < best.ratio:
+                    best = Choice(smooth_nm, area, f, float(np.mean(ratios)))
+    return best
 
 
 def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
@@ -205,28 +248,35 @@ def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[
     return pd.DataFrame(rows)[["voi", "voi_split", "voi_merge", "arand"]].mean().to_dict()
 
 
-def seeded_at(rule: Callable[[np.ndarray], float], smooth_px: float
+def seeded_at(rule: Callable[[np.ndarray], float], smooth_px: float, min_seed_px: int
               ) -> Callable[[np.ndarray], np.ndarray]:
     """Per-slice seeded watershed, ``seed_th`` from ``rule`` on the slice smoothed by
-    ``smooth_px``."""
+    ``smooth_px``, seeds of at least ``min_seed_px`` pixels."""
     def segment(prob: np.ndarray) -> np.ndarray:
         smoothed = smooth(prob, smooth_px)
         return watershed_from_seeds(smoothed, seeds_from_interior(smoothed, rule(smoothed),
-                                                                  MIN_SEED_PX))
+                                                                  min_seed_px))
     return segment
 
 
-def _selection_row(left_out: str, name: str, chosen: tuple[float, float, float]) -> dict:
-    f, smooth_nm, ratio = chosen
-    return {"left out": left_out, "rule": name, "f": f, "smooth_nm": smooth_nm,
-            "mean VOI / oracle on the others": round(ratio, 4)}
+def seeded_choice(m: Map, rule: Callable[[np.ndarray], float], choice: Choice
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`seeded_at` with ``choice``'s smoothing and seed area on ``m``'s pixels."""
+    return seeded_at(rule, smooth_px_of(m, choice.smooth_nm),
+                     min_seed_px_of(choice.seed_area_nm2, m.pixel_nm))
+
+
+def _selection_row(left_out: str, name: str, chosen: Choice) -> dict:
+    return {"left out": left_out, "rule": name, "f": chosen.f, "smooth_nm": chosen.smooth_nm,
+            "seed_area_nm2": chosen.seed_area_nm2,
+            "mean VOI / oracle on the others": round(chosen.ratio, 4)}
 
 
 def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every map's rows (rules chosen without its stack, oracle, old default, thesis,
-    learned) and the selection of every rule's ``(f, smooth_nm)`` per left-out stack, then
-    on every stack (what the library ships)."""
+    learned) and the selection of every rule's parameters per left-out stack, then on every
+    stack (what the library ships)."""
     rows, selections = [], []
     picks = rule_picks(maps)
     for stack in sorted({m.stack for m in maps}):
@@ -236,21 +286,23 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
             chosen[name] = select_parameters(name, others, grids, picks)
             selections.append(_selection_row(stack, name, chosen[name]))
         for m in (m for m in maps if m.stack == stack):
-            smooth_nm, seed_th, _ = oracle_point(grids[m.name])
+            oracle, _ = oracle_point(grids[m.name])
             base = {"stack": m.stack, "map": m.name, "train_s": round(m.train_s)}
             rows.append({**base, "row": "oracle (best grid point on this map)",
-                         "setting": f"seeded, seed_th {seed_th}, smooth {smooth_nm:g} nm",
-                         **exact_scores(m, seeded_at(lambda _s, t=seed_th: t,
-                                                     smooth_px_of(m, smooth_nm)))})
+                         "setting": f"seeded, seed_th {oracle.f}, {oracle.describe()}",
+                         **exact_scores(m, seeded_choice(m, lambda _s, t=oracle.f: t,
+                                                         oracle))})
             for name, rule in RULES.items():
-                f, smooth_nm, _ = chosen[name]
                 rows.append({**base, "row": f"rule {name} (chosen without {stack})",
-                             "setting": f"{rule.describe(f)}, smooth {smooth_nm:g} nm",
-                             **exact_scores(m, seeded_at(rule.bind(f),
-                                                         smooth_px_of(m, smooth_nm)))})
+                             "setting": f"{rule.describe(chosen[name].f)}, "
+                                        f"{chosen[name].describe()}",
+                             **exact_scores(m, seeded_choice(m, rule.bind(chosen[name].f),
+                                                             chosen[name]))})
             rows.append({**base, "row": "old default (fixed)",
-                         "setting": f"seeded, seed_th {OLD_DEFAULT}, smooth_px {OLD_SMOOTH_PX}",
-                         **exact_scores(m, seeded_at(lambda _s: OLD_DEFAULT, OLD_SMOOTH_PX))})
+                         "setting": f"seeded, seed_th {OLD_DEFAULT}, smooth_px {OLD_SMOOTH_PX}, "
+                                    f"seeds >= {LEGACY_MIN_SEED_PX:g} px",
+                         **exact_scores(m, seeded_at(lambda _s: OLD_DEFAULT, OLD_SMOOTH_PX,
+                                                     round(LEGACY_MIN_SEED_PX)))})
             rows.append({**base, "row": "thesis method 0.83 / 0.91",
                          "setting": f"thesis, sig_th {THESIS_SIG_TH}, edge_th {THESIS_EDGE_TH}",
                          **exact_scores(m, lambda p: METHODS["thesis"].segment(
@@ -258,7 +310,8 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
             learned = m.learned["thresholds"]["seeded"]
             rows.append({**base, "row": "end to end: learned on validation",
                          "setting": f"seeded, seed_th {learned['seed_th']:g}, smooth_px "
-                                    f"{learned['smooth_px']:g}",
+                                    f"{learned['smooth_px']:g}, seeds >= "
+                                    f"{learned['min_seed_px']:g} px",
                          **exact_scores(m, lambda p, t=learned: METHODS["seeded"].segment(
                              p, t))})
     for name in RULES:

@@ -29,7 +29,6 @@ from emseg_lib.models import model_entry
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.postprocess import METHODS, segment_volume
-from emseg_lib.postprocess.methods import MIN_SEED_PX
 from emseg_lib.postprocess.reference import reference_flood, reference_seeded, reference_thesis
 from emseg_lib.profiles import BoundlessPlan, StyleGANPlan, Tiling
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
@@ -175,7 +174,7 @@ def reference_segmenter(method: str, thresholds: dict[str, float]
     def segment(p: np.ndarray) -> np.ndarray:
         derived = seeded.derive(p, thresholds)  # the thresholds the library would use
         return reference_seeded(p, derived["seed_th"], derived["smooth_px"],
-                                MIN_SEED_PX)
+                                round(derived["min_seed_px"]))
     return segment
 
 

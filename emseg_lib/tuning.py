@@ -83,7 +83,7 @@ def tune_thresholds(prob: np.ndarray, gt_ids: np.ndarray, method: str, *, pixel_
     else:
         jobs = [(p, g, value) for p, g in zip(prob, gt_ids, strict=True) for value in outer_values]
     task = partial(_score_grid_row, method=method, pixel_nm=pixel_nm,
-                   sampling=resolution if dims == 3 else None)
+                   sampling=resolution if dims == 3 else (pixel_nm, pixel_nm))
     results = parallel_map(task, jobs, workers)
     rows = []
     for index, job_rows in enumerate(results):

@@ -20,9 +20,11 @@ from emseg_lib.models import model_spec
 from emseg_lib.postprocess import METHODS, postprocess_dims, segment_volume
 from emseg_lib.postprocess.derive import (
     DEFAULT_FRACTION,
+    DEFAULT_MIN_SEED_NM2,
     DEFAULT_RULE,
     DEFAULT_SMOOTH_NM,
     RULES,
+    default_min_seed_px,
     default_smooth_px,
 )
 from emseg_lib.profiles import get_profile
@@ -131,11 +133,12 @@ def test_learned_thresholds_win_over_derived_ones():
     from emseg_lib.cli.segment import choose_postprocessing
 
     args = Namespace(method=None, keep_boundaries=False, workers=1, sig_th=None, edge_th=None,
-                     seed_th=None, smooth_px=None, checkpoint="best.pt")
+                     seed_th=None, smooth_px=None, min_seed_px=None, checkpoint="best.pt")
     learned = {"method": "seeded", "epoch": 3, "dims": 2,
-               "thresholds": {"seeded": {"seed_th": 0.8, "smooth_px": 2.0}}}
+               "thresholds": {"seeded": {"seed_th": 0.8, "smooth_px": 2.0,
+                                         "min_seed_px": 50.0}}}
     post, line = choose_postprocessing(args, learned, 2)
-    assert post.thresholds == {"seed_th": 0.8, "smooth_px": 2.0}
+    assert post.thresholds == {"seed_th": 0.8, "smooth_px": 2.0, "min_seed_px": 50.0}
     assert "learned on the validation split at epoch 3" in line and "derived" not in line
     post, line = choose_postprocessing(args, {**learned, "dims": 3}, 2)
     assert post.thresholds == {}  # learned in 3D: not used per slice
@@ -169,7 +172,46 @@ def test_3d_checkpoint_on_thick_sections_is_post_processed_per_slice(tmp_path, c
     with h5py.File(tmp_path / "auto.h5") as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
         prob = handle["volumes/predictions/cell_probability"][()]
-    np.testing.assert_array_equal(ids, segment_volume(
-        prob, "seeded", {"smooth_px": default_smooth_px((4.6, 4.6))}))
+    np.testing.assert_array_equal(ids, segment_volume(prob, "seeded", {},
+                                                      resolution=(50.0, 4.6, 4.6)))
     assert main([*common, "--out", str(tmp_path / "in3d.h5"), "--dims", "3"]) == 0
     assert "thicker than the pixels" not in capsys.readouterr().out
+
+
+def _two_cells_and_a_speck(pixel_nm: float) -> np.ndarray:
+    """A ``(Y, X)`` map of two 600 x 400 nm cells split by a membrane, and inside one of them a
+    bright speck of 40 x 40 nm (1600 nm²) above a dimmer ring: at every pixel size the same
+    tissue."""
+    n = round(600 / pixel_nm)
+    y, x = np.mgrid[0:n, 0:n] * pixel_nm
+    prob = np.full((n, n), 0.6, dtype=np.float32)
+    prob[np.abs(y - 300) < 10] = 0.05
+    prob[(y < 280) & (x > 200) & (x < 400)] = 0.95  # one cell's interior
+    prob[(y > 320) & (x > 200) & (x < 400)] = 0.95  # the other's
+    speck = (np.abs(y - 140) < 20) & (np.abs(x - 80) < 20)
+    prob[(np.abs(y - 140) < 40) & (np.abs(x - 80) < 40) & ~speck] = 0.3
+    prob[speck] = 0.95
+    return prob
+
+
+@pytest.mark.parametrize("pixel_nm", [10.0, 5.0, 2.5])
+def test_the_smallest_seed_is_an_area_in_nm2(pixel_nm):
+    prob = _two_cells_and_a_speck(pixel_nm)
+    given = {"seed_th": 0.9, "smooth_px": 0.0}
+    seg = SEEDED.segment(prob, given, sampling=(pixel_nm, pixel_nm))
+    assert len(np.unique(seg)) == 2  # the speck is smaller than DEFAULT_MIN_SEED_NM2
+    assert default_min_seed_px((pixel_nm, pixel_nm)) == round(DEFAULT_MIN_SEED_NM2
+                                                              / pixel_nm ** 2)
+    kept = SEEDED.segment(prob, {**given, "min_seed_px": 1}, sampling=(pixel_nm, pixel_nm))
+    assert len(np.unique(kept)) == 3  # a flag wins: the speck seeds its own segment
+
+
+def test_thresholds_learned_before_the_seed_area_keep_the_old_seed_size():
+    from emseg_lib.cli.segment import learned_postprocessing
+    from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
+
+    old = {"postprocess": {"method": "seeded", "epoch": 3, "dims": 2,
+                           "thresholds": {"seeded": {"seed_th": 0.8, "smooth_px": 2.0}}}}
+    entry = learned_postprocessing(old, "best.pt")
+    assert entry["thresholds"]["seeded"]["min_seed_px"] == LEGACY_MIN_SEED_PX
+    assert "min_seed_px" not in old["postprocess"]["thresholds"]["seeded"]  # not mutated

@@ -179,14 +179,16 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     networks and per volume for 3D ones (per slice on anisotropic stacks, as ``emseg
     segment`` post-processes them: :func:`~emseg_lib.postprocess.postprocess_dims`); the
     result goes into the checkpoint under ``"postprocess"``. A checkpoint already tuned at its
-    epoch is not tuned again.
+    epoch is not tuned again (unless tuned before the seeded method's seed size was learned).
 
     Returns:
         The stored entry (:func:`~emseg_lib.tuning.checkpoint_entry`).
     """
     state = load_checkpoint(checkpoint)
-    if state.get("postprocess", {}).get("epoch") == state["epoch"]:
-        return state["postprocess"]
+    stored = state.get("postprocess", {})
+    if (stored.get("epoch") == state["epoch"]
+            and "min_seed_px" in stored.get("thresholds", {}).get("seeded", {})):
+        return stored
     model = model_from_checkpoint(checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
                         cache_dir=Path(checkpoint).parent, z_split=z_split)

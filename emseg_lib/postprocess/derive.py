@@ -15,8 +15,9 @@ levels, measured on the smoothed map (per slice in 2D, per volume in 3D):
 was chosen by ``benchmarks/generalisation.py`` leaving one stack out at a time (never on the
 stack it is scored on); :data:`DEFAULT_RULE` and :data:`DEFAULT_FRACTION` are what it chose on
 every stack (README, "Defaults on stacks nobody tuned on"), with the smoothing
-:data:`DEFAULT_SMOOTH_NM`, in nm so that it means the same on every pixel size
-(:func:`default_smooth_px`).
+:data:`DEFAULT_SMOOTH_NM` and the smallest seed :data:`DEFAULT_MIN_SEED_NM2`, both in nm so
+that they mean the same in the tissue whatever the pixel size (:func:`default_smooth_px`,
+:func:`default_min_seed_px`).
 """
 
 from __future__ import annotations
@@ -90,11 +91,33 @@ DEFAULT_SMOOTH_NM = 10.0
 ASSUMED_PIXEL_NM = 4.0
 
 
+#: the smallest seed the seeded method keeps, in nm² of the section plane (chosen with the
+#: rule): 16 pixels, the old fixed size, was 340 nm² at 4.6 nm but 1600 nm² at 10 nm, and on
+#: the finer stack the spurious small seeds it kept split cells
+DEFAULT_MIN_SEED_NM2 = 3200.0
+
+
+def pixel_nm_of(sampling: Sequence[float] | None) -> float:
+    """The in-plane pixel size in nm: the finest axis of ``sampling`` (the voxel size in nm,
+    ``(Y, X)`` or ``(Z, Y, X)``), :data:`ASSUMED_PIXEL_NM` when None."""
+    return float(min(sampling)) if sampling is not None else ASSUMED_PIXEL_NM
+
+
 def default_smooth_px(sampling: Sequence[float] | None) -> float:
-    """:data:`DEFAULT_SMOOTH_NM` in pixels of the finest axis of ``sampling`` (the voxel size
-    in nm, ``(Y, X)`` or ``(Z, Y, X)``; :data:`ASSUMED_PIXEL_NM` when None)."""
-    pixel_nm = min(sampling) if sampling is not None else ASSUMED_PIXEL_NM
-    return round(DEFAULT_SMOOTH_NM / pixel_nm, 3)
+    """:data:`DEFAULT_SMOOTH_NM` in pixels of ``sampling`` (:func:`pixel_nm_of`)."""
+    return round(DEFAULT_SMOOTH_NM / pixel_nm_of(sampling), 3)
+
+
+def min_seed_px_of(area_nm2: float, pixel_nm: float) -> int:
+    """The smallest seed, in pixels of ``pixel_nm`` nm, for an area of ``area_nm2`` nm² (at
+    least 1). A 3D seed is held to the same number of voxels: as large as that area in one
+    section."""
+    return max(1, round(area_nm2 / pixel_nm ** 2))
+
+
+def default_min_seed_px(sampling: Sequence[float] | None) -> int:
+    """:data:`DEFAULT_MIN_SEED_NM2` in pixels of ``sampling`` (:func:`pixel_nm_of`)."""
+    return min_seed_px_of(DEFAULT_MIN_SEED_NM2, pixel_nm_of(sampling))
 
 _FRACTIONS = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
 RULES: dict[str, SeedRule] = {

@@ -26,9 +26,11 @@ from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities
 from emseg_lib.postprocess.dense import flood_boundaries
 from emseg_lib.postprocess.derive import (
     DEFAULT_FRACTION,
+    DEFAULT_MIN_SEED_NM2,
     DEFAULT_RULE,
     DEFAULT_SMOOTH_NM,
     RULES,
+    default_min_seed_px,
     default_smooth_px,
 )
 from emseg_lib.postprocess.seeded import (
@@ -46,11 +48,13 @@ from emseg_lib.postprocess.thesis import (
 )
 
 Thresholds = dict[str, float]
-#: allowed range of every threshold (probabilities; smoothing sigma in pixels)
+#: allowed range of every threshold (probabilities; smoothing sigma and smallest seed in
+#: pixels)
 LIMITS = {"sig_th": (0.0, 1.0), "edge_th": (0.0, 1.0), "seed_th": (0.0, 1.0),
-          "smooth_px": (0.0, 100.0)}
-#: smallest seed of the seeded method, in voxels
-MIN_SEED_PX = 16
+          "smooth_px": (0.0, 100.0), "min_seed_px": (1.0, 1e6)}
+#: the seeded method's smallest seed, in pixels whatever their size, when thresholds were
+#: learned before it became an area (checkpoints that store no ``min_seed_px``)
+LEGACY_MIN_SEED_PX = 16.0
 
 
 @dataclass(frozen=True)
@@ -207,33 +211,39 @@ class ThesisMethod(PostprocessMethod):
 @dataclass(frozen=True)
 class SeededMethod(PostprocessMethod):
     """Seeded watershed on the smoothed probability (:mod:`.seeded`), dense by construction;
-    when not given, ``smooth_px`` follows from the pixel size (a sigma in nm) and ``seed_th``
-    is derived from the smoothed map (:mod:`.derive`)."""
+    when not given, ``smooth_px`` and ``min_seed_px`` follow from the pixel size (a sigma in
+    nm, an area in nm²) and ``seed_th`` is derived from the smoothed map (:mod:`.derive`)."""
 
     def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None = None) -> Thresholds:
-        """``thresholds`` completed: ``smooth_px`` from ``sampling`` (voxel size in nm of
-        ``prob``'s axes; :func:`~.derive.default_smooth_px`), then ``seed_th`` from the map
-        smoothed by it."""
+        """``thresholds`` completed: ``smooth_px`` and ``min_seed_px`` from ``sampling``
+        (voxel size in nm of ``prob``'s axes; :func:`~.derive.default_smooth_px`,
+        :func:`~.derive.default_min_seed_px`), then ``seed_th`` from the map smoothed by
+        ``smooth_px``."""
         smooth_px = thresholds.get("smooth_px", default_smooth_px(sampling))
+        min_seed_px = thresholds.get("min_seed_px", default_min_seed_px(sampling))
         if "seed_th" in thresholds:
             seed_th = thresholds["seed_th"]
         else:
             seed_th = RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smooth(prob, smooth_px,
                                                                         sampling))
-        return {**thresholds, "seed_th": seed_th, "smooth_px": smooth_px}
+        return {**thresholds, "seed_th": seed_th, "smooth_px": smooth_px,
+                "min_seed_px": float(min_seed_px)}
 
     def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None) -> np.ndarray:
         return seeded_watershed(prob, thresholds["seed_th"], thresholds["smooth_px"],
-                                min_seed_px=MIN_SEED_PX, sampling=sampling)
+                                min_seed_px=round(thresholds["min_seed_px"]),
+                                sampling=sampling)
 
     def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
                  sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
         smoothed = smooth(prob, outer_value, sampling)
+        min_seed_px = default_min_seed_px(sampling)
         for seed_th in inner:
-            seeds = seeds_from_interior(smoothed, seed_th, MIN_SEED_PX)
-            yield ({"seed_th": seed_th, "smooth_px": outer_value},
+            seeds = seeds_from_interior(smoothed, seed_th, min_seed_px)
+            yield ({"seed_th": seed_th, "smooth_px": outer_value,
+                    "min_seed_px": float(min_seed_px)},
                    watershed_from_seeds(smoothed, seeds))
 
 
@@ -254,7 +264,9 @@ METHODS: dict[str, PostprocessMethod] = {
         derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
                  + " of the smoothed map (per slice; per volume in 3D)",
                  "smooth_px": f"a sigma of {DEFAULT_SMOOTH_NM:g} nm over the in-plane pixel "
-                              "size (the file's resolution or --resolution)"}),
+                              "size (the file's resolution or --resolution)",
+                 "min_seed_px": f"seeds smaller than {DEFAULT_MIN_SEED_NM2:g} nm² dropped: "
+                                "that area over the in-plane pixel area"}),
 }
 DEFAULT_METHOD = "seeded"
 
