@@ -35,7 +35,12 @@ from skimage.segmentation import expand_labels
 
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities, check_same_shape
-from emseg_lib.metrics import SegmentationScores, cremi_boundary_mask, segmentation_scores
+from emseg_lib.metrics import (
+    SCORE_COLUMNS,
+    SegmentationScores,
+    cremi_boundary_mask,
+    segmentation_scores,
+)
 from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import (
     candidate_segments,
@@ -182,8 +187,8 @@ def protocol_scores(prob: np.ndarray, gt_ids: np.ndarray, sig_th: float, edge_th
                   "CREMI": cremi_scores(flood_boundaries(seg, p), truth)}
         for name, result in scores.items():
             rows[name].append(result.as_dict())
-    columns = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
-    return pd.DataFrame({name: pd.DataFrame(r)[columns].mean() for name, r in rows.items()}).T
+    return pd.DataFrame({name: pd.DataFrame(r)[list(SCORE_COLUMNS)].mean()
+                         for name, r in rows.items()}).T
 
 
 def score_segmentation(seg: np.ndarray, prob: np.ndarray, truth: GroundTruth

@@ -246,6 +246,11 @@ class SegmentationScores:
         return {**asdict(self), "voi": self.voi, "cremi_score": self.cremi_score}
 
 
+#: the names of every score of :class:`SegmentationScores` (``as_dict``), in the order every
+#: table shows them
+SCORE_COLUMNS = ("voi_split", "voi_merge", "voi", "arand", "cremi_score")
+
+
 def segmentation_scores(
     gt: np.ndarray,
     seg: np.ndarray,

@@ -19,10 +19,9 @@ import pandas as pd
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_same_shape
 from emseg_lib.evaluation import GroundTruth, cremi_scores
+from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
-
-SCORE_COLUMNS = ("voi", "voi_split", "voi_merge", "arand", "cremi_score")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pytest
 
 from emseg_lib import EmsegInputError
 from emseg_lib.metrics import (
+    SCORE_COLUMNS,
     adapted_rand,
     cremi_boundary_mask,
     pixel_accuracy,
@@ -119,3 +120,9 @@ def test_one_contingency_table_equals_scikit_image(default_volume, ignore_gt, ig
                    ignore_seg_background=ignore_seg) == (ours.voi_split, ours.voi_merge)
         assert adapted_rand(truth, seg, ignore_gt_background=ignore_gt,
                             ignore_seg_background=ignore_seg) == ours.arand
+
+
+def test_every_table_names_every_score_once(default_volume):
+    gt = default_volume.labels[:2].astype(np.int64)
+    scores = segmentation_scores(gt, gt // 2).as_dict()
+    assert sorted(SCORE_COLUMNS) == sorted(scores)  # one list, the same scores

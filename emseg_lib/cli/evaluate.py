@@ -37,10 +37,9 @@ from emseg_lib.data.validate import check_label_ids
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume
+from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.plots import slice_scores
 from emseg_lib.preview import save_preview
-
-SCORES = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
 
 
 def _read_ids(path: Path, key: str | None, default_key: str, flag: str) -> np.ndarray:
@@ -193,7 +192,7 @@ def _score(args: argparse.Namespace, json_path: Path) -> int:
               f"{args.protocol} protocol scores them as one segment spread over every cell "
               "(segment without --keep-boundaries for a dense segmentation)", file=sys.stderr)
     table = score_volume(seg, gt, args.protocol, pixel_nm=resolution[1])
-    means = table[SCORES].mean()
+    means = table[list(SCORE_COLUMNS)].mean()
     result = {"seg": str(args.seg), "gt": str(args.gt), "protocol": args.protocol,
               "protocol_definition": PROTOCOL_DESCRIPTIONS[args.protocol],
               "pixel_nm": resolution[1], "zero_voxels_percent": zero_pct,

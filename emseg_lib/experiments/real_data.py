@@ -19,6 +19,7 @@ from emseg_lib.data import EMVolume, load_cremi
 from emseg_lib.evaluation import score_volume
 from emseg_lib.experiments.supervised import ModelKind, predict_split, train_unet
 from emseg_lib.fetch import DATASETS
+from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.models import model_entry
 from emseg_lib.postprocess import (
     DEFAULT_METHOD,
@@ -31,8 +32,6 @@ from emseg_lib.postprocess import (
 )
 from emseg_lib.profiles import Profile
 from emseg_lib.tuning import tune_thresholds
-
-SCORE_COLUMNS = ["voi_split", "voi_merge", "voi", "arand", "cremi_score"]
 
 
 def real_stack_paths(folder: str | Path) -> dict[str, Path]:
@@ -87,7 +86,7 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
         seg = segment_volume(test.prob, name, thresholds, dims=dims,
                              resolution=volume.resolution, workers=workers)
         scores = score_volume(seg, test.gt, "cremi", pixel_nm=test.pixel_nm)
-        rows.append(_row(name, thresholds, source, scores[SCORE_COLUMNS].mean()))
+        rows.append(_row(name, thresholds, source, scores[list(SCORE_COLUMNS)].mean()))
     for name in METHODS:
         oracle = tune_thresholds(test.prob, test.gt, name, pixel_nm=test.pixel_nm, dims=dims,
                                  resolution=volume.resolution, workers=workers)
