@@ -85,7 +85,7 @@ class SeedRule:
 DEFAULT_RULE, DEFAULT_FRACTION = "range", 0.85
 #: the seeded method's smoothing sigma in nm in the plane (chosen with the rule): a sigma in
 #: pixels would smooth a 4.6 nm stack half as much, in the tissue, as a 10 nm one
-DEFAULT_SMOOTH_NM = 10.0
+DEFAULT_SMOOTH_NM = 5.0
 #: the in-plane pixel size assumed for a map that comes without one (CREMI's 4 nm, as the
 #: command line's default ``--resolution 40 4 4``)
 ASSUMED_PIXEL_NM = 4.0
