@@ -84,7 +84,8 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
     assert code == 0, err
     seeded = learned["thresholds"]["seeded"]
     assert (f"post-processing: seeded (seed_th {seeded['seed_th']:g}, smooth_px "
-            f"{seeded['smooth_px']:g}; learned on the validation split") in out
+            f"{seeded['smooth_px']:g}, min_seed_px {seeded['min_seed_px']:g}; learned on the "
+            "validation split") in out
     assert "every voxel has a segment id" in out
     with h5py.File(seg) as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
