@@ -60,7 +60,7 @@ class Postprocessing:
     def __post_init__(self) -> None:
         method = get_method(self.method)
         method.check_together(method.thresholds(self.thresholds))  # unknown names, ranges
-        if self.keep_boundaries and self.method != "thesis":
+        if self.keep_boundaries and not method.has_boundaries:
             raise EmsegInputError("--keep-boundaries keeps the thesis method's label-0 "
                                   f"boundaries; the {self.method} method has none")
         if self.dims not in (2, 3):
