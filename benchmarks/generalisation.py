@@ -14,7 +14,8 @@ Usage::
 2. **Grid.** On every map, each test slice is segmented by the seeded method at every
    point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times the smallest seed in nm²,
    :data:`SEED_AREA_NM2`, times ``seed_th``, :data:`SEED_GRID`) and scored (CREMI protocol);
-   the best grid point of a map is its *oracle*, a bound no user gets.
+   the best grid point of a map is its *oracle*, a bound no user gets. Grids are kept
+   in ``--work`` (``grids/``) beside the maps, so trying another rule costs no grid.
 3. **Rules.** Each candidate rule derives ``seed_th`` per slice from the smoothed map itself
    (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f``, its smoothing in nm
    and its seed area in nm² are chosen together on the maps of the *other* stacks (lowest
@@ -184,13 +185,32 @@ def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
     return grid
 
 
-def score_grid(maps: Sequence[Map], workers: int | None) -> dict[str, np.ndarray]:
+def _grid_axes() -> str:
+    return json.dumps({"smooth_nm": SMOOTH_NM, "seed_area_nm2": SEED_AREA_NM2,
+                       "seed_th": SEED_GRID})
+
+
+def score_grid(maps: Sequence[Map], workers: int | None, work: Path
+               ) -> dict[str, np.ndarray]:
     """``{map name: (slices, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)) VOI}`` of
-    the labelled test slices."""
+    the labelled test slices. Each map's grid is kept in ``work/grids/`` with its axes and
+    reused while the map (``work/maps/``) and the axes are unchanged, so trying another rule
+    costs no grid."""
     grids = {}
     for m in maps:
+        cache = work / "grids" / f"{m.stack}_e{m.epochs}.npz"
+        map_file = work / "maps" / f"{m.stack}_e{m.epochs}.npz"
+        made_from = f"{_grid_axes()} {map_file.stat().st_mtime_ns}"
+        if cache.exists():
+            with np.load(cache) as saved:
+                if str(saved["made_from"]) == made_from:
+                    grids[m.name] = saved["voi"]
+                    continue
         jobs = [(p, g, m.pixel_nm) for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
         grids[m.name] = np.array(parallel_map(_slice_grid, jobs, workers))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp, open(tmp, "wb") as out:
+            np.savez(out, voi=grids[m.name], made_from=made_from)
     return grids
 
 
@@ -344,7 +364,7 @@ def main() -> None:
     started = time.perf_counter()
     maps = make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
                      args.profile, args.workers)
-    grids = score_grid(maps, args.workers)
+    grids = score_grid(maps, args.workers, args.work)
     table, selections = leave_one_out(maps, grids)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "generalisation.csv", table.to_csv(index=False))
