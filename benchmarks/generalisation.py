@@ -156,12 +156,13 @@ def smooth_px_of(m: Map, smooth_nm: float) -> float:
 
 
 def _area_vois(smoothed: np.ndarray, seed_th: float, pixel_nm: float,
-               truth: GroundTruth) -> list[float]:
-    """VOI at every :data:`SEED_AREA_NM2` of one smoothed slice at one ``seed_th``; an area
-    that drops no further seed reuses the previous area's score (same segmentation)."""
+               truth: GroundTruth) -> tuple[list[float], list[int]]:
+    """VOI and seed count at every :data:`SEED_AREA_NM2` of one smoothed slice at one
+    ``seed_th``; an area that drops no further seed reuses the previous area's score (same
+    segmentation)."""
     seeds = seeds_from_interior(smoothed, seed_th, 1)
     sizes = np.bincount(seeds.ravel())[1:]
-    vois, kept = [], None
+    vois, counts, kept = [], [], None
     for area in SEED_AREA_NM2:
         now = int(np.count_nonzero(sizes >= min_seed_px_of(area, pixel_nm)))
         if now != kept:
@@ -169,19 +170,20 @@ def _area_vois(smoothed: np.ndarray, seed_th: float, pixel_nm: float,
             voi = cremi_scores(watershed_from_seeds(smoothed, seeds_from_interior(
                 smoothed, seed_th, min_seed_px_of(area, pixel_nm))), truth).voi
         vois.append(voi)
-    return vois
+        counts.append(now)
+    return vois, counts
 
 
 def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
-    """VOI (CREMI protocol) of one slice, ``(len(SMOOTH_NM), len(SEED_AREA_NM2),
-    len(SEED_GRID))``."""
+    """VOI (CREMI protocol, ``[0]``) and number of seeds (``[1]``) of one slice, ``(2,
+    len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID))``."""
     prob, gt, pixel_nm = job
     truth = GroundTruth.from_ids(gt, pixel_nm=pixel_nm)
-    grid = np.empty((len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)))
+    grid = np.empty((2, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)))
     for i, smooth_nm in enumerate(SMOOTH_NM):
         smoothed = smooth(prob, smooth_nm / pixel_nm)
         for j, seed_th in enumerate(SEED_GRID):
-            grid[i, :, j] = _area_vois(smoothed, seed_th, pixel_nm, truth)
+            grid[0, i, :, j], grid[1, i, :, j] = _area_vois(smoothed, seed_th, pixel_nm, truth)
     return grid
 
 
@@ -191,12 +193,12 @@ def _grid_axes() -> str:
 
 
 def score_grid(maps: Sequence[Map], workers: int | None, work: Path
-               ) -> dict[str, np.ndarray]:
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``{map name: (slices, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)) VOI}`` of
-    the labelled test slices. Each map's grid is kept in ``work/grids/`` with its axes and
-    reused while the map (``work/maps/``) and the axes are unchanged, so trying another rule
-    costs no grid."""
-    grids = {}
+    the labelled test slices, and the same of their seed counts. Each map's grids are kept in
+    ``work/grids/`` with their axes and reused while the map (``work/maps/``) and the axes are
+    unchanged, so trying another rule costs no grid."""
+    grids, counts = {}, {}
     for m in maps:
         cache = work / "grids" / f"{m.stack}_e{m.epochs}.npz"
         map_file = work / "maps" / f"{m.stack}_e{m.epochs}.npz"
@@ -204,14 +206,15 @@ def score_grid(maps: Sequence[Map], workers: int | None, work: Path
         if cache.exists():
             with np.load(cache) as saved:
                 if str(saved["made_from"]) == made_from:
-                    grids[m.name] = saved["voi"]
+                    grids[m.name], counts[m.name] = saved["voi"], saved["seeds"]
                     continue
         jobs = [(p, g, m.pixel_nm) for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
-        grids[m.name] = np.array(parallel_map(_slice_grid, jobs, workers))
+        both = np.array(parallel_map(_slice_grid, jobs, workers))
+        grids[m.name], counts[m.name] = both[:, 0], both[:, 1]
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as out:
-            np.savez(out, voi=grids[m.name], made_from=made_from)
-    return grids
+            np.savez(out, voi=grids[m.name], seeds=counts[m.name], made_from=made_from)
+    return grids, counts
 
 
 def oracle_point(grid: np.ndarray) -> tuple[Choice, float]:
@@ -261,6 +264,35 @@ def select_parameters(name: str, maps: Sequence[Map], grids: dict[str, np.ndarra
     return best
 
 
+#: offsets (grid steps) of the "most seeds" candidate from the seed_th with the most seeds
+MOST_SEEDS_OFFSETS = (-2, -1, 0, 1)
+MOST_SEEDS = ("most seeds: seed_th = the grid value where the mean number of seeds over the "
+              "map's slices is largest, plus f grid steps (not in the library yet)")
+
+
+def most_seeds_index(counts: np.ndarray, i: int, k: int, offset: int) -> int:
+    """The grid index of the "most seeds" candidate on one map's seed counts ``(slices,
+    smoothing, seed area, seed_th)`` at smoothing ``i`` and seed area ``k``."""
+    curve = counts[:, i, k].mean(axis=0)
+    return int(np.clip(int(np.argmax(curve)) + offset, 0, len(SEED_GRID) - 1))
+
+
+def select_most_seeds(maps: Sequence[Map], grids: dict[str, np.ndarray],
+                      counts: dict[str, np.ndarray]) -> Choice:
+    """The "most seeds" candidate's ``(smoothing, seed area, offset)`` with the lowest mean
+    VOI / oracle VOI over ``maps``."""
+    best = Choice(np.nan, np.nan, np.nan, np.inf)
+    for offset in MOST_SEEDS_OFFSETS:
+        for i, smooth_nm in enumerate(SMOOTH_NM):
+            for k, area in enumerate(SEED_AREA_NM2):
+                ratio = float(np.mean([
+                    grids[m.name][:, i, k, most_seeds_index(counts[m.name], i, k, offset)]
+                    .mean() / oracle_point(grids[m.name])[1] for m in maps]))
+                if ratio < best.ratio:
+                    best = Choice(smooth_nm, area, offset, ratio)
+    return best
+
+
 def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
     """Mean CREMI scores of a per-slice segmentation over a map's labelled slices."""
     rows = [cremi_scores(seg_slice(p), GroundTruth.from_ids(g, pixel_nm=m.pixel_nm)).as_dict()
@@ -292,8 +324,8 @@ def _selection_row(left_out: str, name: str, chosen: Choice) -> dict:
             "mean VOI / oracle on the others": round(chosen.ratio, 4)}
 
 
-def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray],
+                  counts: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every map's rows (rules chosen without its stack, oracle, old default, thesis,
     learned) and the selection of every rule's parameters per left-out stack, then on every
     stack (what the library ships)."""
@@ -305,6 +337,8 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
         for name in RULES:
             chosen[name] = select_parameters(name, others, grids, picks)
             selections.append(_selection_row(stack, name, chosen[name]))
+        most = select_most_seeds(others, grids, counts)
+        selections.append(_selection_row(stack, "most seeds", most))
         for m in (m for m in maps if m.stack == stack):
             oracle, _ = oracle_point(grids[m.name])
             base = {"stack": m.stack, "map": m.name, "train_s": round(m.train_s)}
@@ -318,6 +352,13 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
                                         f"{chosen[name].describe()}",
                              **exact_scores(m, seeded_choice(m, rule.bind(chosen[name].f),
                                                              chosen[name]))})
+            j = most_seeds_index(counts[m.name], SMOOTH_NM.index(most.smooth_nm),
+                                 SEED_AREA_NM2.index(most.seed_area_nm2), int(most.f))
+            rows.append({**base, "row": f"rule most seeds (chosen without {stack})",
+                         "setting": f"{MOST_SEEDS}, f {most.f:g} (seed_th {SEED_GRID[j]}), "
+                                    f"{most.describe()}",
+                         **exact_scores(m, seeded_choice(m, lambda _s, t=SEED_GRID[j]: t,
+                                                         most))})
             rows.append({**base, "row": "old default (fixed)",
                          "setting": f"seeded, seed_th {OLD_DEFAULT}, smooth_px {OLD_SMOOTH_PX}, "
                                     f"seeds >= {LEGACY_MIN_SEED_PX:g} px",
@@ -337,6 +378,8 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray]
     for name in RULES:
         selections.append(_selection_row("none (every stack: the shipped default)", name,
                                          select_parameters(name, maps, grids, picks)))
+    selections.append(_selection_row("none (every stack)", "most seeds",
+                                     select_most_seeds(maps, grids, counts)))
     return pd.DataFrame(rows), pd.DataFrame(selections)
 
 
@@ -364,8 +407,8 @@ def main() -> None:
     started = time.perf_counter()
     maps = make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
                      args.profile, args.workers)
-    grids = score_grid(maps, args.workers, args.work)
-    table, selections = leave_one_out(maps, grids)
+    grids, counts = score_grid(maps, args.workers, args.work)
+    table, selections = leave_one_out(maps, grids, counts)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "generalisation.csv", table.to_csv(index=False))
     atomic_write_text(args.out / "rule_selection.csv", selections.to_csv(index=False))
