@@ -22,6 +22,7 @@ from emseg_lib.evaluation import GroundTruth, cremi_scores
 from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
+from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,24 @@ def tune_all(prob: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float, dims: int
     """:func:`tune_thresholds` for every method, ``{name: result}``."""
     return {name: tune_thresholds(prob, gt_ids, name, pixel_nm=pixel_nm, dims=dims,
                                   resolution=resolution, workers=workers) for name in METHODS}
+
+
+def tuned_before_seed_area(entry: dict[str, Any]) -> bool:
+    """Whether a stored ``"postprocess"`` entry's seeded thresholds were learned before the
+    smallest seed was one of them (no ``min_seed_px``: tuned with 16-pixel seeds)."""
+    seeded = entry.get("thresholds", {}).get("seeded")
+    return bool(seeded) and "min_seed_px" not in seeded
+
+
+def completed_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``"postprocess"`` entry as it was tuned: seeded thresholds learned before the
+    seed size was (:func:`tuned_before_seed_area`) get the 16-pixel seeds they were tuned with
+    (:data:`~emseg_lib.postprocess.methods.LEGACY_MIN_SEED_PX`); ``entry`` is not changed."""
+    if not tuned_before_seed_area(entry):
+        return entry
+    thresholds = entry["thresholds"]
+    seeded = {**thresholds["seeded"], "min_seed_px": LEGACY_MIN_SEED_PX}
+    return {**entry, "thresholds": {**thresholds, "seeded": seeded}}
 
 
 def checkpoint_entry(results: dict[str, TuningResult], *, dims: int, epoch: int

@@ -40,10 +40,10 @@ from emseg_lib.pipeline import (
     output_bytes_bound,
 )
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method, postprocess_dims
-from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.segmentation_output import is_zarr_output
+from emseg_lib.tuning import completed_entry
 
 
 def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | None,
@@ -177,11 +177,7 @@ def learned_postprocessing(state: dict[str, Any], path: Path) -> dict[str, Any] 
         raise EmsegInputError(f"{path}: its learned post-processing entry is not one emseg "
                               "writes (a method, an epoch and thresholds per method); use a "
                               "checkpoint written by emseg training")
-    seeded = thresholds.get("seeded")
-    if seeded and "min_seed_px" not in seeded:  # learned with the old fixed seed size
-        thresholds = {**thresholds, "seeded": {**seeded, "min_seed_px": LEGACY_MIN_SEED_PX}}
-        return {**entry, "thresholds": thresholds}
-    return entry
+    return completed_entry(entry)
 
 
 def tiling_profile(given: str | None, state: dict[str, Any]) -> str:

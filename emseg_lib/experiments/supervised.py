@@ -41,7 +41,7 @@ from emseg_lib.train import (
     model_from_checkpoint,
 )
 from emseg_lib.train.checkpoint import weights_sha256
-from emseg_lib.tuning import checkpoint_entry, tune_all
+from emseg_lib.tuning import checkpoint_entry, tune_all, tuned_before_seed_area
 
 #: folder of a run holding its saved split probabilities
 PREDICTIONS = "predictions"
@@ -186,8 +186,7 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     """
     state = load_checkpoint(checkpoint)
     stored = state.get("postprocess", {})
-    if (stored.get("epoch") == state["epoch"]
-            and "min_seed_px" in stored.get("thresholds", {}).get("seeded", {})):
+    if stored.get("epoch") == state["epoch"] and not tuned_before_seed_area(stored):
         return stored
     model = model_from_checkpoint(checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
