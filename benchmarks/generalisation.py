@@ -245,23 +245,30 @@ def rule_picks(maps: Sequence[Map]) -> dict[tuple[str, str, float, float], list[
     return picks
 
 
+def _best_choice(maps: Sequence[Map], grids: dict[str, np.ndarray],
+                 candidates: Sequence[float],
+                 mean_voi: Callable[[Map, float, int, int], float]) -> Choice:
+    """The ``(smoothing, seed area, candidate f)`` with the lowest mean VOI / oracle VOI over
+    ``maps``; ``mean_voi(map, f, smoothing index, seed area index)`` is a map's mean VOI."""
+    oracles = {m.name: oracle_point(grids[m.name])[1] for m in maps}
+    best = Choice(np.nan, np.nan, np.nan, np.inf)
+    for f in candidates:
+        for i, smooth_nm in enumerate(SMOOTH_NM):
+            for k, area in enumerate(SEED_AREA_NM2):
+                ratio = float(np.mean([mean_voi(m, f, i, k) / oracles[m.name] for m in maps]))
+                if ratio < best.ratio:
+                    best = Choice(smooth_nm, area, f, ratio)
+    return best
+
+
 def select_parameters(name: str, maps: Sequence[Map], grids: dict[str, np.ndarray],
                       picks: dict[tuple[str, str, float, float], list[int]]) -> Choice:
     """The rule's ``(smoothing, seed area, f)`` with the lowest mean VOI / oracle VOI over
     ``maps``, looked up on their grids (nearest grid ``seed_th``)."""
-    best = Choice(np.nan, np.nan, np.nan, np.inf)
-    for f in RULES[name].candidates:
-        for i, smooth_nm in enumerate(SMOOTH_NM):
-            for k, area in enumerate(SEED_AREA_NM2):
-                ratios = []
-                for m in maps:
-                    grid = grids[m.name]
-                    voi = np.mean([grid[s, i, k, j] for s, j in
-                                   enumerate(picks[(m.name, name, f, smooth_nm)])])
-                    ratios.append(voi / oracle_point(grid)[1])
-                if float(np.mean(ratios)) < best.ratio:
-                    best = Choice(smooth_nm, area, f, float(np.mean(ratios)))
-    return best
+    def mean_voi(m: Map, f: float, i: int, k: int) -> float:
+        return float(np.mean([grids[m.name][s, i, k, j] for s, j in
+                              enumerate(picks[(m.name, name, f, SMOOTH_NM[i])])]))
+    return _best_choice(maps, grids, RULES[name].candidates, mean_voi)
 
 
 #: offsets (grid steps) of the "most seeds" candidate from the seed_th with the most seeds
@@ -281,16 +288,10 @@ def select_most_seeds(maps: Sequence[Map], grids: dict[str, np.ndarray],
                       counts: dict[str, np.ndarray]) -> Choice:
     """The "most seeds" candidate's ``(smoothing, seed area, offset)`` with the lowest mean
     VOI / oracle VOI over ``maps``."""
-    best = Choice(np.nan, np.nan, np.nan, np.inf)
-    for offset in MOST_SEEDS_OFFSETS:
-        for i, smooth_nm in enumerate(SMOOTH_NM):
-            for k, area in enumerate(SEED_AREA_NM2):
-                ratio = float(np.mean([
-                    grids[m.name][:, i, k, most_seeds_index(counts[m.name], i, k, offset)]
-                    .mean() / oracle_point(grids[m.name])[1] for m in maps]))
-                if ratio < best.ratio:
-                    best = Choice(smooth_nm, area, offset, ratio)
-    return best
+    def mean_voi(m: Map, offset: float, i: int, k: int) -> float:
+        return float(grids[m.name][:, i, k, most_seeds_index(counts[m.name], i, k,
+                                                              int(offset))].mean())
+    return _best_choice(maps, grids, MOST_SEEDS_OFFSETS, mean_voi)
 
 
 def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
