@@ -4,7 +4,7 @@
 #
 #   ./run_all.sh [--profile smoke|quick|full] [--data PATH] [--figures DIR] [--runs DIR]
 #                [--out DIR] [--real-data DIR] [--engine inline|local|slurm] [--jobs N]
-#                [--partition NAME] [--notebook-limit SECONDS]
+#                [--partition NAME] [--notebook-limit SECONDS] [--dry-run] [--only NAMES]
 #
 # Paths follow one rule, shared with the notebooks (emseg_lib/paths.py): data/, figures/,
 # runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
@@ -19,13 +19,20 @@
 # notebooks run. Stops at the first failing notebook and names it. A notebook still running
 # after the profile's limit (--notebook-limit SECONDS to change it) is taken as hung: the stacks
 # of papermill and its kernel are printed, it is stopped and the run fails (emseg_lib/watchdog.py).
+# --only NAMES: run only these notebooks (comma-separated, e.g. 00_data_exploration,02_stylegan).
+# --dry-run: every notebook at the profile's sizes (volume shape, widths, crops, batches,
+# tiling, grids) but only a few training steps and prediction slices (profile <profile>-dry,
+# emseg_lib.profiles.dry_run), from a clean runs folder under outputs/<profile>-dry/; records
+# each notebook's wall time and peak host/GPU memory and the rates of its stages, then
+# benchmarks/dry_run.py measures the profile's per-step rates and writes the estimated time of
+# the real run to benchmarks/results/. Its figures go to outputs/<profile>-dry/figures.
 # Also switches on, for this Python environment, a Jupyter save hook that keeps notebooks/
 # free of outputs when you run them in JupyterLab (emseg_lib/jupyter_hooks.py).
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
 profile="quick"
 data="" figures="" runs="" out="" real_data=""
-engine="inline" jobs=1 partition="" notebook_limit=""
+engine="inline" jobs=1 partition="" notebook_limit="" dry_run=0 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -38,7 +45,9 @@ while [ $# -gt 0 ]; do
     --jobs) jobs="$2"; shift 2 ;;
     --partition) partition="$2"; shift 2 ;;
     --notebook-limit) notebook_limit="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --dry-run) dry_run=1; shift ;;
+    --only) only="$2"; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +63,10 @@ esac
 case "$jobs" in
   ''|*[!0-9]*|0) echo "run_all.sh: --jobs must be a positive number, got '$jobs'" >&2; exit 2 ;;
 esac
+for name in ${only//,/ }; do
+  [ -f "$root/notebooks/$name.ipynb" ] || { echo "run_all.sh: --only: no notebook" \
+    "notebooks/$name.ipynb (give names like 00_data_exploration, comma-separated)" >&2; exit 2; }
+done
 case "$notebook_limit" in
   '') notebook_limit="$(python -c "from emseg_lib.profiles import get_profile
 print(get_profile('$profile').notebook_limit_s)")" ;;
@@ -62,12 +75,29 @@ print(get_profile('$profile').notebook_limit_s)")" ;;
 esac
 project="$(realpath -m "${EMSEG_ROOT:-$root}")"
 real_data="${real_data:-$project/data}"
+base_profile="$profile" record="--record"
+if [ "$dry_run" = 1 ]; then
+  profile="$profile-dry" record=""  # never taken as the last run by notebooks opened later
+fi
 eval "$(EMSEG_ROOT="$project" python -m emseg_lib.paths --profile "$profile" \
-  --real-data "$real_data" --record | sed 's/^/default_/')"
+  --real-data "$real_data" $record | sed 's/^/default_/')"
 data="${data:-$default_data}"
+out="${out:-$default_outputs}"
+records=""
+if [ "$dry_run" = 1 ]; then
+  [ -z "$runs" ] || { echo "run_all.sh: --dry-run trains from a clean folder of its own" \
+                           "($out/runs); do not give --runs with it" >&2; exit 2; }
+  runs="$out/runs" records="$out/records" figures="${figures:-$out/figures}"
+  marker="$out/.emseg-dry-run"
+  if [ -e "$runs" ] && [ ! -f "$marker" ]; then
+    echo "run_all.sh: $runs exists but was not made by a dry run; give --out an empty folder" >&2
+    exit 2
+  fi
+  rm -rf "$runs" "$records"  # a dry run measures, so it never resumes
+  mkdir -p "$out" "$records" && : > "$marker"
+fi
 figures="${figures:-$default_figures}"
 runs="${runs:-$default_runs}"
-out="${out:-$default_outputs}"
 mkdir -p "$figures" "$runs" "$out"
 python -m emseg_lib.jupyter_hooks
 [ -f "$data" ] || echo "run_all.sh: $data not found: the notebooks use the SYNTHETIC EM volume"
@@ -84,8 +114,13 @@ run_notebook() {  # notebook, executed copy, extra papermill arguments...
   local began=$(date +%s)
   echo "== $(basename "$executed") (profile $profile)"
   local status=0
-  python -m emseg_lib.watchdog --limit "$notebook_limit" --what "$(basename "$executed")" -- \
-      papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
+  local record_flags=()
+  if [ -n "$records" ]; then
+    export EMSEG_RECORD_FILE="$records/$(basename "$executed" .ipynb).jsonl"
+    record_flags=(--record "$records/notebooks.jsonl")
+  fi
+  python -m emseg_lib.watchdog --limit "$notebook_limit" --what "$(basename "$executed" .ipynb)" \
+      "${record_flags[@]}" -- papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
       -p profile "$profile" -p data_path "$data" -p figures_dir "$figures" -p runs_dir "$runs" \
       "$@" 2> "$out/papermill.log" || status=$?
   if [ "$status" = 124 ]; then
@@ -102,6 +137,9 @@ run_notebook() {  # notebook, executed copy, extra papermill arguments...
 }
 for notebook in "$root"/notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$notebook" .ipynb)"
+  if [ -n "$only" ]; then
+    case ",$only," in *",$name,"*) ;; *) continue ;; esac
+  fi
   case "$name" in
     01_unet) for kind in unet2d unet3d; do
                run_notebook "$notebook" "$out/${name}_$kind.ipynb" -p kind "$kind"
@@ -117,4 +155,9 @@ echo "== done in $(( $(date +%s) - started )) s; executed notebooks in $out; wri
 find "$figures" -type f -newer "$stamp" \( -name '*.png' -o -name '*.csv' -o -name '*.md' \) \
   | sort | sed "s|^$figures/|  |"
 echo "== checkpoints and saved predictions in $runs use $(du -sh "$runs" | cut -f1) of disk"
-echo "== open the notebooks with: jupyter lab notebooks/   (they find this run's checkpoints)"
+if [ "$dry_run" = 1 ]; then
+  python "$root/benchmarks/dry_run.py" --profile "$base_profile" --records "$records" \
+    --results "$project/benchmarks/results"
+else
+  echo "== open the notebooks with: jupyter lab notebooks/   (they find this run's checkpoints)"
+fi

@@ -336,7 +336,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _default_out(result: dict[str, Any]) -> Path:
+def default_out(result: dict[str, Any]) -> Path:
     env = result["environment"]
     machine = re.sub(r"[^a-z0-9]+", "-", (env["gpu"] or env["cpu"]).lower()).strip("-")
     return ROOT / "benchmarks" / "results" / f"{env['date'][:10]}_{machine}"
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     result = measure_all(args)
     report = markdown(result)
     print(report)
-    out = args.out or _default_out(result)
+    out = args.out or default_out(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".md"), report)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emseg_lib.atomic import atomic_write_text
-from emseg_lib.profiles import PROFILES, get_profile
+from emseg_lib.profiles import PROFILES, get_profile, profile_names
 
 DEFAULT_PROFILE = "quick"
 CREMI_FILE = "sample_A_20160501.hdf"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the paths as shell assignments (``root=... profile=... data=...``)."""
     parser = argparse.ArgumentParser(prog="python -m emseg_lib.paths")
     parser.add_argument("--root", type=Path)
-    parser.add_argument("--profile", choices=sorted(PROFILES))
+    parser.add_argument("--profile", choices=profile_names())
     parser.add_argument("--real-data", type=Path)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ The values live in ``resources/profiles.toml``.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
@@ -104,6 +105,8 @@ class Profile:
             :func:`~emseg_lib.train.feed.resolve_loader_workers`; 0: in-process).
         notebook_limit_s: seconds after which ``run_all.sh`` takes a notebook as hung
             (:mod:`emseg_lib.watchdog`).
+        predict_slices: at most this many slices of each split are predicted and
+            post-processed (the first ones; 0: every slice). Set only by :func:`dry_run`.
     """
 
     name: str
@@ -121,6 +124,7 @@ class Profile:
     stylegan: StyleGANPlan
     boundless: BoundlessPlan
     transfer: TransferPlan
+    predict_slices: int = 0
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +161,55 @@ def _load_profiles() -> dict[str, Profile]:
 PROFILES = _load_profiles()
 
 
+DRY_RUN_SUFFIX = "-dry"
+DRY_STEPS = 2
+DRY_SLICES = 2
+DRY_CROPS = 4
+
+
+def dry_run(profile: Profile) -> Profile:
+    """``profile`` at its own sizes, but short: ``./run_all.sh --dry-run``.
+
+    The volume shape, network widths, crop and batch sizes, tiling and threshold grids stay;
+    every training loop runs :data:`DRY_STEPS` steps per epoch for 2 epochs (the transfer
+    sweep: 1 seed, 2 epochs of one step), every GAN phase :data:`DRY_STEPS` iterations, every
+    prediction and post-processing stage :data:`DRY_SLICES` slices per split, and validation
+    or realism measures at most :data:`DRY_CROPS` crops. Named ``<name>-dry``, so its runs
+    folder never mixes with the real profile's checkpoints.
+    """
+    def short(plan: UNetSchedule) -> UNetSchedule:
+        return dataclasses.replace(plan, epochs=2, samples_per_epoch=DRY_STEPS * plan.batch_size,
+                                   val_crops=min(plan.val_crops, DRY_CROPS))
+
+    gan, boundless, transfer = profile.stylegan, profile.boundless, profile.transfer
+    return dataclasses.replace(
+        profile, name=profile.name + DRY_RUN_SUFFIX, predict_slices=DRY_SLICES,
+        unet2d=short(profile.unet2d), unet3d=short(profile.unet3d),
+        stylegan=dataclasses.replace(
+            gan, schedule=tuple((resolution, DRY_STEPS) for resolution, _ in gan.schedule),
+            samples_per_epoch=min(gan.samples_per_epoch, DRY_STEPS * gan.batch_size),
+            sample_every=DRY_STEPS, realism_crops=min(gan.realism_crops, DRY_CROPS * 4)),
+        boundless=dataclasses.replace(
+            boundless, steps=DRY_STEPS, eval_every=DRY_STEPS,
+            samples_per_epoch=min(boundless.samples_per_epoch, DRY_STEPS * boundless.batch_size),
+            val_crops=min(boundless.val_crops, DRY_CROPS)),
+        transfer=dataclasses.replace(
+            transfer, epochs=2, samples_per_epoch=transfer.batch_size,
+            val_crops=min(transfer.val_crops, DRY_CROPS), seeds=transfer.seeds[:1],
+            early_stop_epochs=1))
+
+
+def profile_names() -> list[str]:
+    """Every name :func:`get_profile` accepts: the profiles and their dry runs."""
+    return sorted(PROFILES) + [name + DRY_RUN_SUFFIX for name in sorted(PROFILES)]
+
+
 def get_profile(name: str) -> Profile:
-    """The profile called ``name`` (``smoke``, ``quick`` or ``full``)."""
-    if name not in PROFILES:
-        raise EmsegInputError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
-    return PROFILES[name]
+    """The profile called ``name`` (``smoke``, ``quick`` or ``full``, or one of them with
+    ``-dry``: its :func:`dry_run`)."""
+    if name in PROFILES:
+        return PROFILES[name]
+    base = name.removesuffix(DRY_RUN_SUFFIX)
+    if name.endswith(DRY_RUN_SUFFIX) and base in PROFILES:
+        return dry_run(PROFILES[base])
+    raise EmsegInputError(f"profile must be one of {profile_names()}, got {name!r}")

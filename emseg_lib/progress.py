@@ -6,7 +6,8 @@ every :func:`progress_bar` writes a line instead — at the start, then at most 
 ``EMSEG_PROGRESS_SECONDS`` (default 30) and at the end — with the count, the time spent and
 the estimated time left, to stderr or, when ``EMSEG_PROGRESS_FILE`` names a file, appended to
 that file (``run_all.sh`` shows it on the console as it grows). Nested bars (``leave=False``)
-stay silent then.
+stay silent then. A finished bar is also recorded when ``EMSEG_RECORD_FILE`` is set
+(:mod:`emseg_lib.work_record`, for ``run_all.sh --dry-run``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from emseg_lib.work_record import record_work
 
 
 def _format_seconds(seconds: float) -> str:
@@ -40,6 +43,7 @@ class LogBar:
         self.started = time.perf_counter()
         self.last_line = float("-inf")
         self.postfix = ""
+        self.closed = False
         self._line(force=True)
 
     def _line(self, force: bool = False) -> None:
@@ -82,7 +86,11 @@ class LogBar:
         self.postfix = ", ".join(f"{key}={value}" for key, value in values.items())
 
     def close(self) -> None:
-        """Nothing to release (the last line was printed by :meth:`update`)."""
+        """Record the finished work (:mod:`emseg_lib.work_record`; the last line was printed
+        by :meth:`update`)."""
+        if not self.closed:
+            self.closed = True
+            record_work(self.desc, self.n - self.initial, time.perf_counter() - self.started)
 
 
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None,

@@ -5,18 +5,24 @@ process group of its own and waits for it. Its exit code is passed on. If it is 
 after ``S`` seconds, the Python stack of every process of the group (papermill and its kernel)
 is printed with ``py-spy dump``, the group is killed, and the watchdog says what it waited for
 and exits with 124 (as ``timeout`` does). Ctrl-C or SIGTERM stops the whole group (exit 130 /
-143), so no kernel is left behind. ``run_all.sh`` wraps every notebook in it.
+143), so no kernel is left behind. ``run_all.sh`` wraps every notebook in it. With ``--record
+FILE`` it appends a JSON line to ``FILE`` when the command ends: its wall time, exit code and
+the peak resident memory of its largest process (:mod:`emseg_lib.work_record`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+
+from emseg_lib.work_record import append_record, peak_host_mb
 
 TIMED_OUT = 124
 
@@ -93,12 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emseg_lib.watchdog", description=__doc__)
     parser.add_argument("--limit", type=float, required=True, help="seconds before it is a hang")
     parser.add_argument("--what", required=True, help="what runs, for the messages")
+    parser.add_argument("--record", default=None,
+                        help="append wall time, exit code and peak memory to this file")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.limit <= 0:
         parser.error("give a positive --limit and a command after --")
-    return run_with_limit(command, args.limit, args.what)
+    started = time.perf_counter()
+    status = run_with_limit(command, args.limit, args.what)
+    if args.record:
+        append_record({"notebook": args.what, "status": status,
+                       "seconds": round(time.perf_counter() - started, 1),
+                       "peak_host_mb": round(peak_host_mb(resource.RUSAGE_CHILDREN), 1)},
+                      args.record)
+    return status
 
 
 if __name__ == "__main__":

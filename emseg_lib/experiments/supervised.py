@@ -236,7 +236,8 @@ def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profi
                   device: str | None = None, progress: bool = True,
                   cache_dir: str | Path | None = None, z_split: SliceSplit | None = None
                   ) -> SplitPrediction:
-    """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume``.
+    """Predict the whole ``"train"``, ``"val"`` or ``"test"`` split of ``volume`` (its first
+    ``profile.predict_slices`` slices in a dry run).
 
     Args:
         z_split: which slices form the splits; default the thesis's split.
@@ -245,6 +246,8 @@ def predict_split(model: nn.Module, volume: EMVolume, split: str, profile: Profi
             later call, so notebooks and threshold grids do not predict a split again.
     """
     part = (z_split or thesis_split(volume.shape[0])).part(volume, split)
+    if profile.predict_slices:
+        part = part.subvolume(slice(0, profile.predict_slices))
     if cache_dir is None:
         prob = predict_volume(model, part.raw, profile.tiling_3d, device=device,
                               progress=progress)
