@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the profile the dry run stood for")
     parser.add_argument("--records", type=Path, required=True,
                         help="the dry run's records folder (outputs/<profile>-dry/records)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="the dry run's runs folder: its checkpoint sizes are reported")
     parser.add_argument("--rates", type=Path, default=None,
                         help="a throughput.py JSON result of this profile (default: measure)")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda if present)")
@@ -76,6 +78,21 @@ def notebook_rows(records: Path) -> list[dict[str, Any]]:
             "peak_host_mb": max([run["peak_host_mb"]] + [s["peak_host_mb"] for s in stages]),
             "peak_gpu_mb": max(gpu) if gpu else None, "stages": grouped})
     return rows
+
+
+def checkpoint_sizes(runs: Path | None) -> dict[str, Any]:
+    """Disk use of a runs folder: ``{"total_mb", "checkpoints": {experiment: MiB}}``, the
+    largest ``.pt`` file of each experiment (top-level folder)."""
+    if runs is None or not runs.is_dir():
+        return {}
+    files = [path for path in runs.rglob("*") if path.is_file()]
+    largest: dict[str, float] = {}
+    for path in files:
+        if path.suffix == ".pt":
+            experiment = path.relative_to(runs).parts[0]
+            largest[experiment] = max(largest.get(experiment, 0.0), path.stat().st_size / 2 ** 20)
+    return {"total_mb": sum(path.stat().st_size for path in files) / 2 ** 20,
+            "checkpoints": {name: round(size, 1) for name, size in sorted(largest.items())}}
 
 
 def measured_rates(profile: str, device: str | None, gpus: int) -> dict[str, Any]:
@@ -125,12 +142,20 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_mb(row['peak_host_mb'])} | {_mb(row['peak_gpu_mb'])} | "
                      f"{_stages(row['stages'])} |")
     total_s = sum(row["seconds"] for row in report["notebooks"])
-    lines += ["", f"Dry run: {total_s:.0f} s in all.", "",
+    lines += ["", f"Dry run: {total_s:.0f} s in all."]
+    disk = report["disk"]
+    if disk:
+        largest = ", ".join(f"`{name}` {size:.0f} MiB" for name, size in
+                            disk["checkpoints"].items())
+        lines += ["", f"Its runs folder: {disk['total_mb']:.0f} MiB; the largest checkpoint of "
+                  f"each experiment: {largest or 'none'}."]
+    lines += ["",
               f"## Estimated wall time of the real `{profile}` run", "",
               f"From the per-step rates `benchmarks/throughput.py` measured at the `{profile}` "
               f"sizes on this machine ({report['rates_from']}); see `benchmarks/estimate.py` "
               "for what each row counts.", "",
-              f"| notebook | hours inline | hours, sweeps on {report['gpus']} GPUs |",
+              f"| notebook | hours inline | hours, sweeps as {report['gpus']} jobs at once "
+              "(one GPU each) |",
               "|---|---|---|"]
     inline = _hours_by_notebook(report["estimate_inline"])
     spread = _hours_by_notebook(report["estimate_spread"])
@@ -148,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         if rates["profile"] != args.profile:
             sys.exit(f"dry_run.py: error: --rates {args.rates} measured profile "
                      f"{rates['profile']!r}, not {args.profile!r}")
+        stylegan = rates["gans"]["stylegan_its_per_s"]  # JSON made the resolutions strings
+        rates["gans"]["stylegan_its_per_s"] = {int(res): rate for res, rate in stylegan.items()}
     else:
         rates, rates_from = measured_rates(args.profile, args.device, args.gpus), \
             "measured after the notebooks"
@@ -155,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     shape = tuple(rates["volume_shape"])
     report = {
         "profile": args.profile, "environment": rates["environment"], "volume_shape": shape,
-        "notebooks": notebook_rows(args.records), "rates_from": rates_from, "gpus": args.gpus,
+        "notebooks": notebook_rows(args.records), "disk": checkpoint_sizes(args.runs),
+        "rates_from": rates_from, "gpus": args.gpus,
         "estimate_inline": Estimator(profile, shape, rates, 1).all(),
         "estimate_spread": Estimator(profile, shape, rates, args.gpus).all(), "rates": rates}
     text = markdown(report)
