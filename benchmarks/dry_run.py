@@ -28,7 +28,6 @@ from typing import Any
 import throughput
 from estimate import Estimator
 
-from emseg_lib.atomic import atomic_write_text
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.work_record import read_records
 
@@ -186,13 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         "rates_from": rates_from, "gpus": args.gpus,
         "estimate_inline": Estimator(profile, shape, rates, 1).all(),
         "estimate_spread": Estimator(profile, shape, rates, args.gpus).all(), "rates": rates}
-    text = markdown(report)
-    print(text)
-    out = args.results / f"{throughput.default_out(rates).name}_{args.profile}_dry_run"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".md"), text)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=1, default=str) + "\n")
-    print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.json')}", file=sys.stderr)
+    throughput.write_results(
+        args.results / f"{throughput.default_out(rates).name}_{args.profile}_dry_run",
+        markdown(report), report)
 
 
 if __name__ == "__main__":

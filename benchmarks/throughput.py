@@ -342,16 +342,20 @@ def default_out(result: dict[str, Any]) -> Path:
     return ROOT / "benchmarks" / "results" / f"{env['date'][:10]}_{machine}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    result = measure_all(args)
-    report = markdown(result)
+def write_results(out: Path, report: str, result: dict[str, Any]) -> None:
+    """Print the Markdown ``report`` and write it and ``result`` (JSON) beside each other at
+    ``out`` (a path without suffix)."""
     print(report)
-    out = args.out or default_out(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".md"), report)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
     print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.json')}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = measure_all(args)
+    write_results(args.out or default_out(result), markdown(result), result)
 
 
 if __name__ == "__main__":
