@@ -50,7 +50,7 @@ def _run(args, capsys):
 
 @pytest.mark.parametrize("raw, labels", [("raw.tif", "labels.tif"),
                                          ("raw_png", "membranes_png")])
-def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels):
+def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels, monkeypatch):
     root, _ = stacks
     run = tmp_path / "run"
     code, out, err = _run(["train", "--model", "unet2d", "--data", root / raw, "--labels",
@@ -78,10 +78,14 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
     assert "learned on the validation split" in out
 
     seg = tmp_path / "seg.h5"
+    reads, torch_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or torch_load(
+        f, *a, **k))
     code, out, err = _run(["segment", "--checkpoint", run / "best.pt", "--data", root / raw,
                            "--out", seg, "--chunk-slices", "3", "--device", "cpu",
                            "--workers", "2"], capsys)
     assert code == 0, err
+    assert reads == [str(run / "best.pt")]  # read and verified once
     seeded = learned["thresholds"]["seeded"]
     assert (f"post-processing: seeded (seed_th {seeded['seed_th']:g}, smooth_px "
             f"{seeded['smooth_px']:g}, min_seed_px {seeded['min_seed_px']:g}; learned on the "

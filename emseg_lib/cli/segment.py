@@ -196,13 +196,13 @@ def run_segment(args: argparse.Namespace) -> int:
     """
     from emseg_lib.models import model_entry
     from emseg_lib.pipeline import segment_to_file
-    from emseg_lib.train import load_checkpoint, model_from_checkpoint
+    from emseg_lib.train import load_checkpoint, model_from_state
 
     check_postprocess_arguments(args)
     device = pick_device(args.device)
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(args.checkpoint)
+    model = model_from_state(state, args.checkpoint)
     learned = learned_postprocessing(state, args.checkpoint)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d

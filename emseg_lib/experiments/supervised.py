@@ -39,6 +39,7 @@ from emseg_lib.train import (
     fit,
     load_checkpoint,
     model_from_checkpoint,
+    model_from_state,
 )
 from emseg_lib.train.checkpoint import weights_sha256
 from emseg_lib.tuning import checkpoint_entry, tune_all, tuned_before_seed_area
@@ -188,7 +189,7 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     stored = state.get("postprocess", {})
     if stored.get("epoch") == state["epoch"] and not tuned_before_seed_area(stored):
         return stored
-    model = model_from_checkpoint(checkpoint)
+    model = model_from_state(state, checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
                         cache_dir=Path(checkpoint).parent, z_split=z_split)
     dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)

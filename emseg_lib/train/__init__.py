@@ -8,6 +8,7 @@ from emseg_lib.train.checkpoint import (
     load_checkpoint,
     load_model_state,
     model_from_checkpoint,
+    model_from_state,
 )
 from emseg_lib.train.loop import TrainConfig, fit
 
@@ -21,4 +22,5 @@ __all__ = [
     "load_checkpoint",
     "load_model_state",
     "model_from_checkpoint",
+    "model_from_state",
 ]

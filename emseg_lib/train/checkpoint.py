@@ -220,7 +220,13 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
         EmsegInputError: see :func:`load_checkpoint`; also a checkpoint without an
             architecture, or one holding a GAN generator rather than a segmentation network.
     """
-    state = load_checkpoint(path, map_location)
+    return model_from_state(load_checkpoint(path, map_location), path)
+
+
+def model_from_state(state: dict[str, Any], path: str | Path) -> nn.Module:
+    """:func:`model_from_checkpoint` of a checkpoint already read by :func:`load_checkpoint`
+    from ``path`` (named in the messages), so that a caller needing its other entries too
+    reads and verifies the file once."""
     spec = state["model_spec"]
     name = spec.get("name") if isinstance(spec, dict) else None
     if name not in MODELS:
