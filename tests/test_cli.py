@@ -60,7 +60,7 @@ def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels
     assert "shape (8, 96, 96)" in out
     assert ("split: train slices 0-5 (6), validation 6-7 (2: the last 20 % of the labelled "
             "slices, the default); every labelled slice is used") in out
-    for name in ("last.pt", "best.pt", "history.csv", "summary.json"):
+    for name in ("last.pt", "best.pt", "history.csv", "summary.json", "tensorboard"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 1
@@ -118,8 +118,9 @@ def test_train_on_two_labelled_slices_says_what_it_did(tmp_path, stacks, capsys)
     code, out, err = _run(["train", "--model", "unet2d", "--data", tmp_path / "raw.tif",
                            "--labels", tmp_path / "labels.tif", "--out", tmp_path / "run",
                            "--profile", "smoke", "--epochs", "1", "--device", "cpu",
-                           "--workers", "1"], capsys)
+                           "--workers", "1", "--no-tensorboard"], capsys)
     assert code == 0, err
+    assert not (tmp_path / "run" / "tensorboard").exists()
     assert ("split: train slices 0 (1), validation 1 (1: the last 20 % of the labelled slices, "
             "the default; 20 % of 2 is under 1, so 1); every labelled slice is used; one "
             "validation slice: best.pt and the learned thresholds rest on it alone") in out

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                                       "finished epoch)"):
         trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
                              device=args.device, workers=args.workers, z_split=z_split,
-                             minutes=args.minutes)
+                             minutes=args.minutes, tensorboard=args.tensorboard)
     history = trained.history
     stopped_by = ("time budget" if args.minutes is not None
                   and (epochs is None or len(history) < epochs) else "epochs")
@@ -254,4 +254,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when present)")
     train.add_argument("--workers", type=int,
                        help="processes for the threshold search (default: every core)")
+    train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                       help="write no TensorBoard event files (default: OUT/tensorboard, "
+                            "watch with: tensorboard --logdir OUT)")
     train.set_defaults(run=run, interrupted=interrupted)

@@ -129,7 +129,7 @@ def split_identity(z_split: SliceSplit, n_slices: int) -> dict[str, Any]:
 def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
-               minutes: float | None = None) -> TrainingRun:
+               minutes: float | None = None, tensorboard: bool = True) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
     The run is identified by the volume's fingerprint, ``seed``, the profile's name and
@@ -147,6 +147,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
             ``None``: the plan's epochs alone). With ``minutes`` the plan's ``epochs`` may be
             ``None`` (no limit but the budget). Not part of the identity: a resumed run gets
             the budget afresh.
+        tensorboard: write TensorBoard event files to ``run_dir/tensorboard``
+            (:attr:`~emseg_lib.train.TrainConfig.tensorboard`).
 
     Raises:
         EmsegInputError: see :func:`fit`.
@@ -159,7 +161,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
     model = make_model(kind, profile, seed)
     train, val = make_datasets(kind, volume, profile, seed, z_split=z_split)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
-                         num_workers=profile.num_workers, minutes=minutes)
+                         num_workers=profile.num_workers, minutes=minutes,
+                         tensorboard=tensorboard)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Path(run_dir) / BEST

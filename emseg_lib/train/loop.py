@@ -48,6 +48,7 @@ from emseg_lib.train.checkpoint import (
 )
 from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
 from emseg_lib.train.runs import check_identity, training_run, write_history
+from emseg_lib.train.tensorboard_log import TrainingLog
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class TrainConfig:
             CPU). With any, the validation scores are computed over every available core;
             0 keeps everything in this process. The result does not depend on it.
         amp: bf16 autocast of the forward pass and loss on CUDA (never on the CPU).
+        tensorboard: write TensorBoard event files of every epoch to ``run_dir/tensorboard``
+            (:mod:`emseg_lib.train.tensorboard_log`).
     """
 
     epochs: int | None = 10
@@ -87,6 +90,7 @@ class TrainConfig:
     device: str | None = None
     num_workers: int | None = None
     amp: bool = True
+    tensorboard: bool = True
 
 
 def selection_voi(row: dict[str, float]) -> float:
@@ -137,7 +141,7 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placemen
 
 
 #: :class:`TrainConfig` fields a resumed run may change (they are not part of its identity)
-RESUMABLE = ("epochs", "minutes", "device", "num_workers", "amp")
+RESUMABLE = ("epochs", "minutes", "device", "num_workers", "amp", "tensorboard")
 
 
 def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
@@ -257,12 +261,15 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
         epochs = progress_bar(planned, desc="epochs", disable=not progress,
                               initial=start_epoch, total=config.epochs)
         epoch = start_epoch
+        log = TrainingLog(run_dir, start_epoch) if config.tensorboard else None
         try:
             for epoch in epochs:
                 row = _epoch(model, train_loader, val_loader, loss_fn, optimizer, placement,
                              config, epoch, adversary, progress, pool)
                 scheduler.step(row["val_loss"])
                 history.append(row)
+                if log is not None:
+                    log.epoch(row, model, val_set, placement)
                 epochs.set_postfix(**{"loss": f"{row['train_loss']:.3f}",
                                       "val VOI (CREMI protocol)": f"{selection_voi(row):.3f}"})
                 state = {
@@ -291,6 +298,9 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
             epochs.close()
             raise TrainingInterrupted(f"{run_dir}: interrupted at epoch {epoch}; run the same "
                                       "command again to resume") from None
+        finally:
+            if log is not None:
+                log.close()
     return pd.DataFrame(history)
 
 
