@@ -6,6 +6,7 @@
     emseg segment --checkpoint runs/mine/best.pt --data volume.zarr/raw --out seg.zarr
     emseg postprocess --prob probabilities.h5 --out seg.h5
     emseg evaluate --seg seg.h5 --gt labels.tif
+    emseg export --checkpoint runs/mine/best.pt --data stack.tif --out model.zip
 
 Bad input, and an error of the environment while writing (disk full, permission denied),
 ends with one line ``emseg: error: ...`` naming the file or flag and the fix, exit code 2;

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 import emseg_lib.cli as package
 from emseg_lib import __version__
-from emseg_lib.cli import BAD_INPUT, INTERRUPTED, evaluate, fetch, segment, train
+from emseg_lib.cli import BAD_INPUT, INTERRUPTED, evaluate, export, fetch, segment, train
 from emseg_lib.cli.common import report_error
 from emseg_lib.errors import EmsegInputError
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="emseg", description=package.__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"emseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (fetch, train, segment, evaluate):
+    for module in (fetch, train, segment, evaluate, export):
         module.add_parsers(commands)
     return parser
 
