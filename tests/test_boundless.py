@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import split_slices, synthetic_em_volume
@@ -21,6 +22,7 @@ from emseg_lib.train.boundless import (
     generator_step,
     train_boundless,
 )
+from emseg_lib.train.tensorboard_log import TENSORBOARD
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -112,6 +114,10 @@ def test_trained_generator_beats_the_mean_fill(tmp_path, datasets):
     assert late["val_masked_l1"].mean() < late["val_mean_fill_masked_l1"].mean()
     assert (tmp_path / "last.pt").exists()
     assert (tmp_path / "samples" / "step_000400.png").exists()
+    events = EventAccumulator(str(tmp_path / TENSORBOARD))
+    events.Reload()
+    assert [point.step for point in events.Scalars("validation/masked_l1")] == [
+        100, 200, 300, 400]
 
 
 def test_feature_extractor_weights_file(tmp_path):

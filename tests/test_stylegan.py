@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import synthetic_em_volume
@@ -16,6 +18,7 @@ from emseg_lib.train.stylegan import (
     phase_at,
     train_stylegan,
 )
+from emseg_lib.train.tensorboard_log import TENSORBOARD
 
 SMALL = (16, 16, 8, 8)  # 4 .. 32 px
 
@@ -97,4 +100,9 @@ def test_training_writes_history_samples_and_resumes(tmp_path):
     _, resumed = train_stylegan(StyleGenerator(SMALL, style_dim=32), StyleDiscriminator(SMALL),
                                 dataset, longer, tmp_path, progress=False)
     assert len(resumed) == 10 and resumed["iteration"].iloc[-1] == 9
+    events = EventAccumulator(str(tmp_path / TENSORBOARD))
+    events.Reload()
+    logged = events.Scalars("d_loss")  # every iteration once, the resumed ones too
+    assert [point.step for point in logged] == list(range(10))
+    assert np.allclose([point.value for point in logged], resumed["d_loss"], rtol=1e-6)
     assert ema(torch.randn(2, 32), 2).shape == (2, 1, 16, 16)

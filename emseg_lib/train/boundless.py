@@ -37,6 +37,7 @@ from emseg_lib.train.gan_common import (
 )
 from emseg_lib.train.losses import hinge_discriminator_loss
 from emseg_lib.train.runs import training_run
+from emseg_lib.train.tensorboard_log import TrainingLog
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ def _steps(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Opti
     window: list[dict[str, float]] = []
     started = time.perf_counter()
     bar = progress_bar(total=config.steps, initial=step, desc="boundless", disable=not progress)
+    log = TrainingLog(run_dir, step + 1)  # the evaluation at ``step`` is logged already
     try:
         while step < config.steps:
             batch = next(batches)
@@ -232,11 +234,13 @@ def _steps(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Opti
                     generator, modules["discriminator"], val_batches, config.adv_weight,
                     device, extractor).items()})
                 history.append(record)
+                log.scalars(record, step, "step")
                 bar.set_postfix(l1=f"{record['val_pixel_loss']:.3f}")
                 write_state(run_dir, step, modules, optimizers, history,
                             dataclasses.asdict(config), identity)
                 window, started = [], time.perf_counter()
     finally:
+        log.close()
         bar.close()
         batches.close()  # stops the loader's worker processes
 

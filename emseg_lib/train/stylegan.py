@@ -41,6 +41,7 @@ from emseg_lib.train.gan_common import (
     write_state,
 )
 from emseg_lib.train.runs import training_run
+from emseg_lib.train.tensorboard_log import TrainingLog
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,13 @@ def _iterate(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.op
                               workers=resolve_loader_workers(config.num_workers, device),
                               device=device)
     bar = progress_bar(total=total, initial=iteration, desc="stylegan", disable=not progress)
+    log = TrainingLog(run_dir, iteration)
     try:
         while iteration < total:
             step, alpha = phase_at(config.schedule, iteration)
             real = next(batches)["image"].to(device, non_blocking=True)
             history.append(train_iteration(modules, optimizers, real, iteration, config))
+            log.scalars(history[-1], iteration, "iteration")
             iteration += 1
             bar.update(1)
             if iteration % config.sample_every == 0 or iteration == total:
@@ -200,6 +203,7 @@ def _iterate(modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.op
                 write_state(run_dir, iteration, modules, optimizers, history,
                             dataclasses.asdict(config), identity)
     finally:
+        log.close()
         bar.close()
         batches.close()  # stops the loader's worker processes
 

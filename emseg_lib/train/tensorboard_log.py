@@ -1,6 +1,8 @@
-"""TensorBoard event files of a supervised training run, in ``<run_dir>/tensorboard/``.
+"""TensorBoard event files of a training run, in ``<run_dir>/tensorboard/``.
 
-Every epoch adds its history row as scalars (``train/loss``, ``validation/cremi_voi_split``,
+The GAN loops log their history rows (StyleGAN every iteration, Boundless every evaluation;
+their samples stay PNG files in the run folder). In a supervised run every epoch adds its
+history row as scalars (``train/loss``, ``validation/cremi_voi_split``,
 ``lr``, ``speed/samples_per_s`` ...; the names of :func:`~emseg_lib.train.loop.fit`'s history
 columns) and one prediction image per logged validation crop: the crop, its target and the
 network's probabilities side by side (the middle slice of a 3D crop), all on a 0–1 grey scale.
@@ -51,21 +53,28 @@ def _middle(array: np.ndarray) -> np.ndarray:
 
 
 class TrainingLog:
-    """The event files of one run (``<run_dir>/tensorboard``), from epoch ``start_epoch``."""
+    """The event files of one run (``<run_dir>/tensorboard``); ``first_step``: the first
+    step (epoch, iteration) this process logs: points from an earlier process at or after it
+    are dropped (a resumed run repeats no step)."""
 
-    def __init__(self, run_dir: Path, start_epoch: int) -> None:
+    def __init__(self, run_dir: Path, first_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD),
-                                    purge_step=start_epoch if start_epoch else None)
+                                    purge_step=first_step if first_step else None)
+
+    def scalars(self, row: dict[str, Any], step: int, step_column: str) -> None:
+        """Every finite number of a history ``row`` at ``step`` (``step_column`` not)."""
+        for column, value in row.items():
+            if column != step_column and isinstance(value, int | float) \
+                    and math.isfinite(value):
+                self.writer.add_scalar(scalar_tag(column), float(value), step)
 
     def epoch(self, row: dict[str, Any], model: nn.Module, val_set: EMCropDataset,
               placement: Placement) -> None:
         """Log one epoch's history row and the predictions on the first validation crops."""
         step = int(row["epoch"])
-        for column, value in row.items():
-            if column != "epoch" and isinstance(value, int | float) and math.isfinite(value):
-                self.writer.add_scalar(scalar_tag(column), float(value), step)
+        self.scalars(row, step, "epoch")
         model.eval()
         with torch.no_grad():
             for i in range(min(LOGGED_CROPS, len(val_set))):
