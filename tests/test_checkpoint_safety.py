@@ -39,6 +39,7 @@ from emseg_lib.train.checkpoint import (
     weights_sha256,
 )
 from emseg_lib.train.runs import LOCK_FILE, RUN_FILE, run_lock
+from emseg_lib.train.tensorboard_log import TENSORBOARD
 
 CONFIG = TrainConfig(epochs=1, batch_size=2, device="cpu")
 
@@ -308,7 +309,9 @@ def test_ctrl_c_while_writing_last_keeps_the_previous_checkpoint(tmp_path, datas
     with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1"):
         fit(_model(), *datasets, config, tmp_path, progress=False)
     assert (tmp_path / LAST).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, HISTORY, LAST, RUN_FILE]
+    # no temporary left; tensorboard/ holds the first run's finished epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, HISTORY, LAST, RUN_FILE,
+                                                          TENSORBOARD]
 
 
 def test_run_identity_must_be_json(tmp_path, datasets):

@@ -36,7 +36,9 @@ TEST_SHAPE_3D = (5, 49, 49)
 THESIS = ("Bachelor thesis \"Generative Adversarial Networks for Electron Microscopy Image "
           "Segmentation\" (CREMI data; UNet2D after Ronneberger et al. 2015, UNet3D after Lee et "
           "al. 2017); exported by emseg")
-LEE_2017 = "https://arxiv.org/abs/1706.00120"
+#: Lee et al. 2017, "Superhuman accuracy on the SNEMI3D connectomics challenge" (arXiv); a DOI,
+#: not a URL: bioimage.io checks URLs over the network while validating, DOIs by pattern
+LEE_2017 = "10.48550/arXiv.1706.00120"
 
 
 def _test_crop(raw: np.ndarray, dims: int, multiple: int) -> np.ndarray:
@@ -161,7 +163,8 @@ def _description(work: Path, name: str, dims: int, sizes: tuple[tuple[int, ...],
         name=f"emseg {name} cell probability",
         description=f"{name} predicting the cell interior probability of neuron electron "
                     "microscopy, trained with emseg",
-        authors=[bio.Author(name="emseg")], cite=[bio.CiteEntry(text=THESIS, url=LEE_2017)],
+        authors=[bio.Author(name="emseg")],
+        cite=[bio.CiteEntry(text=THESIS, doi=bio.Doi(LEE_2017))],
         license=bio.LicenseId("MIT"), documentation=bio.FileDescr(source=work / "README.md"),
         covers=[bio.FileDescr(source=work / "cover.png")], inputs=[inputs], outputs=[outputs],
         weights=bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(

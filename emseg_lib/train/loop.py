@@ -268,8 +268,6 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
                              config, epoch, adversary, progress, pool)
                 scheduler.step(row["val_loss"])
                 history.append(row)
-                if log is not None:
-                    log.epoch(row, model, val_set, placement)
                 epochs.set_postfix(**{"loss": f"{row['train_loss']:.3f}",
                                       "val VOI (CREMI protocol)": f"{selection_voi(row):.3f}"})
                 state = {
@@ -285,6 +283,8 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
                     save_checkpoint(run_dir / BEST, state)
                 save_checkpoint(run_dir / LAST, state)
                 write_history(run_dir, history)
+                if log is not None:  # after the checkpoints: they come first
+                    log.epoch(row, model, val_set, placement)
                 spent = time.perf_counter() - started
                 if config.minutes is not None and spent >= 60 * config.minutes:
                     epochs.update(1)  # counted on the next iteration, which does not come

@@ -14,12 +14,19 @@ many runs).
 from __future__ import annotations
 
 import math
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.record_writer import RecordWriter
 from torch import nn
+from torch.utils.tensorboard.summary import image, scalar
 
 from emseg_lib.data.datasets import EMCropDataset
 from emseg_lib.train.feed import Placement
@@ -55,20 +62,38 @@ def _middle(array: np.ndarray) -> np.ndarray:
 class TrainingLog:
     """The event files of one run (``<run_dir>/tensorboard``); ``first_step``: the first
     step (epoch, iteration) this process logs: points from an earlier process at or after it
-    are dropped (a resumed run repeats no step)."""
+    are dropped (a resumed run repeats no step).
+
+    Written synchronously in this thread (no writer thread: an error such as a full disk is
+    an ``OSError`` where training handles its checkpoint errors, and no thread outlives the
+    loop), one file per process, opened at the first point (an interrupted start leaves none).
+    """
 
     def __init__(self, run_dir: Path, first_step: int) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        self.folder, self.first_step = Path(run_dir) / TENSORBOARD, first_step
+        self.records: RecordWriter | None = None
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD),
-                                    purge_step=first_step if first_step else None)
+    def _write(self, summary: Summary, step: int) -> None:
+        if self.records is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = (f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}."
+                    f"{os.getpid()}.{self.first_step}")
+            self.records = RecordWriter(open(self.folder / name, "ab"))  # noqa: SIM115
+            for event in (Event(step=self.first_step, file_version="brain.Event:2"),
+                          Event(step=self.first_step,
+                                session_log=SessionLog(status=SessionLog.START))):
+                event.wall_time = time.time()
+                self.records.write(event.SerializeToString())
+        self.records.write(Event(wall_time=time.time(), step=step,
+                                 summary=summary).SerializeToString())
 
     def scalars(self, row: dict[str, Any], step: int, step_column: str) -> None:
         """Every finite number of a history ``row`` at ``step`` (``step_column`` not)."""
         for column, value in row.items():
             if column != step_column and isinstance(value, int | float) \
                     and math.isfinite(value):
-                self.writer.add_scalar(scalar_tag(column), float(value), step)
+                self._write(scalar(scalar_tag(column), float(value)), step)
+        self.flush()
 
     def epoch(self, row: dict[str, Any], model: nn.Module, val_set: EMCropDataset,
               placement: Placement) -> None:
@@ -84,10 +109,17 @@ class TrainingLog:
                 prob = torch.sigmoid(logits[0].float()).cpu().numpy()
                 panel = np.concatenate([_grey(_middle(item["image"].numpy())),
                                         _middle(item["target"].numpy()), _middle(prob)], axis=1)
-                self.writer.add_image(f"prediction/crop{i}_image_target_probability",
-                                      panel[None].astype(np.float32), step, dataformats="CHW")
-        self.writer.flush()
+                self._write(image(f"prediction/crop{i}_image_target_probability",
+                                  panel[None].astype(np.float32), dataformats="CHW"), step)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand what was written to the operating system."""
+        if self.records is not None:
+            self.records.flush()
 
     def close(self) -> None:
-        """Write what is pending and close the files."""
-        self.writer.close()
+        """Close the file (nothing is pending: every write is flushed)."""
+        if self.records is not None:
+            self.records.close()
+            self.records = None
