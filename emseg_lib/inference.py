@@ -26,8 +26,9 @@ from emseg_lib.profiles import Tiling
 from emseg_lib.progress import progress_bar
 
 
-def _to_unit(volume: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1]; float input is taken as already scaled."""
+def to_unit(volume: np.ndarray) -> np.ndarray:
+    """The networks' input scale: uint8 -> float32 in [0, 1]; float input is taken as
+    already scaled."""
     if volume.dtype == np.uint8:
         return volume.astype(np.float32) / 255.0
     return volume.astype(np.float32)
@@ -52,7 +53,7 @@ def predict_slices(model: nn.Module, volume: np.ndarray, *, multiple: int = 16,
     model.to(dev).eval()
     _, height, width = volume.shape
     pad = ((0, 0), (0, -height % multiple), (0, -width % multiple))
-    data = np.pad(_to_unit(volume), pad, mode="reflect")
+    data = np.pad(to_unit(volume), pad, mode="reflect")
     out = np.empty(volume.shape, dtype=np.float32)
     for start in progress_bar(range(0, len(data), batch_size), desc="slices", disable=not progress):
         batch = torch.from_numpy(data[start:start + batch_size, None]).to(dev)
@@ -120,7 +121,7 @@ def predict_tiled(
             )
     dev = pick_device(device)
     model.to(dev).eval()
-    data = _to_unit(volume)
+    data = to_unit(volume)
     total = np.zeros((out_channels, *volume.shape), dtype=np.float64)
     weights = np.zeros(volume.shape, dtype=np.float64)
     grids = [_starts(s, t, o) for s, t, o in zip(volume.shape, tile, overlap, strict=True)]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.inference import to_unit
 from emseg_lib.models import model_entry, model_name
 from emseg_lib.train.checkpoint import load_checkpoint, model_from_state
 
@@ -54,7 +55,7 @@ def _test_crop(raw: np.ndarray, dims: int, multiple: int) -> np.ndarray:
         shape = tuple(min(s, t) for s, t in zip(raw.shape, TEST_SHAPE_3D, strict=True))
     starts = [(s - c) // 2 for s, c in zip(raw.shape, shape, strict=True)]
     crop = np.asarray(raw[tuple(slice(a, a + c) for a, c in zip(starts, shape, strict=True))])
-    grey = crop.astype(np.float32) if crop.dtype == np.uint8 else crop.astype(np.float32) * 255
+    grey = to_unit(crop) * 255  # undone by the package's preprocessing, as emseg scales it
     return grey[None] if dims == 2 else grey[None, None]
 
 
@@ -113,7 +114,9 @@ def export_bioimageio(checkpoint: str | Path, raw: np.ndarray,
         _cover(test_input, test_output, work / "cover.png")
         (work / "README.md").write_text(_readme(model_name(model), entry.dims,
                                                 int(state["epoch"]), resolution))
-        sizes = (test_input.shape[2:], multiple if entry.dims == 2 else 2)
+        # 2D: every multiple of the network's; 3D: any size, 2n + 1 from the test crop on
+        sizes = (((multiple, multiple), multiple) if entry.dims == 2
+                 else (test_input.shape[2:], 2))
         description = _description(work, model_name(model), entry.dims, sizes, resolution,
                                    {"emseg": {
                                        "model": model_name(model), "epoch": int(state["epoch"]),
@@ -134,7 +137,7 @@ def _readme(name: str, dims: int, epoch: int, resolution: tuple[float, float, fl
 def _description(work: Path, name: str, dims: int, sizes: tuple[tuple[int, ...], int],
                  resolution: tuple[float, float, float], config: dict[str, Any]) -> Any:
     """The ``ModelDescr`` of the files in ``work``; ``sizes``: the smallest input per spatial
-    axis (2D: the size multiple; 3D: the test crop) and the step between valid sizes."""
+    axis and the step between valid sizes."""
     from bioimageio.spec.model import v0_5 as bio
 
     names = ("y", "x") if dims == 2 else ("z", "y", "x")
@@ -145,7 +148,7 @@ def _description(work: Path, name: str, dims: int, sizes: tuple[tuple[int, ...],
         id=raw_id,
         axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("raw")])] + [
             bio.SpaceInputAxis(id=bio.AxisId(axis), size=bio.ParameterizedSize(
-                min=step if dims == 2 else smallest, step=step), scale=scales[axis],
+                min=smallest, step=step), scale=scales[axis],
                 unit="nanometer") for axis, smallest in zip(names, minimum, strict=True)],
         data=bio.IntervalOrRatioDataDescr(type="float32"),
         preprocessing=[bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1 / 255,
