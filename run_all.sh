@@ -89,10 +89,13 @@ if [ "$dry_run" = 1 ]; then
                            "($out/runs); do not give --runs with it" >&2; exit 2; }
   runs="$out/runs" records="$out/records" figures="${figures:-$out/figures}"
   marker="$out/.emseg-dry-run"
-  if [ -e "$runs" ] && [ ! -f "$marker" ]; then
-    echo "run_all.sh: $runs exists but was not made by a dry run; give --out an empty folder" >&2
-    exit 2
-  fi
+  for own in "$runs" "$records"; do  # removed below: only ever a dry run's own
+    if [ -e "$own" ] && [ ! -f "$marker" ]; then
+      echo "run_all.sh: $own exists but was not made by a dry run; give --out an empty" \
+           "folder" >&2
+      exit 2
+    fi
+  done
   rm -rf "$runs" "$records"  # a dry run measures, so it never resumes
   mkdir -p "$out" "$records" && : > "$marker"
 fi

@@ -133,6 +133,14 @@ def test_a_dry_run_refuses_a_runs_folder_and_foreign_outputs(tmp_path):
                              timeout=600, env=env)
     assert refused.returncode == 2 and "not made by a dry run" in refused.stderr
     assert (foreign / "runs" / "keep.pt").read_text() == "a user's checkpoint"
+    other = tmp_path / "other"
+    (other / "records").mkdir(parents=True)
+    (other / "records" / "notes.txt").write_text("a user's notes")
+    refused = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", "--dry-run",
+                              "--out", str(other)], capture_output=True, text=True,
+                             timeout=600, env=env)
+    assert refused.returncode == 2 and "not made by a dry run" in refused.stderr
+    assert (other / "records" / "notes.txt").read_text() == "a user's notes"
 
 
 def test_the_report_needs_the_dry_runs_records(tmp_path):
