@@ -119,28 +119,24 @@ def test_run_all_dry_run_writes_its_results_file(tmp_path):
     assert "Estimated wall time of the real `smoke` run" in md.read_text()
 
 
-def test_a_dry_run_refuses_a_runs_folder_and_foreign_outputs(tmp_path):
-    env = {**os.environ, "EMSEG_ROOT": str(tmp_path)}
+def test_a_dry_run_refuses_a_runs_folder(tmp_path):
     given_runs = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", "--dry-run",
                                  "--runs", str(tmp_path / "runs")], capture_output=True,
-                                text=True, timeout=600, env=env)
+                                text=True, timeout=600, env={**os.environ,
+                                                             "EMSEG_ROOT": str(tmp_path)})
     assert given_runs.returncode == 2 and "do not give --runs" in given_runs.stderr
+
+
+@pytest.mark.parametrize("folder", ["runs", "records"])
+def test_a_dry_run_never_empties_a_folder_it_did_not_make(tmp_path, folder):
     foreign = tmp_path / "mine"
-    (foreign / "runs").mkdir(parents=True)
-    (foreign / "runs" / "keep.pt").write_text("a user's checkpoint")
+    (foreign / folder).mkdir(parents=True)
+    (foreign / folder / "keep.txt").write_text("a user's file")
     refused = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", "--dry-run",
                               "--out", str(foreign)], capture_output=True, text=True,
-                             timeout=600, env=env)
+                             timeout=600, env={**os.environ, "EMSEG_ROOT": str(tmp_path)})
     assert refused.returncode == 2 and "not made by a dry run" in refused.stderr
-    assert (foreign / "runs" / "keep.pt").read_text() == "a user's checkpoint"
-    other = tmp_path / "other"
-    (other / "records").mkdir(parents=True)
-    (other / "records" / "notes.txt").write_text("a user's notes")
-    refused = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "smoke", "--dry-run",
-                              "--out", str(other)], capture_output=True, text=True,
-                             timeout=600, env=env)
-    assert refused.returncode == 2 and "not made by a dry run" in refused.stderr
-    assert (other / "records" / "notes.txt").read_text() == "a user's notes"
+    assert (foreign / folder / "keep.txt").read_text() == "a user's file"
 
 
 def test_the_report_needs_the_dry_runs_records(tmp_path):
