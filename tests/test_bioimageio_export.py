@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import tifffile
@@ -35,10 +36,17 @@ def checkpoints(tmp_path_factory, volume):
     return root
 
 
-@pytest.mark.parametrize("kind", ["unet2d", "unet3d"])
-def test_the_package_passes_bioimageio_cores_test(tmp_path, capsys, checkpoints, volume, kind):
-    data = tmp_path / "raw.tif"
-    tifffile.imwrite(data, volume.raw, photometric="minisblack")
+@pytest.mark.parametrize("kind, stack", [("unet2d", "raw.tif"), ("unet3d", "raw.h5")])
+def test_the_package_passes_bioimageio_cores_test(tmp_path, capsys, checkpoints, volume, kind,
+                                                   stack):
+    """A TIFF stack (read whole) and an HDF5 one (read by ranges of slices)."""
+    data = tmp_path / stack
+    if data.suffix == ".tif":
+        tifffile.imwrite(data, volume.raw, photometric="minisblack")
+    else:
+        with h5py.File(data, "w") as handle:
+            handle.create_dataset("volumes/raw", data=volume.raw).attrs["resolution"] = \
+                volume.resolution
     out = tmp_path / f"{kind}.zip"
     code = main(["export", "--checkpoint", str(checkpoints / kind / "best.pt"), "--data",
                  str(data), "--resolution", *map(str, volume.resolution), "--out", str(out)])

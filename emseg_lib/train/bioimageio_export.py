@@ -43,7 +43,8 @@ LEE_2017 = "10.48550/arXiv.1706.00120"
 
 
 def _test_crop(raw: np.ndarray, dims: int, multiple: int) -> np.ndarray:
-    """A centred crop of ``raw`` ``(Z, Y, X)`` as the package's test input: ``(1, 1, Y, X)``
+    """A centred crop of ``raw`` ``(Z, Y, X)`` (an array, or a chunked stack read by ranges
+    of slices) as the package's test input: ``(1, 1, Y, X)``
     for 2D networks (the middle slice), ``(1, 1, Z, Y, X)`` for 3D ones, grey values 0–255."""
     if dims == 2:
         side = min(TEST_SIDE, *raw.shape[1:]) // multiple * multiple
@@ -54,7 +55,8 @@ def _test_crop(raw: np.ndarray, dims: int, multiple: int) -> np.ndarray:
     else:
         shape = tuple(min(s, t) for s, t in zip(raw.shape, TEST_SHAPE_3D, strict=True))
     starts = [(s - c) // 2 for s, c in zip(raw.shape, shape, strict=True)]
-    crop = np.asarray(raw[tuple(slice(a, a + c) for a, c in zip(starts, shape, strict=True))])
+    slab = np.asarray(raw[starts[0]:starts[0] + shape[0]])  # chunked stacks: by slices only
+    crop = slab[:, starts[1]:starts[1] + shape[1], starts[2]:starts[2] + shape[2]]
     grey = to_unit(crop) * 255  # undone by the package's preprocessing, as emseg scales it
     return grey[None] if dims == 2 else grey[None, None]
 
