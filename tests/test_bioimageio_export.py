@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+import torch
 import yaml
 
 from emseg_lib.cli import main
@@ -19,6 +20,7 @@ from emseg_lib.experiments.supervised import make_model, train_unet
 from emseg_lib.profiles import get_profile
 from emseg_lib.train import bioimageio_export
 from emseg_lib.train.bioimageio_export import check_package, export_bioimageio
+from emseg_lib.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,20 @@ def test_export_refuses_a_name_that_is_not_a_zip(tmp_path, capsys, checkpoints, 
                  str(tmp_path / "raw.tif"), "--out", str(tmp_path / "model.h5")])
     assert code == 2
     assert "a bioimage.io package is a .zip file" in capsys.readouterr().err
+
+
+def test_a_network_that_predicts_no_cell_is_one_line(tmp_path, capsys, checkpoints, volume):
+    """bioimage.io refuses a test output below 1e-4 everywhere (a network that finds no cell
+    on the crop): one line naming the checkpoint and the probabilities, nothing written."""
+    state = load_checkpoint(checkpoints / "unet2d" / "best.pt")
+    state["model"]["head.bias"] = torch.full_like(state["model"]["head.bias"], -100.0)
+    dead = tmp_path / "dead.pt"
+    save_checkpoint(dead, state)
+    data = tmp_path / "raw.tif"
+    tifffile.imwrite(data, volume.raw, photometric="minisblack")
+    out = tmp_path / "dead.zip"
+    code = main(["export", "--checkpoint", str(dead), "--data", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{dead}: bioimage.io refuses the package" in err and "too small" in err
+    assert not out.exists()

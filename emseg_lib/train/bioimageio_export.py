@@ -66,7 +66,15 @@ def _torchscript(model: nn.Module, example: torch.Tensor, dims: int) -> torch.ji
     holds for every size the package declares, so the tracer's warning about it is muted)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        _mute_jit_deprecation()
         return torch.jit.script(model) if dims == 3 else torch.jit.trace(model, example)
+
+
+def _mute_jit_deprecation() -> None:
+    """Inside ``warnings.catch_warnings()``: torch 2.13's notice that ``torch.jit`` is
+    deprecated, which a user can do nothing about (bioimage.io packages carry TorchScript)."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
+                            category=DeprecationWarning)
 
 
 def _cover(test_input: np.ndarray, test_output: np.ndarray, path: Path) -> None:
@@ -119,10 +127,17 @@ def export_bioimageio(checkpoint: str | Path, raw: np.ndarray,
         # 2D: every multiple of the network's; 3D: any size, 2n + 1 from the test crop on
         sizes = (((multiple, multiple), multiple) if entry.dims == 2
                  else (test_input.shape[2:], 2))
-        description = _description(work, model_name(model), entry.dims, sizes, resolution,
-                                   {"emseg": {
-                                       "model": model_name(model), "epoch": int(state["epoch"]),
-                                       "postprocess": state.get("postprocess", {})}})
+        try:
+            description = _description(work, model_name(model), entry.dims, sizes, resolution,
+                                       {"emseg": {"model": model_name(model),
+                                                  "epoch": int(state["epoch"]),
+                                                  "postprocess": state.get("postprocess", {})}})
+        except ValueError as error:  # pydantic's ValidationError: bioimage.io's own rules
+            reason = " ".join(str(error).split())
+            raise EmsegInputError(
+                f"{checkpoint}: bioimage.io refuses the package (the network's probabilities "
+                f"on the test crop range {float(test_output.min()):.3g}.."
+                f"{float(test_output.max()):.3g}): {reason}") from None
         out.parent.mkdir(parents=True, exist_ok=True)
         save_bioimageio_package(description, output_path=out)
     return out
@@ -183,7 +198,9 @@ def check_package(path: str | Path) -> str:
     the test output, several input sizes); returns ``"passed"`` or the failure report."""
     from bioimageio.core import test_model
 
-    summary = test_model(Path(path))
+    with warnings.catch_warnings():
+        _mute_jit_deprecation()
+        summary = test_model(Path(path))
     if summary.status == "passed":
         return "passed"
     failed = [f"{detail.name}: {detail.errors}" for detail in summary.details
