@@ -60,6 +60,25 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": size, "mtime_ns": latest, "files": files}
 
 
+def canonical_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` as it reads back from its JSON file (tuples as lists, paths as text)."""
+    return json.loads(json.dumps(job, sort_keys=True, default=str))
+
+
+def same_job(folder: Path, job: Mapping[str, Any]) -> bool:
+    """Whether ``folder``'s job file holds ``job`` (a :func:`canonical_job`); False when it
+    is missing or unreadable."""
+    try:
+        return json.loads((folder / JOB_FILE).read_text(encoding="utf-8")) == job
+    except (OSError, ValueError):
+        return False
+
+
+def write_job(folder: Path, job: Mapping[str, Any]) -> None:
+    """``folder``'s job file, written atomically."""
+    atomic_write_text(folder / JOB_FILE, json.dumps(job, indent=1, sort_keys=True))
+
+
 def chunk_name(z0: int) -> str:
     """The file of the chunk starting at slice ``z0``."""
     return f"z{z0:06d}.npz"
@@ -87,7 +106,7 @@ class PartialResults:
     def __init__(self, out: str | Path, job: Mapping[str, Any]) -> None:
         self.out = Path(out)
         self.folder = partial_folder(out)
-        self.job = json.loads(json.dumps(job, sort_keys=True, default=str))
+        self.job = canonical_job(job)
         self.kept = 0
         self.discarded = 0
         self._lock = ExitStack()
@@ -111,21 +130,14 @@ class PartialResults:
 
     def _take_or_discard(self) -> None:
         """Keep the chunks of an earlier run of this job, discard those of another."""
-        job_file = self.folder / JOB_FILE
-        earlier = None
-        if job_file.is_file():
-            try:
-                earlier = json.loads(job_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                earlier = None
         chunks = sorted(self.folder.glob("z*.npz"))
-        if earlier == self.job:
+        if same_job(self.folder, self.job):
             self.kept = len(chunks)
         else:
             for chunk in chunks:
                 chunk.unlink()
             self.discarded = len(chunks)
-            atomic_write_text(job_file, json.dumps(self.job, indent=1, sort_keys=True))
+            write_job(self.folder, self.job)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:

@@ -121,6 +121,20 @@ def _ids_dtype(labels: np.ndarray) -> np.dtype:
     return np.min_scalar_type(int(labels.max(initial=0)))
 
 
+def label_chunk(prob: np.ndarray, post: Postprocessing, thresholds: dict[str, float],
+                resolution: tuple[float, float, float], pool: SerialPool | ProcessPool
+                ) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Segment a chunk ``(z, Y, X)`` of cell probability as ``post`` says: ids from 1 (0 on
+    kept boundaries, int64), and the thresholds used with the derived ones filled in (one
+    set per slice, or one for the chunk in 3D)."""
+    method = get_method(post.method)
+    used = (method.derive(prob, thresholds, resolution) if post.dims == 3
+            else [method.derive(p, thresholds, resolution[1:]) for p in prob])
+    cells = segment_volume(prob, post.method, used, dims=post.dims, resolution=resolution,
+                           keep_boundaries=post.keep_boundaries, start=0, pool=pool)
+    return cells, [used] if post.dims == 3 else used
+
+
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
            pool: SerialPool | ProcessPool, partial: PartialResults | None,
@@ -135,13 +149,8 @@ def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
     if saved is not None:
         return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
     prob, image = compute(z0, z1)
-    method = get_method(post.method)
-    used = (method.derive(prob, thresholds, resolution) if post.dims == 3
-            else [method.derive(p, thresholds, resolution[1:]) for p in prob])
-    derived.extend([used] if post.dims == 3 else used)
-    cells = segment_volume(prob, post.method, used, dims=post.dims,
-                           resolution=resolution, keep_boundaries=post.keep_boundaries,
-                           start=0, pool=pool)
+    cells, used = label_chunk(prob, post, thresholds, resolution, pool)
+    derived.extend(used)
     if partial is not None:
         own_image = {} if image is prob else {"image": image}
         partial.save(z0, labels=cells.astype(_ids_dtype(cells)), prob=prob, **own_image)

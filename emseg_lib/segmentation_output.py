@@ -86,31 +86,28 @@ def _compressor(zarr_format: int):
     return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 
-class _OmeZarrOutput:
+class OmeZarrOutput:
+    """An OME-Zarr output being written (see the module docstring); ``chunks`` ``(z, y, x)``
+    default to one slice deep and :data:`ZARR_TILE` wide. :meth:`finish` writes its
+    metadata."""
+
     def __init__(self, folder: Path, shape: tuple[int, int, int],
                  resolution: tuple[float, float, float], *, image_dtype: np.dtype,
-                 probabilities: bool, zarr_format: int, name: str) -> None:
-        from ome_zarr.format import FormatV04, FormatV05
-
-        self._fmt = FormatV04() if zarr_format == 2 else FormatV05()
+                 probabilities: bool, zarr_format: int, name: str,
+                 chunks: tuple[int, int, int] | None = None) -> None:
+        self._zarr_format = zarr_format
         self._resolution = [float(r) for r in resolution]
         self._root = zarr.open_group(folder, mode="w", zarr_format=zarr_format)
-        chunks = (1, min(shape[1], ZARR_TILE), min(shape[2], ZARR_TILE))
+        chunks = chunks or (1, min(shape[1], ZARR_TILE), min(shape[2], ZARR_TILE))
         compressor = _compressor(zarr_format)
-
-        def image(group: zarr.Group, dtype: np.dtype, title: str) -> zarr.Array:
-            array = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype,
-                                       compressors=compressor, fill_value=0,
-                                       config={"write_empty_chunks": True})
-            self._images.append((group, title))
-            return array
-
-        self._images: list[tuple[zarr.Group, str]] = []
-        self._image = image(self._root, image_dtype, name)
-        self._labels = image(self._root.require_group(f"labels/{LABELS_NAME}"), np.uint64,
-                             LABELS_NAME)
-        self._prob = image(self._root.require_group(PROBABILITIES_NAME), np.float32,
-                           "cell probability") if probabilities else None
+        self._images = ome_images(name, probabilities)
+        arrays = [(self._root.require_group(path) if path else self._root).create_array(
+            "0", shape=shape, chunks=chunks, dtype=dtype, compressors=compressor,
+            fill_value=0, config={"write_empty_chunks": True})
+            for (path, _), dtype in zip(self._images, (image_dtype, np.uint64, np.float32),
+                                        strict=False)]  # no probabilities: 2 images
+        self._image, self._labels = arrays[0], arrays[1]
+        self._prob = arrays[2] if probabilities else None
 
     def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
         z1 = z0 + len(labels)
@@ -124,19 +121,37 @@ class _OmeZarrOutput:
         """Every chunk is stored as it is written."""
 
     def finish(self) -> None:
-        """Write the OME-Zarr metadata (with ``ome-zarr``): multiscales with the voxel size
-        as scale, and the label image's ``image-label`` pointing at its image."""
-        with warnings.catch_warnings():  # ome-zarr's own default argument is deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+        """Write the OME-Zarr metadata."""
+        write_ome_metadata(self._root, self._images, self._resolution, self._zarr_format)
 
-        axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
-        datasets = [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": self._resolution}]}]
-        for group, title in self._images:
-            write_multiscales_metadata(group, datasets, fmt=self._fmt, axes=axes, name=title)
-        write_label_metadata(self._root["labels"], LABELS_NAME, fmt=self._fmt,
-                             source={"image": "../../"})
+
+def ome_images(name: str, probabilities: bool) -> list[tuple[str, str]]:
+    """``(group path, title)`` of every image of an OME-Zarr output, each holding its array
+    at ``0``: the image segmented (titled ``name``), the labels, and the probabilities when
+    stored."""
+    images = [("", name), (f"labels/{LABELS_NAME}", LABELS_NAME)]
+    return images + ([(PROBABILITIES_NAME, "cell probability")] if probabilities else [])
+
+
+def write_ome_metadata(root: zarr.Group, images: list[tuple[str, str]],
+                       resolution: list[float], zarr_format: int) -> None:
+    """Write the OME-Zarr metadata of an output (with ``ome-zarr``): multiscales with the
+    voxel size (nm, ``(z, y, x)``) as scale for each ``(group path, title)`` of ``images``
+    (their arrays ``0`` written), and the label image's ``image-label`` pointing at its
+    image."""
+    with warnings.catch_warnings():  # ome-zarr's own default argument is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.format import FormatV04, FormatV05
+        from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+    fmt = FormatV04() if zarr_format == 2 else FormatV05()
+    axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
+    datasets = [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [float(r) for r in resolution]}]}]
+    for path, title in images:
+        group = root[path] if path else root
+        write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=title)
+    write_label_metadata(root["labels"], LABELS_NAME, fmt=fmt, source={"image": "../../"})
 
 
 @contextmanager
@@ -163,7 +178,7 @@ def open_output(path: str | Path, shape: tuple[int, int, int],
             yield _Hdf5Output(output, shape, resolution, probabilities)
         return
     with atomic_directory(path) as folder:
-        output = _OmeZarrOutput(folder, shape, resolution, image_dtype=np.dtype(image_dtype),
+        output = OmeZarrOutput(folder, shape, resolution, image_dtype=np.dtype(image_dtype),
                                 probabilities=probabilities, zarr_format=zarr_format,
                                 name=image_name)
         yield output

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from emseg_lib.cli.console import console_streams
 
 #: exit codes
-BAD_INPUT, INTERRUPTED = 2, 130
+FAILED, BAD_INPUT, INTERRUPTED = 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 import emseg_lib.cli as package
 from emseg_lib import __version__
-from emseg_lib.cli import BAD_INPUT, INTERRUPTED, evaluate, export, fetch, segment, train
+from emseg_lib.blockwise import BlockFailed
+from emseg_lib.cli import BAD_INPUT, FAILED, INTERRUPTED, evaluate, export, fetch, segment, train
 from emseg_lib.cli.common import report_error
 from emseg_lib.errors import EmsegInputError
 
@@ -46,7 +47,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
-    """Run one ``emseg`` command; returns the exit code (0, 2 bad input, 130 interrupted).
+    """Run one ``emseg`` command; returns the exit code (0, 1 a blockwise worker died, 2 bad
+    input, 130 interrupted).
     Warnings are one line each, ``emseg: warning: ...``, on stderr."""
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
@@ -64,3 +66,6 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as err:  # TrainingInterrupted included
         report_error(args.interrupted(args, err))
         return INTERRUPTED
+    except BlockFailed as err:  # a worker died: not the input's fault, and resumable
+        report_error(f"emseg: error: {err}")
+        return FAILED

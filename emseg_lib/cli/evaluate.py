@@ -23,7 +23,6 @@ from emseg_lib.cli.common import (
     open_hdf5,
     write_output,
 )
-from emseg_lib.cli.volumes import hdf5_resolution
 from emseg_lib.data.cremi import (
     LABELS_KEY,
     RAW_KEY,
@@ -34,6 +33,7 @@ from emseg_lib.data.cremi import (
 )
 from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, read_array
 from emseg_lib.data.validate import check_label_ids
+from emseg_lib.data.volumes import hdf5_resolution
 from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume

@@ -1,6 +1,6 @@
 """The big inputs of ``emseg segment`` and ``emseg postprocess``, opened to be read chunk by
 chunk: an HDF5 dataset or a zarr array wrapped in a
-:class:`~emseg_lib.cli.volumes.CheckedVolume` (read once and checked before any work), any
+:class:`~emseg_lib.data.volumes.CheckedVolume` (read once and checked before any work), any
 other format loaded whole."""
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ import numpy as np
 import zarr
 
 from emseg_lib.cli.common import load_volume, open_hdf5
-from emseg_lib.cli.volumes import (
-    CheckedVolume,
-    check_volume_header,
-    hdf5_resolution,
-    probability_volume,
-    raw_volume,
-)
 from emseg_lib.data.cremi import (
     PROBABILITY_KEY,
     RAW_KEY,
@@ -31,7 +24,22 @@ from emseg_lib.data.cremi import (
     volume_dataset,
 )
 from emseg_lib.data.formats import HDF5_SUFFIXES, read_array
-from emseg_lib.data.zarr_store import ZarrArray, array_names, is_zarr, open_zarr, split_zarr_path
+from emseg_lib.data.volume_ref import VolumeRef
+from emseg_lib.data.volumes import (
+    CheckedVolume,
+    check_volume_header,
+    hdf5_resolution,
+    probability_volume,
+    raw_volume,
+)
+from emseg_lib.data.zarr_store import (
+    ZarrArray,
+    ZyxView,
+    array_names,
+    is_zarr,
+    open_zarr,
+    split_zarr_path,
+)
 from emseg_lib.errors import EmsegInputError
 
 
@@ -45,7 +53,7 @@ def _announce_raw(name: str, raw: CheckedVolume, dtype: np.dtype,
 def open_raw(args: argparse.Namespace) -> Iterator[tuple[Any, tuple[float, float, float]]]:
     """The ``--data`` raw volume and its resolution: an HDF5 dataset (``--raw-key``, default
     ``volumes/raw``) or a zarr array read chunk by chunk
-    (:func:`~emseg_lib.cli.volumes.raw_volume`), any other format loaded whole."""
+    (:func:`~emseg_lib.data.volumes.raw_volume`), any other format loaded whole."""
     chunked = args.data.suffix.lower() in HDF5_SUFFIXES or is_zarr(args.data)
     if not chunked:
         volume = load_volume(args)
@@ -132,3 +140,84 @@ def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
     array = read_array(path)
     check_volume_header(array, path, "the probability map", chunk_slices)
     yield probability_volume(array, path, chunk_slices=chunk_slices), default
+
+
+def _by_blocks_refusal(path: Path) -> EmsegInputError:
+    return EmsegInputError(f"{path}: --engine has every worker read its blocks from the file: "
+                           "give an HDF5 file or a zarr store (convert a TIFF stack or a "
+                           "slice folder first)")
+
+
+def _zarr_reference(source: ZarrArray, role: str, invert: bool = False) -> VolumeRef:
+    if isinstance(source.array, ZyxView):
+        raise EmsegInputError(f"{source.path}: its axes are not stored as (z, y, x); --engine "
+                              "reads zarr arrays stored z, y, x (rewrite it, or drop --engine)")
+    store, key = split_zarr_path(source.path)
+    return VolumeRef(str(store), key, zarr=True, role=role, invert=invert)
+
+
+def raw_reference(args: argparse.Namespace
+                  ) -> tuple[VolumeRef, tuple[int, int, int], tuple[float, float, float]]:
+    """The ``--data`` raw volume for block jobs to read (:class:`VolumeRef`), its shape and
+    resolution; only its header is read here (blocks are checked as they are read).
+
+    Raises:
+        EmsegInputError: not HDF5 or zarr, not uint8, not (Z, Y, X), or labels given.
+    """
+    if args.labels is not None or args.labels_key is not None:
+        raise EmsegInputError(f"{args.data}: segmenting needs no labels; drop --labels / "
+                              "--labels-key")
+    if is_zarr(args.data):
+        source = open_zarr(args.data, args.raw_key, role="raw")
+        reference = _zarr_reference(source, "raw")
+        shape, dtype = _checked_header(source.array, source.path, "the raw data",
+                                       args.chunk_slices)
+        where, resolution = source.path, source.resolution or tuple(args.resolution)
+    elif args.data.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(args.data) as handle:
+            dataset = volume_dataset(handle, args.raw_key or RAW_KEY, args.data)
+            reference = VolumeRef(str(args.data), dataset.name, zarr=False)
+            shape, dtype = _checked_header(dataset, args.data, "the raw data",
+                                           args.chunk_slices)
+            where = args.data
+            resolution = hdf5_resolution(dataset, args.data, tuple(args.resolution))
+    else:
+        raise _by_blocks_refusal(args.data)
+    if dtype != np.uint8:
+        raise EmsegInputError(f"{where}: raw data is {dtype}; --engine reads uint8 raw data "
+                              "(convert it to 0..255 first, or drop --engine and use "
+                              "--rescale)")
+    return reference, shape, resolution
+
+
+def _checked_header(array, where: Path, what: str, chunk_slices: int
+                    ) -> tuple[tuple[int, int, int], np.dtype]:
+    """:func:`check_volume_header`, then the volume's shape and dtype."""
+    check_volume_header(array, where, what, chunk_slices)
+    return tuple(int(n) for n in array.shape), np.dtype(array.dtype)
+
+
+def probability_reference(path: Path, key: str | None, default: tuple[float, ...],
+                          invert: bool, chunk_slices: int
+                          ) -> tuple[VolumeRef, tuple[int, int, int], tuple[float, ...]]:
+    """The probability map ``path`` for block jobs to read (:class:`VolumeRef`), its shape
+    and resolution (stored, else ``default``); only its header is read here."""
+    what = "the probability map"
+    if is_zarr(path):
+        source = _zarr_probabilities(path, key)
+        reference = _zarr_reference(source, "probabilities", invert)
+        shape, dtype = _checked_header(source.array, source.path, what, chunk_slices)
+        where, resolution = source.path, source.resolution or default
+    elif path.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(path) as handle:
+            dataset = hdf5_node(handle, _hdf5_probability_key(handle, path, key), path)
+            reference = VolumeRef(str(path), dataset.name, zarr=False, role="probabilities",
+                                  invert=invert)
+            shape, dtype = _checked_header(dataset, path, what, chunk_slices)
+            where, resolution = path, hdf5_resolution(dataset, path, default)
+    else:
+        raise _by_blocks_refusal(path)
+    if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
+        raise EmsegInputError(f"{where}: probabilities must be float in [0, 1] (or uint8 "
+                              f"0..255), got {dtype}")
+    return reference, shape, resolution

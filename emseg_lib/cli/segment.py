@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from emseg_lib import __version__
+from emseg_lib.blockwise.work_folder import BlockRecords, work_folder
+from emseg_lib.cli.blockwise import add_blockwise_arguments, check_blockwise_flags
 from emseg_lib.cli.common import (
     add_data_arguments,
     add_overwrite_argument,
@@ -79,8 +81,8 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
     return post, f"post-processing: {name} ({'; '.join([*values, source, *derived])})"
 
 
-#: arguments that do not change what a run writes (left out of its job)
-NOT_IN_JOB = frozenset({"overwrite", "workers"})
+#: arguments that do not change what a run writes (left out of its job): where it runs
+NOT_IN_JOB = frozenset({"overwrite", "workers", "engine", "jobs"})
 
 
 def run_job(args: argparse.Namespace, post: Postprocessing, **decided: Any) -> dict[str, Any]:
@@ -199,6 +201,11 @@ def run_segment(args: argparse.Namespace) -> int:
     from emseg_lib.train import load_checkpoint, model_from_state
 
     check_postprocess_arguments(args)
+    check_blockwise_flags(args)
+    if args.engine is not None:
+        from emseg_lib.cli.blockwise import run_segment_blockwise
+
+        return run_segment_blockwise(args)
     device = pick_device(args.device)
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
@@ -231,6 +238,11 @@ def run_postprocess(args: argparse.Namespace) -> int:
     from emseg_lib.pipeline import postprocess_to_file
 
     check_postprocess_arguments(args)
+    check_blockwise_flags(args)
+    if args.engine is not None:
+        from emseg_lib.cli.blockwise import run_postprocess_blockwise
+
+        return run_postprocess_blockwise(args)
     post, message = choose_postprocessing(args, None, args.dims)
     check_out_file(args.out, [args.prob], args.overwrite)
     with open_probabilities(args.prob, args.prob_key, tuple(args.resolution),
@@ -262,6 +274,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
     """The Ctrl-C line of ``segment`` and ``postprocess``: nothing was written to the output;
     the finished chunks are kept for the same command to resume."""
+    blocks = BlockRecords(work_folder(args.out)).count() if args.engine else 0
+    if blocks:
+        return (f"{interrupted_output(args.out)}; {blocks} finished block(s) are kept in "
+                f"{work_folder(args.out)}: run the same command again to resume")
     kept = finished_chunks(args.out)
     if not kept:
         return interrupted_output(args.out)
@@ -287,6 +303,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                               "network predicts, but per slice for a 3D network on sections "
                               "more than 3x thicker than the pixels")
     add_postprocess_arguments(segment)
+    add_blockwise_arguments(segment)
     segment.set_defaults(run=run_segment, interrupted=interrupted)
 
     postprocess = commands.add_parser(
@@ -304,4 +321,5 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                              help="2 = per slice (default), 3 = per chunk in 3D")
     add_resolution_argument(postprocess)
     add_postprocess_arguments(postprocess)
+    add_blockwise_arguments(postprocess)
     postprocess.set_defaults(run=run_postprocess, interrupted=interrupted)

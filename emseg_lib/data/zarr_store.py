@@ -10,7 +10,7 @@ layout, an OME-Zarr image and its labels, the arrays ``emseg segment`` writes); 
 array is one error line listing those present.
 
 :func:`open_zarr` only opens (nothing is read); :class:`ZarrArray` is sliced chunk by chunk
-by the CLI (:class:`~emseg_lib.cli.volumes.CheckedVolume`) or read whole by :func:`read_zarr`
+by the CLI (:class:`~emseg_lib.data.volumes.CheckedVolume`) or read whole by :func:`read_zarr`
 when it fits in memory.
 """
 

@@ -125,7 +125,7 @@ def raw_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Path, *, re
 ROUNDING = 1e-6
 
 
-class _Probabilities:
+class CheckedProbabilities:
     """The chunks of the probability map ``path`` as float32 in [0, 1] (a :data:`Convert`):
     NaN/inf and values beyond [0, 1] refused naming the slice, float rounding clipped and
     noted for :meth:`warn_rounded`."""
@@ -177,7 +177,7 @@ def probability_volume(source: h5py.Dataset | zarr.Array | np.ndarray, path: Pat
     if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
         raise EmsegInputError(f"{path}: probabilities must be float in [0, 1] (or uint8 "
                               f"0..255), got {dtype}")
-    convert = _Probabilities(path)
+    convert = CheckedProbabilities(path)
     checked = CheckedVolume(source, path, convert, np.float32)
     for _ in checked.chunks(chunk_slices):
         pass
