@@ -11,7 +11,6 @@ import h5py
 import numpy as np
 import pytest
 import zarr
-from scipy import ndimage
 from test_real_data import real_stack
 
 from emseg_lib.blockwise import BlockGrid, run
@@ -19,7 +18,7 @@ from emseg_lib.blockwise.block_job import KILL_SWITCH
 from emseg_lib.blockwise.stitching import IdMap, same_segments
 from emseg_lib.blockwise.work_folder import work_folder
 from emseg_lib.cli import main
-from emseg_lib.data.synthetic import synthetic_em_volume
+from emseg_lib.data.synthetic import label_probability, synthetic_em_volume
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.supervised import train_unet
 from emseg_lib.metrics import voi
@@ -99,22 +98,6 @@ def test_a_2d_network_blockwise_writes_exactly_what_segment_writes(tmp_path, une
     assert (tmp_path / "blocks.preview.png").is_file()
 
 
-def _boundary_probability(labels: np.ndarray) -> np.ndarray:
-    """A noisy cell probability of a labelled volume: low on the faces between ids."""
-    boundary = np.zeros(labels.shape, dtype=bool)
-    for axis in range(3):
-        step = np.diff(labels, axis=axis) != 0
-        lower = [slice(None)] * 3
-        lower[axis] = slice(0, -1)
-        upper = list(lower)
-        upper[axis] = slice(1, None)
-        boundary[tuple(lower)] |= step
-        boundary[tuple(upper)] |= step
-    prob = 1.0 - np.exp(-ndimage.distance_transform_edt(~boundary) / 2.0)
-    noisy = prob + np.random.default_rng(0).normal(0.0, 0.15, prob.shape)
-    return np.clip(ndimage.gaussian_filter(noisy, 1.0), 0.0, 1.0).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def fibsem_probabilities(tmp_path_factory):
     """A 48 x 128 x 128 crop of the FIB-SEM cube: its labels and a probability map of them."""
@@ -124,7 +107,7 @@ def fibsem_probabilities(tmp_path_factory):
     path = tmp_path_factory.mktemp("fibsem") / "prob.h5"
     with h5py.File(path, "w") as handle:
         handle.create_dataset("volumes/predictions/cell_probability",
-                              data=_boundary_probability(labels)).attrs[
+                              data=label_probability(labels)).attrs[
             "resolution"] = resolution
     return path, labels
 

@@ -196,3 +196,15 @@ def synthetic_em_volume(
     ids = relabel_sequential(cropped)[0].astype(np.uint64)
     return EMVolume(raw, ids, CREMI_RESOLUTION_NM,
                     f"synthetic_em_volume(shape={tuple(shape)}, seed={seed})", synthetic=True)
+
+
+def label_probability(labels: np.ndarray, *, noise: float = 0.15, seed: int = 0
+                      ) -> np.ndarray:
+    """A synthetic cell probability ``(Z, Y, X)`` float32 in [0, 1] of a labelled volume: a
+    stand-in for a network's map where none is trained (tests, benchmarks). Low on the faces
+    between different ids (in 3D), rising with the distance from them (``1 - exp(-d / 2)``,
+    ``d`` in voxels), with Gaussian noise of ``noise`` smoothed by a 1-voxel Gaussian."""
+    boundary = find_boundaries(labels, mode="thick")
+    prob = 1.0 - np.exp(-ndi.distance_transform_edt(~boundary) / 2.0)
+    noisy = prob + np.random.default_rng(seed).normal(0.0, noise, prob.shape)
+    return np.clip(ndi.gaussian_filter(noisy, 1.0), 0.0, 1.0).astype(np.float32)
