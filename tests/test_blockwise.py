@@ -47,7 +47,9 @@ def test_block_cores_tile_the_volume_and_halos_stay_inside():
     assert (seen == 1).all() and len(grid) == 3 * 2 * 2
     faces = grid.upper_faces(grid.block_at(0))
     assert [(f.axis, f.upper) for f in faces] == [(0, 4), (1, 2), (2, 1)]
-    assert faces[0].slab == (slice(4, 5), slice(0, 32), slice(0, 32))  # half the z halo
+    assert faces[0].above == (slice(4, 5), slice(0, 32), slice(0, 32))  # half the z halo
+    assert faces[1].below == (slice(0, 4), slice(28, 32), slice(0, 32))
+    assert grid.lower_faces(grid.block_at(4)) == [faces[0]]
     with pytest.raises(EmsegInputError, match="smaller than the halo of 16"):
         BlockGrid((10, 50, 40), (4, 8, 32), (2, 16, 8))
 

@@ -25,6 +25,7 @@ from emseg_lib.data.volume_ref import VolumeRef
 from emseg_lib.metrics import segment_count
 from emseg_lib.parallel import SerialPool
 from emseg_lib.pipeline import Postprocessing, label_chunk
+from emseg_lib.postprocess.agglomeration import Agglomeration
 from emseg_lib.profiles import Tiling
 from emseg_lib.segmentation_output import LABELS_NAME, PROBABILITIES_NAME
 
@@ -43,20 +44,24 @@ class BlockJob:
         checkpoint: the network's ``best.pt``; None when ``source`` holds probabilities.
         tiling: the 3D network's windows.
         device: ``"cpu"``, ``"cuda"`` (a worker's own GPU) or None (the best there is).
-        post: the post-processing; ``dims`` 2 = per slice (blocks are whole slices).
+        post: the post-processing of a cell probability; ``dims`` 2 = per slice (blocks are
+            whole slices); None for affinities.
         resolution: voxel size in nm ``(z, y, x)``.
         grid: the blocks.
         folder: the work folder.
+        agglomeration: for affinities (``source`` of role ``"affinities"``), how they are
+            agglomerated (in 3D).
     """
 
     source: VolumeRef
     checkpoint: str | None
     tiling: Tiling | None
     device: str | None
-    post: Postprocessing
+    post: Postprocessing | None
     resolution: tuple[float, float, float]
     grid: BlockGrid
     folder: str
+    agglomeration: Agglomeration | None = None
 
 
 @lru_cache(maxsize=1)
@@ -123,20 +128,31 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
     block = job.grid.block_at(index)
     prob, image = _probabilities(job, block)
     inner = block.core_in_outer
-    thresholds = job.post.thresholds
-    if job.post.dims == 2:  # per slice: the core's slices alone (the halo was z context)
-        labels, used = label_chunk(prob[inner], job.post, thresholds, job.resolution,
-                                   SerialPool())
+    if job.agglomeration is None and job.post.dims == 2:  # per slice: the core's slices
+        labels, used = label_chunk(prob[inner], job.post, job.post.thresholds,  # (the halo
+                                   job.resolution, SerialPool())  # was z context)
         core, max_id = labels.astype(np.uint64), int(labels.max(initial=0))  # as segment's
         faces: dict[str, np.ndarray] = {}
     else:
-        labels, used = label_chunk(prob, job.post, thresholds, job.resolution, SerialPool())
+        if job.agglomeration is not None:  # the image shown: the mean affinity
+            labels, used = job.agglomeration.segment(prob), []
+            prob = image = prob.mean(axis=0)
+        else:
+            labels, used = label_chunk(prob, job.post, job.post.thresholds, job.resolution,
+                                       SerialPool())
         core_ids, core = _own_ids(labels[inner])
         max_id = len(core_ids)
         offset = [s.start for s in block.outer]
-        faces = {f"axis{face.axis}": _slab_ids(labels[tuple(
-            slice(s.start - o, s.stop - o) for s, o in zip(face.slab, offset, strict=True))],
-            core_ids) for face in job.grid.upper_faces(block)}
+
+        def seen(slab: tuple[slice, ...]) -> np.ndarray:  # this block's ids on a halo slab
+            return _slab_ids(labels[tuple(slice(s.start - o, s.stop - o)
+                                          for s, o in zip(slab, offset, strict=True))],
+                             core_ids)
+
+        faces = {**{f"above{face.axis}": seen(face.above)
+                    for face in job.grid.upper_faces(block)},
+                 **{f"below{face.axis}": seen(face.below)
+                    for face in job.grid.lower_faces(block)}}
     folder = Path(job.folder)
     output = zarr.open_group(folder / OUTPUT, mode="r+")
     output["0"][block.core] = image[inner]
@@ -156,15 +172,20 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
 
 def face_merges(job: BlockJob, index: int) -> np.ndarray:
     """The ``(lower local id, upper block, upper local id)`` rows of block ``index``'s
-    upper faces that are one segment (:func:`~emseg_lib.blockwise.stitching.same_segments`)."""
+    upper faces that are one segment (:func:`~emseg_lib.blockwise.stitching.same_segments`),
+    matched on both sides of each face: this block's view of the slab in the upper core, and
+    the upper block's view of the slab in this block's core."""
     from emseg_lib.blockwise.stitching import same_segments
 
-    block = job.grid.block_at(index)
-    slabs = BlockRecords(job.folder).faces(index)
+    records = BlockRecords(job.folder)
+    mine = records.faces(index)
     local = zarr.open_array(Path(job.folder) / LOCAL, mode="r")
     rows = [np.zeros((0, 3), dtype=np.uint64)]
-    for face in job.grid.upper_faces(block):
-        pairs = same_segments(slabs[f"axis{face.axis}"], np.asarray(local[face.slab]))
+    for face in job.grid.upper_faces(job.grid.block_at(index)):
+        theirs = records.faces(face.upper)[f"below{face.axis}"]
+        pairs = np.concatenate([
+            same_segments(mine[f"above{face.axis}"], np.asarray(local[face.above])),
+            same_segments(np.asarray(local[face.below]), theirs)])
         rows.append(np.column_stack([pairs[:, 0], np.full(len(pairs), face.upper, np.uint64),
                                      pairs[:, 1]]))
     return np.concatenate(rows).astype(np.uint64)

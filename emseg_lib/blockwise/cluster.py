@@ -1,5 +1,7 @@
-"""Where block jobs run: a dask.distributed cluster.
+"""Where block jobs run: in this process, or on a dask.distributed cluster.
 
+* ``inline``: one block after the other in this process (no cluster; ``emseg postprocess
+  --affinities`` without ``--engine``);
 * ``local``: a ``LocalCluster`` of ``jobs`` worker processes on this machine (one thread
   each; with GPUs, worker ``n`` uses GPU ``n`` modulo their number);
 * ``slurm``: ``jobs`` SLURM jobs of one worker each through dask-jobqueue's ``SLURMCluster``
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from emseg_lib.errors import EmsegInputError
 
+#: the engines ``--engine`` offers (``inline`` is what runs without it)
 ENGINES = ("local", "slurm")
 #: memory of one SLURM job when dask-jobqueue's configuration sets none
 SLURM_MEMORY = "16GB"
@@ -38,7 +41,7 @@ class Cluster:
     gpus: bool = False
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
+        if self.engine not in (*ENGINES, "inline"):
             raise EmsegInputError(f"the engine must be one of {', '.join(ENGINES)}, got "
                                   f"{self.engine!r}")
         if self.jobs < 1:
@@ -52,9 +55,12 @@ class Cluster:
 @contextmanager
 def open_client(cluster: Cluster) -> Iterator:
     """A ``distributed.Client`` of ``cluster``'s workers, closed (and its jobs cancelled)
-    at the end of the ``with`` block."""
+    at the end of the ``with`` block; None for ``inline``."""
     from distributed import Client, LocalCluster
 
+    if cluster.engine == "inline":
+        yield None
+        return
     if cluster.engine == "local":
         workers = LocalCluster(n_workers=cluster.jobs, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)

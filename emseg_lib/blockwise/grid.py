@@ -46,14 +46,16 @@ class Block:
 
 @dataclass(frozen=True)
 class Face:
-    """The face between a block and its upper neighbour along ``axis``: ``slab`` is the part
-    of the neighbour's core within ``depth`` voxels of the face, which both blocks computed
-    (the lower one in its halo)."""
+    """The face between two neighbouring blocks along ``axis``. Both blocks computed the
+    voxels within half a halo (at least 1 voxel) of it on either side: ``above`` is that
+    slab in the upper block's core (the lower block saw it in its halo), ``below`` the slab
+    in the lower block's core (seen by the upper one)."""
 
     lower: int
     upper: int
     axis: int
-    slab: Box
+    above: Box
+    below: Box
 
 
 @dataclass(frozen=True)
@@ -97,21 +99,35 @@ class BlockGrid:
         counts = self.counts
         return (position[0] * counts[1] + position[1]) * counts[2] + position[2]
 
+    def _face(self, lower: Block, axis: int) -> Face | None:
+        """The face of ``lower`` with its upper neighbour along ``axis``; None where it has
+        none or the halo along ``axis`` is 0."""
+        position = list(lower.position)
+        position[axis] += 1
+        if position[axis] >= self.counts[axis] or self.halo[axis] == 0:
+            return None
+        upper = self.block_at(self.index_of(tuple(position)))
+        depth = max(1, self.halo[axis] // 2)
+        at = upper.core[axis].start
+        above, below = list(upper.core), list(lower.core)
+        above[axis] = slice(at, min(upper.core[axis].stop, at + depth))
+        below[axis] = slice(max(lower.core[axis].start, at - depth), at)
+        return Face(lower.index, upper.index, axis, tuple(above), tuple(below))
+
     def upper_faces(self, block: Block) -> list[Face]:
         """The faces of ``block`` with its upper neighbours (one per axis where it has one and
-        the halo is not 0), each with a slab half the halo deep (at least 1 voxel)."""
+        the halo is not 0)."""
+        return [face for axis in range(3) if (face := self._face(block, axis)) is not None]
+
+    def lower_faces(self, block: Block) -> list[Face]:
+        """The faces of ``block`` with its lower neighbours."""
         faces = []
         for axis in range(3):
             position = list(block.position)
-            position[axis] += 1
-            if position[axis] >= self.counts[axis] or self.halo[axis] == 0:
-                continue
-            upper = self.block_at(self.index_of(tuple(position)))
-            depth = max(1, self.halo[axis] // 2)
-            start = upper.core[axis].start
-            slab = list(upper.core)
-            slab[axis] = slice(start, min(upper.core[axis].stop, start + depth))
-            faces.append(Face(block.index, upper.index, axis, tuple(slab)))
+            position[axis] -= 1
+            if position[axis] >= 0:
+                face = self._face(self.block_at(self.index_of(tuple(position))), axis)
+                faces += [face] if face is not None else []
         return faces
 
     def chunks(self) -> tuple[int, int, int]:

@@ -43,7 +43,9 @@ from emseg_lib.segmentation_output import (
     LABELS_NAME,
     PROBABILITIES_NAME,
     OmeZarrOutput,
+    is_zarr_output,
     ome_images,
+    open_output,
     write_ome_metadata,
 )
 
@@ -76,7 +78,11 @@ WAIT_LIMIT_S: float | None = None
 
 def _run_tasks(client, fn: Callable[..., Any], job: BlockJob, items: list[Any], desc: str,
                progress: bool, *extra: Any) -> list[Any]:
-    """``[fn(job, item, *extra) for item in items]`` on the cluster, with a progress bar."""
+    """``[fn(job, item, *extra) for item in items]`` on the cluster (here for ``client``
+    None), with a progress bar."""
+    if client is None:
+        return [fn(job, item, *extra) for item in progress_bar(items, desc=desc,
+                                                                disable=not progress)]
     from dask.distributed import TimeoutError as WaitTimeout
     from distributed import KilledWorker, as_completed
 
@@ -117,10 +123,20 @@ def _preview(folder: Path, n_slices: int, count: int, raw_image: bool) -> list:
 
 
 def _move_into_place(folder: Path, out: Path, spec: OutputSpec, image_name: str,
-                     resolution: tuple[float, float, float]) -> None:
+                     resolution: tuple[float, float, float], chunk_slices: int) -> None:
     """Finish the work folder's output (metadata; probabilities dropped unless asked for)
-    and put it at ``out`` in one step, replacing what was there."""
+    and put it at ``out`` in one step, replacing what was there; an HDF5 ``out`` is written
+    from it ``chunk_slices`` at a time."""
     staged = folder / OUTPUT
+    if not is_zarr_output(out):
+        root = zarr.open_group(staged, mode="r")
+        labels, prob = root[f"labels/{LABELS_NAME}/0"], root[f"{PROBABILITIES_NAME}/0"]
+        with open_output(out, labels.shape, resolution, image_dtype=np.float32,
+                         probabilities=spec.probabilities) as output:
+            for z0 in range(0, labels.shape[0], chunk_slices):
+                chunk = np.asarray(prob[z0:z0 + chunk_slices])
+                output.write(z0, np.asarray(labels[z0:z0 + chunk_slices]), chunk, chunk)
+        return
     if not spec.probabilities:
         shutil.rmtree(staged / PROBABILITIES_NAME)
     write_ome_metadata(zarr.open_group(staged, mode="r+"),
@@ -137,8 +153,9 @@ def segment_blockwise(job: BlockJob, out: str | Path, cluster: Cluster, *,
 
     Args:
         job: the blocks and what each does (its ``folder`` is set here).
-        out: a ``.zarr`` output; it appears only when every block is done (an existing one
-            is replaced then: check the location first).
+        out: a ``.zarr`` output (or, for ``inline`` runs, ``.h5``); it appears only when
+            every block is done (an existing one is replaced then: check the location
+            first).
         cluster: where the blocks run.
         run_job: what decides the result (a run with the same one resumes).
         spec: the output's format and contents.
@@ -151,7 +168,8 @@ def segment_blockwise(job: BlockJob, out: str | Path, cluster: Cluster, *,
     out = Path(out)
     started = time.perf_counter()
     raw_image = job.checkpoint is not None
-    image_name = "raw" if raw_image else "cell probability"
+    image_name = ("raw" if raw_image else "cell probability" if job.agglomeration is None
+                  else "mean affinity")
     with WorkFolder(out, run_job) as work:
         if work.kept:
             print(f"resuming: {work.kept} block(s) finished by an earlier run are taken from "
@@ -177,13 +195,15 @@ def segment_blockwise(job: BlockJob, out: str | Path, cluster: Cluster, *,
             timings["relabel"] = time.perf_counter() - clock
         timings["per_block"] = [r["seconds"] for r in records]
         samples = _preview(work.folder, job.grid.shape[0], spec.preview_slices, raw_image)
-        _move_into_place(work.folder, out, spec, image_name, job.resolution)
+        _move_into_place(work.folder, out, spec, image_name, job.resolution,
+                         job.grid.block[0])
         work.remove()
-    method = get_method(job.post.method)
     used = [t for r in records for t in r["derived"]]
-    derived = {key: tuple(t[key] for t in used) for key in method.derived
-               if key not in job.post.thresholds}
+    derived = {} if job.post is None else {
+        key: tuple(t[key] for t in used) for key in get_method(job.post.method).derived
+        if key not in job.post.thresholds}
     return SegmentationRun(job.grid.shape[0], time.perf_counter() - started,
                            sum(r["segments"] for r in records) - ids.merges,
                            sum(r["zero_voxels"] for r in records), tuple(samples), work.kept,
-                           derived, "slice" if job.post.dims == 2 else "block")
+                           derived, "slice" if job.post is not None and job.post.dims == 2
+                           else "block")

@@ -61,7 +61,8 @@ class BlockRecords:
             return None
 
     def faces(self, index: int) -> dict[str, np.ndarray]:
-        """The face slabs block ``index`` saved (``"axis0"`` ... by axis)."""
+        """The face slabs block ``index`` saved: its ids on its halo past each face
+        (``"above0"`` ... the upper faces by axis, ``"below0"`` ... the lower ones)."""
         with np.load(self.folder / "blocks" / f"{block_name(index)}.npz",
                      allow_pickle=False) as saved:
             return {name: saved[name] for name in saved.files}

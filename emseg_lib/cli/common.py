@@ -111,11 +111,14 @@ def _defaults_text(method: PostprocessMethod, name: str) -> str:
     return f"{flat:g}" if flat == volume else f"{flat:g} per slice, {volume:g} in 3D"
 
 
-def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--method``, every method's threshold flags, ``--keep-boundaries``, ``--workers``."""
+def add_postprocess_arguments(parser: argparse.ArgumentParser,
+                              affinity_methods: tuple[str, ...] = ()) -> None:
+    """``--method`` (the boundary-map methods and ``affinity_methods``), every boundary-map
+    method's threshold flags, ``--keep-boundaries``, ``--workers``."""
     group = parser.add_argument_group("post-processing")
-    group.add_argument("--method", choices=sorted(METHODS),
-                       help="thesis or seeded (default: the checkpoint's, else seeded)")
+    extra = f"; {' or '.join(affinity_methods)} for --affinities" if affinity_methods else ""
+    group.add_argument("--method", choices=sorted(METHODS) + list(affinity_methods),
+                       help=f"thesis or seeded (default: the checkpoint's, else seeded){extra}")
     for name in THRESHOLD_FLAGS:
         owner = next(m for m in METHODS.values() if name in m.parameters)
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float,

@@ -142,13 +142,13 @@ def open_probabilities(path: Path, key: str | None, default: tuple[float, ...],
     yield probability_volume(array, path, chunk_slices=chunk_slices), default
 
 
-def _by_blocks_refusal(path: Path) -> EmsegInputError:
+def by_blocks_refusal(path: Path) -> EmsegInputError:
     return EmsegInputError(f"{path}: --engine has every worker read its blocks from the file: "
                            "give an HDF5 file or a zarr store (convert a TIFF stack or a "
                            "slice folder first)")
 
 
-def _zarr_reference(source: ZarrArray, role: str, invert: bool = False) -> VolumeRef:
+def zarr_reference(source: ZarrArray, role: str, invert: bool = False) -> VolumeRef:
     if isinstance(source.array, ZyxView):
         raise EmsegInputError(f"{source.path}: its axes are not stored as (z, y, x); --engine "
                               "reads zarr arrays stored z, y, x (rewrite it, or drop --engine)")
@@ -169,20 +169,20 @@ def raw_reference(args: argparse.Namespace
                               "--labels-key")
     if is_zarr(args.data):
         source = open_zarr(args.data, args.raw_key, role="raw")
-        reference = _zarr_reference(source, "raw")
-        shape, dtype = _checked_header(source.array, source.path, "the raw data",
+        reference = zarr_reference(source, "raw")
+        shape, dtype = checked_header(source.array, source.path, "the raw data",
                                        args.chunk_slices)
         where, resolution = source.path, source.resolution or tuple(args.resolution)
     elif args.data.suffix.lower() in HDF5_SUFFIXES:
         with open_hdf5(args.data) as handle:
             dataset = volume_dataset(handle, args.raw_key or RAW_KEY, args.data)
             reference = VolumeRef(str(args.data), dataset.name, zarr=False)
-            shape, dtype = _checked_header(dataset, args.data, "the raw data",
+            shape, dtype = checked_header(dataset, args.data, "the raw data",
                                            args.chunk_slices)
             where = args.data
             resolution = hdf5_resolution(dataset, args.data, tuple(args.resolution))
     else:
-        raise _by_blocks_refusal(args.data)
+        raise by_blocks_refusal(args.data)
     if dtype != np.uint8:
         raise EmsegInputError(f"{where}: raw data is {dtype}; --engine reads uint8 raw data "
                               "(convert it to 0..255 first, or drop --engine and use "
@@ -190,7 +190,7 @@ def raw_reference(args: argparse.Namespace
     return reference, shape, resolution
 
 
-def _checked_header(array, where: Path, what: str, chunk_slices: int
+def checked_header(array, where: Path, what: str, chunk_slices: int
                     ) -> tuple[tuple[int, int, int], np.dtype]:
     """:func:`check_volume_header`, then the volume's shape and dtype."""
     check_volume_header(array, where, what, chunk_slices)
@@ -205,18 +205,18 @@ def probability_reference(path: Path, key: str | None, default: tuple[float, ...
     what = "the probability map"
     if is_zarr(path):
         source = _zarr_probabilities(path, key)
-        reference = _zarr_reference(source, "probabilities", invert)
-        shape, dtype = _checked_header(source.array, source.path, what, chunk_slices)
+        reference = zarr_reference(source, "probabilities", invert)
+        shape, dtype = checked_header(source.array, source.path, what, chunk_slices)
         where, resolution = source.path, source.resolution or default
     elif path.suffix.lower() in HDF5_SUFFIXES:
         with open_hdf5(path) as handle:
             dataset = hdf5_node(handle, _hdf5_probability_key(handle, path, key), path)
             reference = VolumeRef(str(path), dataset.name, zarr=False, role="probabilities",
                                   invert=invert)
-            shape, dtype = _checked_header(dataset, path, what, chunk_slices)
+            shape, dtype = checked_header(dataset, path, what, chunk_slices)
             where, resolution = path, hdf5_resolution(dataset, path, default)
     else:
-        raise _by_blocks_refusal(path)
+        raise by_blocks_refusal(path)
     if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
         raise EmsegInputError(f"{where}: probabilities must be float in [0, 1] (or uint8 "
                               f"0..255), got {dtype}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from emseg_lib import __version__
 from emseg_lib.blockwise.work_folder import BlockRecords, work_folder
+from emseg_lib.cli.affinities import add_affinity_arguments
 from emseg_lib.cli.blockwise import add_blockwise_arguments, check_blockwise_flags
 from emseg_lib.cli.common import (
     add_data_arguments,
@@ -42,6 +43,7 @@ from emseg_lib.pipeline import (
     output_bytes_bound,
 )
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method, postprocess_dims
+from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS
 from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.segmentation_output import is_zarr_output
@@ -85,7 +87,8 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
 NOT_IN_JOB = frozenset({"overwrite", "workers", "engine", "jobs"})
 
 
-def run_job(args: argparse.Namespace, post: Postprocessing, **decided: Any) -> dict[str, Any]:
+def run_job(args: argparse.Namespace, post: Postprocessing | None, **decided: Any
+            ) -> dict[str, Any]:
     """What decides the result of ``segment`` or ``postprocess``, for resuming an interrupted
     run (:mod:`~emseg_lib.partial_results`): every argument but ``--overwrite`` and
     ``--workers``, the identity of every input file, the post-processing used and what the
@@ -94,10 +97,10 @@ def run_job(args: argparse.Namespace, post: Postprocessing, **decided: Any) -> d
                 if key not in NOT_IN_JOB and not callable(value)}
     inputs = {key: file_identity(value) for key, value in settings.items()
               if key != "out" and isinstance(value, Path) and value.exists()}
-    return {"emseg": __version__, "settings": settings, "inputs": inputs,
-            "postprocessing": {"method": post.method, "thresholds": post.thresholds,
-                               "dims": post.dims, "keep_boundaries": post.keep_boundaries},
-            **decided}
+    used = {} if post is None else {
+        "postprocessing": {"method": post.method, "thresholds": post.thresholds,
+                           "dims": post.dims, "keep_boundaries": post.keep_boundaries}}
+    return {"emseg": __version__, "settings": settings, "inputs": inputs, **used, **decided}
 
 
 def check_volume_output(args: argparse.Namespace, inputs: list[Path | None],
@@ -237,6 +240,14 @@ def run_postprocess(args: argparse.Namespace) -> int:
     its preview picture."""
     from emseg_lib.pipeline import postprocess_to_file
 
+    if args.affinities is not None or args.method in AFFINITY_METHODS:
+        from emseg_lib.cli.affinities import run_affinities
+
+        check_blockwise_flags(args)
+        return run_affinities(args)
+    if args.prob is None:
+        raise EmsegInputError("give the map to segment: --prob FILE (a cell probability) or "
+                              "--affinities FILE")
     check_postprocess_arguments(args)
     check_blockwise_flags(args)
     if args.engine is not None:
@@ -274,7 +285,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
     """The Ctrl-C line of ``segment`` and ``postprocess``: nothing was written to the output;
     the finished chunks are kept for the same command to resume."""
-    blocks = BlockRecords(work_folder(args.out)).count() if args.engine else 0
+    blocks = BlockRecords(work_folder(args.out)).count()
     if blocks:
         return (f"{interrupted_output(args.out)}; {blocks} finished block(s) are kept in "
                 f"{work_folder(args.out)}: run the same command again to resume")
@@ -308,8 +319,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     postprocess = commands.add_parser(
         "postprocess", help="segment a probability map from any network")
-    postprocess.add_argument("--prob", type=Path, required=True,
-                             help="probabilities (Z, Y, X): HDF5, zarr, .tif stack or slice "
+    postprocess.add_argument("--prob", type=Path,
+                             help="cell probabilities (Z, Y, X; or --affinities): HDF5, zarr, "
+                                  ".tif stack or slice "
                                   "folder; "
                                   "float in [0, 1], 1 = cell interior")
     postprocess.add_argument("--prob-key", help="HDF5 dataset or zarr array (default: "
@@ -320,6 +332,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     postprocess.add_argument("--dims", type=int, choices=(2, 3), default=2,
                              help="2 = per slice (default), 3 = per chunk in 3D")
     add_resolution_argument(postprocess)
-    add_postprocess_arguments(postprocess)
+    add_postprocess_arguments(postprocess, tuple(AFFINITY_METHODS))
+    add_affinity_arguments(postprocess)
     add_blockwise_arguments(postprocess)
     postprocess.set_defaults(run=run_postprocess, interrupted=interrupted)

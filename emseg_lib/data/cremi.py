@@ -31,6 +31,8 @@ RAW_KEY = "volumes/raw"
 LABELS_KEY = "volumes/labels/neuron_ids"
 #: where ``emseg segment`` puts the cell probability map beside the labels
 PROBABILITY_KEY = "volumes/predictions/cell_probability"
+#: nearest-neighbour affinities ``(C, Z, Y, X)`` beside them (``emseg postprocess --affinities``)
+AFFINITIES_KEY = "volumes/predictions/affinities"
 CREMI_RESOLUTION_NM = (40.0, 4.0, 4.0)
 
 

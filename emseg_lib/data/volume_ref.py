@@ -16,8 +16,9 @@ import zarr
 from emseg_lib.data.volumes import CheckedProbabilities
 from emseg_lib.errors import EmsegInputError, one_line
 
-#: what a volume holds: raw intensities (uint8) or cell probabilities
-ROLES = ("raw", "probabilities")
+#: what a volume holds: raw intensities (uint8), cell probabilities, or affinities (a
+#: channel axis first)
+ROLES = ("raw", "probabilities", "affinities")
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class VolumeRef:
         path: the HDF5 file, or the zarr store.
         key: the dataset in the HDF5 file, or the array in the zarr store.
         zarr: True for a zarr store.
-        role: ``"raw"`` (uint8 intensities) or ``"probabilities"`` (float in [0, 1] or
-            uint8 read as value / 255).
+        role: ``"raw"`` (uint8 intensities), ``"probabilities"`` (float in [0, 1] or
+            uint8 read as value / 255) or ``"affinities"`` (``(C, Z, Y, X)`` as
+            probabilities, every channel of a box read).
         invert: probabilities given as 1 = boundary, read as ``1 - p``.
     """
 
@@ -44,23 +46,28 @@ class VolumeRef:
             raise EmsegInputError(f"a volume's role is one of {ROLES}, got {self.role!r}")
 
     def read(self, box: tuple[slice, slice, slice]) -> np.ndarray:
-        """The voxels of ``box`` ``(z, y, x)`` ranges: uint8 raw, or float32 probabilities.
+        """The voxels of ``box`` ``(z, y, x)`` ranges: uint8 raw, float32 probabilities,
+        or float32 affinities ``(C, z, y, x)``.
 
         Raises:
             EmsegInputError: a damaged file, or probabilities outside [0, 1] or not finite
                 (naming the file and the slice).
         """
+        index = (slice(None), *box) if self.role == "affinities" else box
         try:
             if self.zarr:
-                chunk = np.asarray(zarr.open_array(self.path, path=self.key, mode="r")[box])
+                chunk = np.asarray(zarr.open_array(self.path, path=self.key, mode="r")[index])
             else:
                 with h5py.File(self.path, "r") as handle:
-                    chunk = np.asarray(handle[self.key][box])
+                    chunk = np.asarray(handle[self.key][index])
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             raise EmsegInputError(f"{self.path}: '{self.key}' slices {box[0].start}.."
                                   f"{box[0].stop - 1} cannot be read ({one_line(err)}); the "
                                   "file may be truncated or corrupt") from err
         if self.role == "raw":
             return chunk
+        if self.role == "affinities":
+            check = CheckedProbabilities(self.path)
+            return np.stack([check(channel, box[0].start) for channel in chunk])
         prob = CheckedProbabilities(self.path)(chunk, box[0].start)
         return 1.0 - prob if self.invert else prob

@@ -1,0 +1,181 @@
+"""``emseg postprocess --affinities``: affinities from any network agglomerated into a
+segmentation (waterz or the mutex watershed, :mod:`emseg_lib.postprocess.agglomeration`), in
+chunks of slices with a z halo stitched across their faces (here, or blockwise on a cluster
+with ``--engine``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+
+from emseg_lib.blockwise import BlockGrid, BlockJob, Cluster, segment_blockwise
+from emseg_lib.cli.blockwise import block_grid, check_blockwise_output, cluster_of, describe
+from emseg_lib.cli.common import THRESHOLD_FLAGS, check_out_file, open_hdf5
+from emseg_lib.cli.inputs import by_blocks_refusal
+from emseg_lib.data.cremi import AFFINITIES_KEY
+from emseg_lib.data.formats import HDF5_SUFFIXES
+from emseg_lib.data.validate import check_fits_in_memory, checked_resolution
+from emseg_lib.data.volume_ref import VolumeRef
+from emseg_lib.data.zarr_store import array_names, is_zarr, split_zarr_path
+from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.postprocess.agglomeration import (
+    AFFINITY_METHODS,
+    CHANNEL_ORDERS,
+    Agglomeration,
+)
+
+#: the z halo of each chunk of slices (voxels), at most the chunk itself
+CHUNK_HALO_Z = 4
+
+
+def add_affinity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--affinities``, ``--affinities-key``, ``--channel-order`` and the affinity methods'
+    thresholds (``--threshold``, ``--bias``)."""
+    group = parser.add_argument_group("affinities (instead of --prob)")
+    group.add_argument("--affinities", type=Path,
+                       help="nearest-neighbour affinities (C, Z, Y, X), C = 3 (z, y, x) or 2 "
+                            "(y, x), float in [0, 1] (1 = same segment; channel c at a voxel: "
+                            "its affinity with the voxel before it along c): HDF5 or zarr; "
+                            "segmented with --method waterz (default) or mws")
+    group.add_argument("--affinities-key",
+                       help=f"HDF5 dataset or zarr array (default: {AFFINITIES_KEY}, or the "
+                            "only 4-D one)")
+    group.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="zyx",
+                       help="the order of the channels in the file (default zyx; xyz: "
+                            "reversed, as some tools write them; 2 channels: yx or xy)")
+    for entry in AFFINITY_METHODS.values():
+        group.add_argument(f"--{entry.parameter}", type=float,
+                           help=f"{entry.name} method: {entry.description} (default "
+                                f"{entry.default:g})")
+
+
+def _named(path: Path, key: str | None, names: list[str], ndims: dict[str, int]) -> str:
+    """The affinity array's name: ``key``, else :data:`AFFINITIES_KEY`, else the only 4-D
+    one of ``names``."""
+    if key is not None:
+        if key not in names:
+            raise EmsegInputError(f"{path}: '{key}' not found (--affinities-key); present: "
+                                  f"{names or 'none'}")
+        return key
+    four = [name for name in names if ndims[name] == 4]
+    if AFFINITIES_KEY in four or len(four) == 1:
+        return AFFINITIES_KEY if AFFINITIES_KEY in four else four[0]
+    raise EmsegInputError(f"{path}: no '{AFFINITIES_KEY}'; name the affinities with "
+                          f"--affinities-key (4-D arrays: {four or 'none'})")
+
+
+def _affinity_header(array, where: Path) -> tuple[int, ...]:
+    """The ``(C, Z, Y, X)`` shape of affinities, checked: 2 or 3 channels, float or uint8,
+    each channel one that fits in memory a slice at a time; nothing read."""
+    shape = tuple(int(n) for n in array.shape)
+    if len(shape) != 4 or shape[0] not in (2, 3) or 0 in shape:
+        raise EmsegInputError(f"{where}: affinities must be (C, Z, Y, X) with C = 3 (z, y, x) "
+                              f"or 2 (y, x), got shape {shape}")
+    dtype = np.dtype(array.dtype)
+    if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
+        raise EmsegInputError(f"{where}: affinities must be float in [0, 1] (or uint8 "
+                              f"0..255), got {dtype}")
+    check_fits_in_memory(where, [("an affinity slice", (shape[0], 1, *shape[2:]), dtype)])
+    return shape
+
+
+def affinity_reference(path: Path, key: str | None, default: tuple[float, ...]
+                       ) -> tuple[VolumeRef, tuple[int, ...], tuple[float, ...]]:
+    """The affinities ``path`` for block jobs to read, their ``(C, Z, Y, X)`` shape and
+    resolution (a ``resolution`` attribute, else ``default``); only the header is read."""
+    if is_zarr(path):
+        store, inner = split_zarr_path(path)
+        try:
+            root = zarr.open(store, mode="r")
+        except (OSError, ValueError, KeyError) as err:
+            raise EmsegInputError(f"{store}: not a readable zarr store ({one_line(err)})"
+                                  ) from err
+        if isinstance(root, zarr.Array):
+            array, name = root, ""
+        else:
+            names = array_names(root)
+            given = "/".join(part for part in (inner, key or "") if part) or None
+            name = _named(path, given, names, {n: root[n].ndim for n in names})
+            array = root[name]
+        shape = _affinity_header(array, path)
+        resolution = array.attrs.get("resolution", default)
+        reference = VolumeRef(str(store), name, zarr=True, role="affinities")
+    elif path.suffix.lower() in HDF5_SUFFIXES:
+        with open_hdf5(path) as handle:
+            names: list[str] = []
+            handle.visititems(lambda n, node: names.append(n)
+                              if isinstance(node, h5py.Dataset) else None)
+            name = _named(path, key, names, {n: handle[n].ndim for n in names})
+            dataset = handle[name]
+            shape = _affinity_header(dataset, path)
+            resolution = dataset.attrs.get("resolution", default)
+        reference = VolumeRef(str(path), name, zarr=False, role="affinities")
+    else:
+        raise by_blocks_refusal(path)
+    return reference, shape, checked_resolution(resolution, f"{path}: its resolution")
+
+
+def _agglomeration(args: argparse.Namespace) -> Agglomeration:
+    """The method and threshold the flags ask for; boundary-map flags refused."""
+    if args.prob is not None:
+        raise EmsegInputError("--prob and --affinities: give one input, a cell probability "
+                              "map or affinities")
+    method = args.method or "waterz"
+    if method not in AFFINITY_METHODS:
+        raise EmsegInputError(f"--method {method} segments a cell probability map (--prob); "
+                              f"affinities take --method {' or '.join(AFFINITY_METHODS)}")
+    given = [f"--{name.replace('_', '-')}" for name in THRESHOLD_FLAGS
+             if getattr(args, name) is not None]
+    given += [f"--{entry.parameter}" for entry in AFFINITY_METHODS.values()
+              if entry.name != method and getattr(args, entry.parameter) is not None]
+    given += [flag for flag, on in (("--invert", args.invert),
+                                    ("--keep-boundaries", args.keep_boundaries)) if on]
+    if given:
+        raise EmsegInputError(f"{', '.join(given)}: not a setting of the {method} method "
+                              "on affinities")
+    entry = AFFINITY_METHODS[method]
+    value = getattr(args, entry.parameter)
+    return Agglomeration(method, entry.default if value is None else value,
+                         args.channel_order)
+
+
+def run_affinities(args: argparse.Namespace) -> int:
+    """``emseg postprocess --affinities``: every flag and the file's header checked before
+    any work; chunks of ``--chunk-slices`` slices with a z halo here, or ``--engine``
+    blocks."""
+    from emseg_lib.cli.segment import output_spec, report, run_job, write_preview
+
+    if args.affinities is None:
+        raise EmsegInputError(f"--method {args.method} agglomerates affinities: give "
+                              "--affinities FILE")
+    agglomeration = _agglomeration(args)
+    check_out_file(args.out, [args.affinities], args.overwrite)
+    source, shape, resolution = affinity_reference(args.affinities, args.affinities_key,
+                                                   tuple(args.resolution))
+    volume = shape[1:]
+    if args.engine is None:
+        halo = min(CHUNK_HALO_Z, args.chunk_slices)
+        grid = BlockGrid(volume, (args.chunk_slices, *volume[1:]), (halo, 0, 0))
+        cluster = Cluster("inline", 1)
+    else:
+        grid = block_grid(args, volume, 3, (0, 0, 0))
+        cluster = cluster_of(args, gpus=False)
+    check_blockwise_output(args, [args.affinities], volume)
+    print(f"{args.affinities}: shape {shape} (C, Z, Y, X), resolution {resolution} nm")
+    print(f"post-processing: {agglomeration.describe()}")
+    print(describe(grid, cluster))
+    job = BlockJob(source, None, None, "cpu", None, tuple(resolution), grid, "",
+                   agglomeration=agglomeration)
+    decided = run_job(args, None, resolution=list(resolution),
+                      agglomeration=dataclasses.asdict(agglomeration),
+                      blocks=[grid.block, grid.halo])
+    spec = dataclasses.replace(output_spec(args), probabilities=False)
+    run = segment_blockwise(job, args.out, cluster, run_job=decided, spec=spec)
+    report(args.out, run)
+    write_preview(args.out, run, f"{args.affinities}, {agglomeration.method}")
+    return 0
