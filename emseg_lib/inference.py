@@ -38,15 +38,16 @@ def to_unit(volume: np.ndarray) -> np.ndarray:
 def predict_slices(model: nn.Module, volume: np.ndarray, *, multiple: int = 16,
                    batch_size: int = 4, device: str | None = None,
                    progress: bool = True) -> np.ndarray:
-    """Cell probability of every slice of ``volume`` ``(Z, Y, X)`` with a 2D network.
+    """Cell probability (or affinities) of every slice of ``volume`` ``(Z, Y, X)`` with a 2D
+    network.
 
     Args:
-        model: maps ``(N, 1, H, W)`` to ``(N, 1, H, W)`` logits.
+        model: maps ``(N, 1, H, W)`` to ``(N, C, H, W)`` logits.
         volume: uint8 or float in [0, 1].
         multiple: the network's size constraint (``2**(depth-1)`` for UNet2D).
 
     Returns:
-        ``float32`` ``(Z, Y, X)`` probabilities.
+        ``float32`` ``(Z, Y, X)`` probabilities (``C == 1``), else ``(C, Z, Y, X)``.
     """
     check_ndim("volume", volume, (3,), "(Z, Y, X)")
     dev = pick_device(device)
@@ -54,12 +55,18 @@ def predict_slices(model: nn.Module, volume: np.ndarray, *, multiple: int = 16,
     _, height, width = volume.shape
     pad = ((0, 0), (0, -height % multiple), (0, -width % multiple))
     data = np.pad(to_unit(volume), pad, mode="reflect")
-    out = np.empty(volume.shape, dtype=np.float32)
+    channels = _out_channels(model)
+    out = np.empty((channels, *volume.shape), dtype=np.float32)
     for start in progress_bar(range(0, len(data), batch_size), desc="slices", disable=not progress):
         batch = torch.from_numpy(data[start:start + batch_size, None]).to(dev)
-        prob = torch.sigmoid(model(batch))[:, 0, :height, :width]
-        out[start:start + batch_size] = prob.cpu().numpy()
-    return out
+        prob = torch.sigmoid(model(batch))[:, :, :height, :width]
+        out[:, start:start + batch_size] = prob.cpu().numpy().transpose(1, 0, 2, 3)
+    return out[0] if channels == 1 else out
+
+
+def _out_channels(model: nn.Module) -> int:
+    """The network's output channels (1 for a cell map)."""
+    return int(getattr(model, "config", {}).get("out_channels", 1))
 
 
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -143,7 +150,8 @@ def predict_tiled(
 
 def predict_volume(model: nn.Module, volume: np.ndarray, tiling: Tiling, *,
                    device: str | None = None, progress: bool = True) -> np.ndarray:
-    """Cell probabilities ``(Z, Y, X)`` of a registered network on a whole stack.
+    """Cell probabilities ``(Z, Y, X)`` of a registered network on a whole stack (an
+    affinity network: affinities ``(C, Z, Y, X)``).
 
     2D networks see every whole slice (padded to their size multiple); 3D networks see
     overlapping ``tiling`` windows, blended.
@@ -156,6 +164,7 @@ def predict_volume(model: nn.Module, volume: np.ndarray, tiling: Tiling, *,
     entry = model_entry(model)
     if entry.dims == 3:
         return predict_tiled(model, volume, tiling.tile, tiling.overlap, tiling.halo,
-                             device=device, progress=progress)
+                             out_channels=_out_channels(model), device=device,
+                             progress=progress)
     return predict_slices(model, volume, multiple=entry.size_multiple(model), batch_size=1,
                           device=device, progress=progress)

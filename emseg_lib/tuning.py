@@ -107,6 +107,40 @@ def tune_all(prob: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float, dims: int
                                   resolution=resolution, workers=workers) for name in METHODS}
 
 
+def tune_agglomeration(affinities: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float
+                       ) -> dict[str, TuningResult]:
+    """For each affinity method (:data:`~emseg_lib.postprocess.agglomeration.AFFINITY_METHODS`),
+    the threshold of its grid with the lowest mean CREMI-protocol VOI on a split.
+
+    Args:
+        affinities: ``(C, Z, Y, X)`` (channels z, y, x, or y, x) of the validation split,
+            agglomerated as one volume.
+        gt_ids: ``(Z, Y, X)`` neuron ids, scored per slice.
+        pixel_nm: in-plane pixel size in nm (the CREMI band).
+    """
+    from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
+
+    gt_ids = np.asarray(gt_ids, dtype=np.int64)
+    check_ndim("affinities", affinities, (4,), "(C, Z, Y, X)")
+    truths = [(z, GroundTruth.from_ids(g, pixel_nm=pixel_nm))
+              for z, g in enumerate(gt_ids) if np.any(g)]
+    if not truths:
+        raise EmsegInputError("the validation split has no labelled slice to tune on")
+    results = {}
+    for name, entry in AFFINITY_METHODS.items():
+        rows = []
+        for value in entry.grid:
+            seg = segment_affinities(affinities, name, {entry.parameter: value})
+            rows += [{"z": z, entry.parameter: value, **cremi_scores(seg[z], truth).as_dict()}
+                     for z, truth in truths]
+        grid = pd.DataFrame(rows)
+        means = grid.groupby(entry.parameter)[list(SCORE_COLUMNS)].mean().reset_index()
+        best = means.sort_values(["voi", "arand"], kind="stable").iloc[0]
+        results[name] = TuningResult(name, {entry.parameter: float(best[entry.parameter])},
+                                     {k: float(best[k]) for k in SCORE_COLUMNS}, grid)
+    return results
+
+
 def tuned_before_seed_area(entry: dict[str, Any]) -> bool:
     """Whether a stored ``"postprocess"`` entry's seeded thresholds were learned before the
     smallest seed was one of them (no ``min_seed_px``: tuned with 16-pixel seeds)."""
@@ -125,10 +159,11 @@ def completed_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "thresholds": {**thresholds, "seeded": seeded}}
 
 
-def checkpoint_entry(results: dict[str, TuningResult], *, dims: int, epoch: int
-                     ) -> dict[str, Any]:
-    """What ``best.pt`` stores under ``"postprocess"``: plain dicts, floats and strings."""
-    return {"method": DEFAULT_METHOD, "dims": dims, "epoch": epoch, "protocol": "cremi",
+def checkpoint_entry(results: dict[str, TuningResult], *, dims: int, epoch: int,
+                     method: str = DEFAULT_METHOD) -> dict[str, Any]:
+    """What ``best.pt`` stores under ``"postprocess"``: plain dicts, floats and strings;
+    ``method`` is the one ``emseg segment`` uses by default."""
+    return {"method": method, "dims": dims, "epoch": epoch, "protocol": "cremi",
             "split": "val",
             "thresholds": {name: r.thresholds for name, r in results.items()},
             "val_scores": {name: r.scores for name, r in results.items()}}

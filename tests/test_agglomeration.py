@@ -91,7 +91,7 @@ def test_postprocess_agglomerates_affinities_in_chunks_stitched_across_them(
         assert main(["postprocess", "--affinities", str(tmp_path / "affs.h5"), "--method",
                      method, "--chunk-slices", "5", "--out", str(tmp_path / out)]) == 0
     stdout = capsys.readouterr().out
-    assert "3 block(s) of 5 x 48 x 48 voxels (z, y, x), halo 4 0 0, on inline" in stdout
+    assert "3 block(s) of 5 x 48 x 48 voxels (z, y, x), halo 4 0 0, in this process" in stdout
     with h5py.File(tmp_path / "seg.h5") as handle:
         labels = handle["volumes/labels/neuron_ids"][()]
     assert sum(voi(cells, labels)) == pytest.approx(0.0, abs=1e-9)

@@ -134,9 +134,10 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
         core, max_id = labels.astype(np.uint64), int(labels.max(initial=0))  # as segment's
         faces: dict[str, np.ndarray] = {}
     else:
-        if job.agglomeration is not None:  # the image shown: the mean affinity
+        if job.agglomeration is not None:  # the probability shown: the mean affinity
             labels, used = job.agglomeration.segment(prob), []
-            prob = image = prob.mean(axis=0)
+            prob = prob.mean(axis=0)
+            image = image if job.checkpoint is not None else prob
         else:
             labels, used = label_chunk(prob, job.post, job.post.thresholds, job.resolution,
                                        SerialPool())

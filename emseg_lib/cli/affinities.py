@@ -48,6 +48,11 @@ def add_affinity_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="zyx",
                        help="the order of the channels in the file (default zyx; xyz: "
                             "reversed, as some tools write them; 2 channels: yx or xy)")
+    add_agglomeration_arguments(group)
+
+
+def add_agglomeration_arguments(group) -> None:
+    """The affinity methods' thresholds: ``--threshold`` (waterz), ``--bias`` (mws)."""
     for entry in AFFINITY_METHODS.values():
         group.add_argument(f"--{entry.parameter}", type=float,
                            help=f"{entry.name} method: {entry.description} (default "
@@ -120,28 +125,38 @@ def affinity_reference(path: Path, key: str | None, default: tuple[float, ...]
     return reference, shape, checked_resolution(resolution, f"{path}: its resolution")
 
 
-def _agglomeration(args: argparse.Namespace) -> Agglomeration:
-    """The method and threshold the flags ask for; boundary-map flags refused."""
-    if args.prob is not None:
+def _agglomeration(args: argparse.Namespace, learned: dict | None = None,
+                   what: str = "--prob") -> tuple[Agglomeration, str]:
+    """The method and threshold the flags ask for (else ``learned``, else the defaults),
+    and where they come from; boundary-map flags refused."""
+    if getattr(args, "prob", None) is not None:
         raise EmsegInputError("--prob and --affinities: give one input, a cell probability "
                               "map or affinities")
-    method = args.method or "waterz"
+    method = args.method or (learned or {}).get("method") or "waterz"
     if method not in AFFINITY_METHODS:
-        raise EmsegInputError(f"--method {method} segments a cell probability map (--prob); "
-                              f"affinities take --method {' or '.join(AFFINITY_METHODS)}")
+        raise EmsegInputError(f"--method {method} segments a cell probability map ({what}); "
+                              f"affinities take --method {' or '.join(AFFINITY_METHODS)}"
+                              + ("" if what == "--prob" else f" ({args.checkpoint} is an "
+                                 "affinity network)"))
     given = [f"--{name.replace('_', '-')}" for name in THRESHOLD_FLAGS
              if getattr(args, name) is not None]
     given += [f"--{entry.parameter}" for entry in AFFINITY_METHODS.values()
               if entry.name != method and getattr(args, entry.parameter) is not None]
-    given += [flag for flag, on in (("--invert", args.invert),
+    given += [flag for flag, on in (("--invert", getattr(args, "invert", False)),
                                     ("--keep-boundaries", args.keep_boundaries)) if on]
     if given:
         raise EmsegInputError(f"{', '.join(given)}: not a setting of the {method} method "
                               "on affinities")
     entry = AFFINITY_METHODS[method]
     value = getattr(args, entry.parameter)
-    return Agglomeration(method, entry.default if value is None else value,
-                         args.channel_order)
+    stored = (learned or {}).get("thresholds", {}).get(method, {}).get(entry.parameter)
+    if value is not None:
+        source = f"{entry.parameter} from the command line"
+    elif stored is not None:
+        value, source = stored, f"learned on the validation split at epoch {learned['epoch']}"
+    else:
+        value, source = entry.default, "method default"
+    return Agglomeration(method, value, getattr(args, "channel_order", "zyx")), source
 
 
 def run_affinities(args: argparse.Namespace) -> int:
@@ -153,7 +168,7 @@ def run_affinities(args: argparse.Namespace) -> int:
     if args.affinities is None:
         raise EmsegInputError(f"--method {args.method} agglomerates affinities: give "
                               "--affinities FILE")
-    agglomeration = _agglomeration(args)
+    agglomeration, source = _agglomeration(args)
     check_out_file(args.out, [args.affinities], args.overwrite)
     source, shape, resolution = affinity_reference(args.affinities, args.affinities_key,
                                                    tuple(args.resolution))
@@ -167,7 +182,7 @@ def run_affinities(args: argparse.Namespace) -> int:
         cluster = cluster_of(args, gpus=False)
     check_blockwise_output(args, [args.affinities], volume)
     print(f"{args.affinities}: shape {shape} (C, Z, Y, X), resolution {resolution} nm")
-    print(f"post-processing: {agglomeration.describe()}")
+    print(f"post-processing: {agglomeration.describe()}; {source}")
     print(describe(grid, cluster))
     job = BlockJob(source, None, None, "cpu", None, tuple(resolution), grid, "",
                    agglomeration=agglomeration)
@@ -178,4 +193,50 @@ def run_affinities(args: argparse.Namespace) -> int:
     run = segment_blockwise(job, args.out, cluster, run_job=decided, spec=spec)
     report(args.out, run)
     write_preview(args.out, run, f"{args.affinities}, {agglomeration.method}")
+    return 0
+
+
+def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
+    """``emseg segment`` with an affinity network: the raw data in chunks of slices (a z
+    halo of half the 3D network's window, at least :data:`CHUNK_HALO_Z`) or ``--engine``
+    blocks, each predicted and agglomerated, stitched across their faces."""
+    from emseg_lib.cli.inputs import raw_reference
+    from emseg_lib.cli.segment import (
+        output_spec,
+        report,
+        run_job,
+        tiling_profile,
+        write_preview,
+    )
+    from emseg_lib.device import pick_device
+    from emseg_lib.models import model_entry
+    from emseg_lib.profiles import get_profile
+
+    learned = state.get("postprocess")
+    agglomeration, source = _agglomeration(args, learned, what="from a boundary network")
+    device = pick_device(args.device)
+    profile = tiling_profile(args.profile, state)
+    tiling = get_profile(profile).tiling_3d
+    raw, volume, resolution = raw_reference(args)
+    context = (tuple(t // 2 for t in tiling.tile) if model_entry(model).dims == 3
+               else (0, 0, 0))
+    if args.engine is None:
+        halo = max(CHUNK_HALO_Z, context[0])
+        grid = BlockGrid(volume, (max(args.chunk_slices, halo), *volume[1:]), (halo, 0, 0))
+        cluster = Cluster("inline", 1)
+    else:
+        grid = block_grid(args, volume, 3, context)
+        cluster = cluster_of(args, gpus=str(device).startswith("cuda"))
+    check_blockwise_output(args, [args.checkpoint, args.data], volume)
+    print(f"post-processing: {agglomeration.describe()}; {source}")
+    print(describe(grid, cluster))
+    job = BlockJob(raw, str(args.checkpoint.resolve()), tiling, args.device, None,
+                   tuple(resolution), grid, "", agglomeration=agglomeration)
+    decided = run_job(args, None, device=str(device), tiling=[tiling.tile, tiling.overlap],
+                      agglomeration=dataclasses.asdict(agglomeration),
+                      blocks=[grid.block, grid.halo])
+    run = segment_blockwise(job, args.out, cluster, run_job=decided, spec=output_spec(args))
+    report(args.out, run)
+    write_preview(args.out, run, f"{args.data}, {args.checkpoint.name}, "
+                                 f"{agglomeration.method}")
     return 0

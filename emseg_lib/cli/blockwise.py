@@ -108,9 +108,10 @@ def check_blockwise_output(args: argparse.Namespace, inputs: list[Path | None],
 
 def describe(grid: BlockGrid, cluster: Cluster) -> str:
     """One line on the blocks and the engine."""
+    where = ("in this process" if cluster.engine == "inline" else
+             f"on {cluster.engine} with {cluster.jobs} worker(s)")
     return (f"blockwise: {len(grid)} block(s) of {' x '.join(map(str, grid.block))} voxels "
-            f"(z, y, x), halo {' '.join(map(str, grid.halo))}, on {cluster.engine} with "
-            f"{cluster.jobs} worker(s)")
+            f"(z, y, x), halo {' '.join(map(str, grid.halo))}, {where}")
 
 
 def run_segment_blockwise(args: argparse.Namespace) -> int:
@@ -126,7 +127,7 @@ def run_segment_blockwise(args: argparse.Namespace) -> int:
         write_preview,
     )
     from emseg_lib.device import pick_device
-    from emseg_lib.models import model_entry
+    from emseg_lib.models import model_entry, model_target
     from emseg_lib.postprocess import postprocess_dims
     from emseg_lib.profiles import get_profile
     from emseg_lib.train import load_checkpoint, model_from_state
@@ -136,6 +137,10 @@ def run_segment_blockwise(args: argparse.Namespace) -> int:
     check_out_file(args.out, inputs, args.overwrite)
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint)
+    if model_target(model) == "affinities":
+        from emseg_lib.cli.affinities import run_segment_affinities
+
+        return run_segment_affinities(args, state, model)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
     source, shape, resolution = raw_reference(args)

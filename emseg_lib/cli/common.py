@@ -163,7 +163,7 @@ def check_postprocess_arguments(args: argparse.Namespace) -> None:
     for name, value in given.items():
         if value is not None:
             next(m for m in METHODS.values() if name in m.parameters).thresholds({name: value})
-    if args.method is not None:
+    if args.method in METHODS:  # an affinity method's flags are checked with the network
         get_method(args.method).thresholds(given)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from emseg_lib import __version__
 from emseg_lib.blockwise.work_folder import BlockRecords, work_folder
-from emseg_lib.cli.affinities import add_affinity_arguments
+from emseg_lib.cli.affinities import add_affinity_arguments, add_agglomeration_arguments
 from emseg_lib.cli.blockwise import add_blockwise_arguments, check_blockwise_flags
 from emseg_lib.cli.common import (
     add_data_arguments,
@@ -199,7 +199,7 @@ def run_segment(args: argparse.Namespace) -> int:
     Every argument, the device and the output location are checked before the checkpoint
     and the data are read; the data are read once and checked before any work.
     """
-    from emseg_lib.models import model_entry
+    from emseg_lib.models import model_entry, model_target
     from emseg_lib.pipeline import segment_to_file
     from emseg_lib.train import load_checkpoint, model_from_state
 
@@ -213,6 +213,14 @@ def run_segment(args: argparse.Namespace) -> int:
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
     state = load_checkpoint(args.checkpoint)
     model = model_from_state(state, args.checkpoint)
+    if model_target(model) == "affinities":
+        from emseg_lib.cli.affinities import run_segment_affinities
+
+        return run_segment_affinities(args, state, model)
+    if args.method in AFFINITY_METHODS:
+        raise EmsegInputError(f"{args.checkpoint}: a boundary network (one cell-probability "
+                              f"channel); --method {args.method} agglomerates affinities (train "
+                              "with --target affinities)")
     learned = learned_postprocessing(state, args.checkpoint)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d
@@ -313,7 +321,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="post-process per slice (2) or in 3D (3); default: as the "
                               "network predicts, but per slice for a 3D network on sections "
                               "more than 3x thicker than the pixels")
-    add_postprocess_arguments(segment)
+    add_postprocess_arguments(segment, tuple(AFFINITY_METHODS))
+    add_agglomeration_arguments(segment.add_argument_group(
+        "affinity networks (checkpoints trained with --target affinities)"))
     add_blockwise_arguments(segment)
     segment.set_defaults(run=run_segment, interrupted=interrupted)
 

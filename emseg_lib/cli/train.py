@@ -22,6 +22,7 @@ from emseg_lib.cli.common import (
 from emseg_lib.data import DEFAULT_VAL_SHARE, EMVolume, SliceSplit, labelled_split
 from emseg_lib.data.formats import describe
 from emseg_lib.data.splits import check_split_for_model, format_slices, parse_val_slices
+from emseg_lib.data.targets import TARGETS
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
@@ -157,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
                                       "finished epoch)"):
         trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
                              device=args.device, workers=args.workers, z_split=z_split,
-                             minutes=args.minutes, tensorboard=args.tensorboard)
+                             minutes=args.minutes, tensorboard=args.tensorboard,
+                             target=args.target)
     history = trained.history
     stopped_by = ("time budget" if args.minutes is not None
                   and (epochs is None or len(history) < epochs) else "epochs")
@@ -229,6 +231,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``train``."""
     train = commands.add_parser("train", help="train a UNet on a labelled stack")
     train.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
+    train.add_argument("--target", choices=TARGETS, default="boundaries",
+                       help="what the network predicts: boundaries (one cell-probability "
+                            "channel, the thesis's; default) or affinities (nearest-neighbour "
+                            "affinities, z, y, x for unet3d, y, x for unet2d, with "
+                            "class-balanced cross-entropy as Lee et al. 2017; emseg segment "
+                            "agglomerates them with waterz or the mutex watershed)")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same data, seed, "

@@ -29,7 +29,7 @@ class EMCropDataset(EpochSampledDataset):
     * ``image``: ``float32`` ``(1, H, W)`` (2D) or ``(1, D, H, W)`` (3D), intensities in
       [0, 1] plus augmentation noise;
     * ``target``: ``float32`` cell map ``(1, [D,] H, W)`` (1 = cell, 0 = boundary) or
-      affinities ``(3, D, H, W)``;
+      nearest-neighbour affinities ``(3, D, H, W)`` (z, y, x) / ``(2, H, W)`` (y, x);
     * ``labels``: ``int64`` neuron ids ``([D,] H, W)`` for segmentation metrics.
 
     Args:
@@ -38,7 +38,7 @@ class EMCropDataset(EpochSampledDataset):
             samples (thesis 18 x 160 x 160).
         samples_per_epoch: length of the dataset.
         augment: augmentation settings; None for plain crops (validation).
-        target: ``"cells"`` (boundary map target) or ``"affinities"`` (3D only).
+        target: ``"cells"`` (boundary map target) or ``"affinities"``.
         boundary_thickness: ``t`` of :func:`~emseg_lib.data.targets.instance_boundary`.
         seed: base seed.
     """
@@ -64,8 +64,6 @@ class EMCropDataset(EpochSampledDataset):
         if target not in ("cells", "affinities"):
             raise EmsegInputError(f"target must be 'cells' or 'affinities', got {target!r}")
         self.is_2d = len(crop_shape) == 2
-        if target == "affinities" and self.is_2d:
-            raise EmsegInputError("affinity targets need 3D crops (D, H, W)")
         self.crop_shape = (1, *crop_shape) if self.is_2d else tuple(crop_shape)
         check_crop_fits("crop_shape", self.crop_shape, volume.shape)
         self.volume = volume
@@ -77,8 +75,8 @@ class EMCropDataset(EpochSampledDataset):
         image, labels = augment_crop(self.volume.raw, self.volume.labels, self.crop_shape,
                                      self.rng(index), self.augment)
         if self.target == "affinities":
-            target = affinities(labels)
-        else:
+            target = affinities(labels)[1:] if self.is_2d else affinities(labels)  # a
+        else:  # slice has no z neighbour: y, x
             target = cell_target(instance_boundary(labels, self.boundary_thickness))[None]
         if self.is_2d:
             image, target, labels = image[0], target[:, 0], labels[0]

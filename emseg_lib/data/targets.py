@@ -19,6 +19,11 @@ from scipy import ndimage as ndi
 
 from emseg_lib.errors import EmsegInputError, check_ndim
 
+#: what a segmentation network is trained to predict: ``boundaries`` (one cell-probability
+#: channel from the boundary map, the thesis's) or ``affinities`` (nearest-neighbour
+#: affinities, one channel per axis: z, y, x for 3D networks, y, x for 2D ones)
+TARGETS = ("boundaries", "affinities")
+
 LAPLACIAN_KERNEL = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64)
 
 

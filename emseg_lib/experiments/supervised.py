@@ -28,7 +28,7 @@ from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
-from emseg_lib.models import UNet2D, UNet3D, model_entry
+from emseg_lib.models import MODELS, UNet2D, UNet3D, model_entry, model_target, output_channels
 from emseg_lib.postprocess import postprocess_dims
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
@@ -42,7 +42,12 @@ from emseg_lib.train import (
     model_from_state,
 )
 from emseg_lib.train.checkpoint import weights_sha256
-from emseg_lib.tuning import checkpoint_entry, tune_all, tuned_before_seed_area
+from emseg_lib.tuning import (
+    checkpoint_entry,
+    tune_agglomeration,
+    tune_all,
+    tuned_before_seed_area,
+)
 
 #: folder of a run holding its saved split probabilities
 PREDICTIONS = "predictions"
@@ -63,17 +68,22 @@ def schedule(kind: ModelKind, profile: Profile) -> UNetSchedule:
     return profile.unet2d if kind == "unet2d" else profile.unet3d
 
 
-def make_model(kind: ModelKind, profile: Profile, seed: int = 0) -> nn.Module:
-    """A freshly (Kaiming-) initialised network of the profile's size, seeded."""
+def make_model(kind: ModelKind, profile: Profile, seed: int = 0,
+               target: str = "boundaries") -> nn.Module:
+    """A freshly (Kaiming-) initialised network of the profile's size, seeded, with the
+    output channels of ``target`` (:func:`~emseg_lib.models.output_channels`)."""
     _check_kind(kind)
     seed_everything(seed)
+    channels = output_channels(MODELS[kind], target)
     if kind == "unet2d":
-        return UNet2D(base_width=profile.unet2d_width, depth=profile.unet2d_depth)
-    return UNet3D(filters=profile.unet3d_filters)
+        return UNet2D(out_channels=channels, base_width=profile.unet2d_width,
+                      depth=profile.unet2d_depth)
+    return UNet3D(out_channels=channels, filters=profile.unet3d_filters)
 
 
 def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int = 0, *,
-                  z_split: SliceSplit | None = None) -> tuple[EMCropDataset, EMCropDataset]:
+                  z_split: SliceSplit | None = None, target: str = "boundaries"
+                  ) -> tuple[EMCropDataset, EMCropDataset]:
     """Augmented training crops from the train split, fixed crops from the validation split.
 
     3D validation crops are as deep as the validation split allows (5 slices on CREMI).
@@ -93,9 +103,11 @@ def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int
     val_crop = plan.crop
     if kind == "unet3d":
         val_crop = (min(plan.crop[0], parts["val"].shape[0]), *plan.crop[1:])
+    kind_of = "affinities" if target == "affinities" else "cells"
     train = EMCropDataset(parts["train"], plan.crop, plan.samples_per_epoch,
-                          augment=AugmentConfig(), seed=seed)
-    val = EMCropDataset(parts["val"], val_crop, plan.val_crops, seed=profile.validation_seed)
+                          augment=AugmentConfig(), seed=seed, target=kind_of)
+    val = EMCropDataset(parts["val"], val_crop, plan.val_crops, seed=profile.validation_seed,
+                        target=kind_of)
     return train, val
 
 
@@ -129,7 +141,8 @@ def split_identity(z_split: SliceSplit, n_slices: int) -> dict[str, Any]:
 def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
-               minutes: float | None = None, tensorboard: bool = True) -> TrainingRun:
+               minutes: float | None = None, tensorboard: bool = True,
+               target: str = "boundaries") -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
     The run is identified by the volume's fingerprint, ``seed``, the profile's name and
@@ -149,6 +162,9 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
             the budget afresh.
         tensorboard: write TensorBoard event files to ``run_dir/tensorboard``
             (:attr:`~emseg_lib.train.TrainConfig.tensorboard`).
+        target: ``"boundaries"`` (the thesis's) or ``"affinities"`` (nearest-neighbour
+            affinities, agglomerated by waterz or the mutex watershed; part of the run's
+            identity).
 
     Raises:
         EmsegInputError: see :func:`fit`.
@@ -158,11 +174,11 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
     z_split = z_split or thesis_split(volume.shape[0])
     identity = experiment_identity(volume, profile, seed, plan, resumable=("epochs",),
                                    **split_identity(z_split, volume.shape[0]))
-    model = make_model(kind, profile, seed)
-    train, val = make_datasets(kind, volume, profile, seed, z_split=z_split)
+    model = make_model(kind, profile, seed, target)
+    train, val = make_datasets(kind, volume, profile, seed, z_split=z_split, target=target)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
                          num_workers=profile.num_workers, minutes=minutes,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, target=target)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Path(run_dir) / BEST
@@ -195,6 +211,11 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     model = model_from_state(state, checkpoint)
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
                         cache_dir=Path(checkpoint).parent, z_split=z_split)
+    if model_target(model) == "affinities":  # agglomerated as one volume
+        entry = checkpoint_entry(tune_agglomeration(val.prob, val.gt, pixel_nm=val.pixel_nm),
+                                 dims=3, epoch=state["epoch"], method="waterz")
+        annotate_checkpoint(checkpoint, "postprocess", entry)
+        return entry
     dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)
     results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
                        resolution=volume.resolution, workers=workers)
@@ -279,7 +300,8 @@ def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
             prob = handle[PROBABILITY_KEY][()]
     except (OSError, KeyError):
         return None
-    return prob if prob.shape == tuple(shape) and np.all(np.isfinite(prob)) else None
+    usable = prob.shape[-3:] == tuple(shape) and np.all(np.isfinite(prob))  # (C,) Z, Y, X
+    return prob if usable else None
 
 
 def grid_tables(grid: pd.DataFrame, metrics: Sequence[str] = ("voi", "voi_split", "voi_merge")

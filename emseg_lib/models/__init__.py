@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from emseg_lib.data.targets import TARGETS
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.models.boundless import BoundlessGenerator, BoundlessSegmenter
 from emseg_lib.models.stylegan import StyleGenerator
@@ -43,6 +44,20 @@ MODELS: dict[str, ModelEntry] = {
     "unet3d": ModelEntry(UNet3D, 3),
     "boundless_segmenter": ModelEntry(BoundlessSegmenter, 2),
 }
+def output_channels(entry: ModelEntry, target: str) -> int:
+    """The output channels of a network of ``entry`` trained for ``target``."""
+    if target not in TARGETS:
+        raise EmsegInputError(f"the target must be one of {', '.join(TARGETS)}, got "
+                              f"{target!r}")
+    return 1 if target == "boundaries" else entry.dims
+
+
+def model_target(model: nn.Module) -> str:
+    """What ``model`` predicts, from its output channels (:func:`output_channels`)."""
+    channels = getattr(model, "config", {}).get("out_channels", 1)
+    return "boundaries" if channels == 1 else "affinities"
+
+
 GENERATORS: dict[str, type[nn.Module]] = {"boundless_generator": BoundlessGenerator,
                                           "style_generator": StyleGenerator}
 _CLASSES = {**{name: entry.cls for name, entry in MODELS.items()}, **GENERATORS}

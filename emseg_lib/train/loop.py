@@ -47,6 +47,7 @@ from emseg_lib.train.checkpoint import (
     save_checkpoint,
 )
 from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
+from emseg_lib.train.losses import balanced_bce
 from emseg_lib.train.runs import check_identity, training_run, write_history
 from emseg_lib.train.tensorboard_log import TrainingLog
 
@@ -74,6 +75,10 @@ class TrainConfig:
         amp: bf16 autocast of the forward pass and loss on CUDA (never on the CPU).
         tensorboard: write TensorBoard event files of every epoch to ``run_dir/tensorboard``
             (:mod:`emseg_lib.train.tensorboard_log`).
+        target: ``"boundaries"`` (the thesis's cell map, plain binary cross-entropy) or
+            ``"affinities"`` (class-balanced binary cross-entropy per channel,
+            :func:`~emseg_lib.train.losses.balanced_bce`; validated on the mean affinity as
+            the cell probability).
     """
 
     epochs: int | None = 10
@@ -91,6 +96,7 @@ class TrainConfig:
     num_workers: int | None = None
     amp: bool = True
     tensorboard: bool = True
+    target: str = "boundaries"
 
 
 def selection_voi(row: dict[str, float]) -> float:
@@ -128,8 +134,8 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placemen
                 logits = model(image)
                 losses.append(float(loss_fn(logits, target)))
             accs.append(pixel_accuracy_torch(logits, target))
-            # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice
-            prob = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+            # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice (affinities: their mean)
+            prob = torch.sigmoid(logits.float()).mean(dim=1).cpu().numpy()
             probs.append(prob.reshape(-1, *prob.shape[-2:]))
             labels.append(batch["labels"].numpy().reshape(-1, *prob.shape[-2:]))
     task = partial(_slice_scores, sig_th=config.sig_th, edge_th=config.edge_th,
@@ -146,7 +152,8 @@ RESUMABLE = ("epochs", "minutes", "device", "num_workers", "amp", "tensorboard")
 
 def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
               run_identity: dict[str, Any] | None) -> dict[str, Any]:
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE}
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE
+                and not (k == "target" and v == "boundaries")}  # runs from before targets
     adversarial = None if adversary is None else {
         "weight": adversary.weight, "discriminator": type(adversary.discriminator).__name__,
         "config": getattr(adversary.discriminator, "config", None)}
@@ -229,7 +236,7 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
     placement.model(model)
     if adversary is not None:
         adversary.to(device)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = balanced_bce if config.target == "affinities" else nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
                                  eps=config.eps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -1,4 +1,5 @@
-"""GAN losses shared by the training loops."""
+"""Losses shared by the training loops: the GANs' hinge loss, and the class-balanced
+binary cross-entropy of affinity networks."""
 
 from __future__ import annotations
 
@@ -14,3 +15,17 @@ def hinge_discriminator_loss(real_score: torch.Tensor, fake_score: torch.Tensor
         real_score, fake_score: discriminator outputs, any shape (e.g. ``(N,)``).
     """
     return F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with class rebalancing per channel (Lee et al. 2017): in each
+    channel the voxels of either class weigh half of the batch's loss together, so the few
+    boundary edges among the many inside cells are not ignored.
+
+    Args:
+        logits, target: ``(N, C, ...)``; target 0/1.
+    """
+    dims = [d for d in range(target.ndim) if d != 1]
+    positive = target.float().mean(dim=dims, keepdim=True).clamp(1e-3, 1 - 1e-3)
+    weight = torch.where(target > 0.5, 0.5 / positive, 0.5 / (1 - positive))
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
