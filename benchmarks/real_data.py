@@ -28,8 +28,8 @@ import pandas as pd
 
 from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import load_cremi
+from emseg_lib.data.targets import TARGETS
 from emseg_lib.experiments.real_data import real_data_results, within_best
-from emseg_lib.postprocess import METHODS
 from emseg_lib.profiles import PROFILES, get_profile
 
 CHOSEN = {"thesis": "thesis's 0.83 / 0.91", "validation": "learned on validation",
@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints (resumed)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_data"))
+    parser.add_argument("--target", choices=TARGETS, default="boundaries",
+                        help="what the network predicts (affinities: scored with waterz and mws)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
@@ -66,16 +68,17 @@ def main() -> None:
         profile = dataclasses.replace(profile, **{args.model: plan})
     start = time.perf_counter()
     results = real_data_results(args.model, load_cremi(args.stack), profile, args.run_dir,
-                                device=args.device, workers=args.workers)
+                                device=args.device, workers=args.workers, target=args.target)
     seconds = time.perf_counter() - start
-    name = f"{args.stack.stem}_{args.model}_{args.profile}_e{plan.epochs}"
+    suffix = "_affinities" if args.target == "affinities" else ""
+    name = f"{args.stack.stem}_{args.model}{suffix}_{args.profile}_e{plan.epochs}"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{name}.csv", results.to_csv(index=False))
     table = markdown(results)
     atomic_write_text(args.out / f"{name}.md", table + "\n")
     print(table)
     print(f"{name}: {seconds:.0f} s wall (training resumed from {args.run_dir} if it was there)")
-    for method in METHODS:
+    for method in dict.fromkeys(results["method"]):
         print(f"{method}: VOI learned on validation / best on the test grid = "
               f"{within_best(results, method):.3f}")
 

@@ -12,6 +12,10 @@ z, y, x in nanometres and the voxel size as its scale::
                                (float32) that ``emseg postprocess`` segmented
     seg.zarr/labels/neuron_ids label image: the segment ids (uint64)
     seg.zarr/probabilities     image: the cell probability (float32), when asked for
+    seg.zarr/affinities        image: an affinity network's affinities (float32, axes c, z,
+                               y, x), when asked for
+
+In HDF5 the affinities are ``volumes/predictions/affinities`` ``(C, Z, Y, X)``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import numpy as np
 import zarr
 
 from emseg_lib.atomic import atomic_directory, atomic_hdf5, interrupts_deferred
-from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY
+from emseg_lib.data.cremi import AFFINITIES_KEY, LABELS_KEY, PROBABILITY_KEY
 from emseg_lib.data.zarr_store import ZARR_SUFFIX
 
 #: the OME-Zarr label image of the segment ids, and the probability image, in a ``.zarr``
 LABELS_NAME, PROBABILITIES_NAME = "neuron_ids", "probabilities"
+#: the OME-Zarr image of an affinity network's affinities ``(C, Z, Y, X)``
+AFFINITIES_NAME = "affinities"
 #: largest in-plane zarr chunk (pixels); one slice deep, so each chunk is written once
 ZARR_TILE = 512
 
@@ -39,9 +45,10 @@ class SegmentationOutput(Protocol):
     """A segmentation being written, one range of slices at a time."""
 
     def write(self, z0: int, labels: np.ndarray, prob: np.ndarray,
-              image: np.ndarray) -> None:
+              image: np.ndarray, affinities: np.ndarray | None = None) -> None:
         """Slices ``z0 .. z0 + len(labels) - 1``: ids ``(z, Y, X)`` uint64, cell probability
-        ``(z, Y, X)`` float32, and the image they were computed from ``(z, Y, X)``."""
+        ``(z, Y, X)`` float32, the image they were computed from ``(z, Y, X)``, and the
+        affinities ``(C, z, Y, X)`` when the output stores them."""
 
     def flush(self) -> None:
         """Make what was written so far reach the disk (a full disk fails here)."""
@@ -54,7 +61,8 @@ def is_zarr_output(path: str | Path) -> bool:
 
 class _Hdf5Output:
     def __init__(self, output, shape: tuple[int, int, int],
-                 resolution: tuple[float, float, float], probabilities: bool) -> None:
+                 resolution: tuple[float, float, float], probabilities: bool,
+                 affinity_channels: int = 0) -> None:
         self._output = output
         chunks = (1, *shape[1:])
         self._labels = output.file.create_dataset(LABELS_KEY, shape, dtype=np.uint64,
@@ -62,16 +70,23 @@ class _Hdf5Output:
         self._prob = output.file.create_dataset(
             PROBABILITY_KEY, shape, dtype=np.float32, chunks=chunks, compression="gzip"
         ) if probabilities else None
-        for dataset in (self._labels, self._prob):
+        self._affinities = output.file.create_dataset(
+            AFFINITIES_KEY, (affinity_channels, *shape), dtype=np.float32,
+            chunks=(affinity_channels, *chunks), compression="gzip"
+        ) if affinity_channels else None
+        for dataset in (self._labels, self._prob, self._affinities):
             if dataset is not None:
                 dataset.attrs["resolution"] = np.asarray(resolution, dtype=np.float64)
 
-    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
+    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray,
+              affinities: np.ndarray | None = None) -> None:
         z1 = z0 + len(labels)
         with interrupts_deferred():  # HDF5 writes through Python calls: let it finish
             self._labels[z0:z1] = labels
             if self._prob is not None:
                 self._prob[z0:z1] = prob
+            if self._affinities is not None:
+                self._affinities[:, z0:z1] = affinities
 
     def flush(self) -> None:
         self._output.flush()
@@ -94,7 +109,8 @@ class OmeZarrOutput:
     def __init__(self, folder: Path, shape: tuple[int, int, int],
                  resolution: tuple[float, float, float], *, image_dtype: np.dtype,
                  probabilities: bool, zarr_format: int, name: str,
-                 chunks: tuple[int, int, int] | None = None) -> None:
+                 chunks: tuple[int, int, int] | None = None, affinity_channels: int = 0
+                 ) -> None:
         self._zarr_format = zarr_format
         self._resolution = [float(r) for r in resolution]
         self._root = zarr.open_group(folder, mode="w", zarr_format=zarr_format)
@@ -108,21 +124,29 @@ class OmeZarrOutput:
                                         strict=False)]  # no probabilities: 2 images
         self._image, self._labels = arrays[0], arrays[1]
         self._prob = arrays[2] if probabilities else None
+        self._affinities = self._root.require_group(AFFINITIES_NAME).create_array(
+            "0", shape=(affinity_channels, *shape), chunks=(affinity_channels, *chunks),
+            dtype=np.float32, compressors=compressor, fill_value=0,
+            config={"write_empty_chunks": True}) if affinity_channels else None
 
-    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray) -> None:
+    def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray,
+              affinities: np.ndarray | None = None) -> None:
         z1 = z0 + len(labels)
         with interrupts_deferred():  # zarr writes in a background thread: let it finish
             self._image[z0:z1] = image
             self._labels[z0:z1] = labels
             if self._prob is not None:
                 self._prob[z0:z1] = prob
+            if self._affinities is not None:
+                self._affinities[:, z0:z1] = affinities
 
     def flush(self) -> None:
         """Every chunk is stored as it is written."""
 
     def finish(self) -> None:
         """Write the OME-Zarr metadata."""
-        write_ome_metadata(self._root, self._images, self._resolution, self._zarr_format)
+        write_ome_metadata(self._root, self._images, self._resolution, self._zarr_format,
+                           affinities=self._affinities is not None)
 
 
 def ome_images(name: str, probabilities: bool) -> list[tuple[str, str]]:
@@ -134,11 +158,12 @@ def ome_images(name: str, probabilities: bool) -> list[tuple[str, str]]:
 
 
 def write_ome_metadata(root: zarr.Group, images: list[tuple[str, str]],
-                       resolution: list[float], zarr_format: int) -> None:
+                       resolution: list[float], zarr_format: int, *,
+                       affinities: bool = False) -> None:
     """Write the OME-Zarr metadata of an output (with ``ome-zarr``): multiscales with the
     voxel size (nm, ``(z, y, x)``) as scale for each ``(group path, title)`` of ``images``
-    (their arrays ``0`` written), and the label image's ``image-label`` pointing at its
-    image."""
+    (their arrays ``0`` written), the label image's ``image-label`` pointing at its image,
+    and, with ``affinities``, the :data:`AFFINITIES_NAME` image (axes c, z, y, x)."""
     with warnings.catch_warnings():  # ome-zarr's own default argument is deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         from ome_zarr.format import FormatV04, FormatV05
@@ -146,19 +171,25 @@ def write_ome_metadata(root: zarr.Group, images: list[tuple[str, str]],
 
     fmt = FormatV04() if zarr_format == 2 else FormatV05()
     axes = [{"name": axis, "type": "space", "unit": "nanometer"} for axis in "zyx"]
-    datasets = [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": [float(r) for r in resolution]}]}]
+    scale = [float(r) for r in resolution]
+    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
     for path, title in images:
         group = root[path] if path else root
         write_multiscales_metadata(group, datasets, fmt=fmt, axes=axes, name=title)
+    if affinities:
+        write_multiscales_metadata(
+            root[AFFINITIES_NAME], [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, *scale]}]}],
+            fmt=fmt, axes=[{"name": "c", "type": "channel"}, *axes],
+            name="affinities (z, y, x)")
     write_label_metadata(root["labels"], LABELS_NAME, fmt=fmt, source={"image": "../../"})
 
 
 @contextmanager
 def open_output(path: str | Path, shape: tuple[int, int, int],
                 resolution: tuple[float, float, float], *, image_dtype: np.dtype,
-                probabilities: bool, zarr_format: int = 2, image_name: str = "raw"
-                ) -> Iterator[SegmentationOutput]:
+                probabilities: bool, zarr_format: int = 2, image_name: str = "raw",
+                affinity_channels: int = 0) -> Iterator[SegmentationOutput]:
     """A segmentation output at ``path``, complete there only when the block ends without
     an error (an existing file or zarr store at ``path`` is replaced then).
 
@@ -172,14 +203,15 @@ def open_output(path: str | Path, shape: tuple[int, int, int],
         probabilities: store the cell probability map.
         zarr_format: 2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5).
         image_name: the OME-Zarr image's name (what it shows).
+        affinity_channels: store an affinity network's ``C`` affinities (0: none).
     """
     if not is_zarr_output(path):
         with atomic_hdf5(path) as output:
-            yield _Hdf5Output(output, shape, resolution, probabilities)
+            yield _Hdf5Output(output, shape, resolution, probabilities, affinity_channels)
         return
     with atomic_directory(path) as folder:
         output = OmeZarrOutput(folder, shape, resolution, image_dtype=np.dtype(image_dtype),
                                 probabilities=probabilities, zarr_format=zarr_format,
-                                name=image_name)
+                                name=image_name, affinity_channels=affinity_channels)
         yield output
         output.finish()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import zarr
 
 from emseg_lib.cli import main
 from emseg_lib.data import EMCropDataset
@@ -71,11 +72,21 @@ def test_segment_agglomerates_an_affinity_network_s_output(affinity_run, tmp_pat
     assert "post-processing: waterz (" in out and "learned on the validation split" in out
     with h5py.File(tmp_path / "seg.h5") as handle:
         labels = handle["volumes/labels/neuron_ids"][()]
+        affinities = handle["volumes/predictions/affinities"][()]
+        mean = handle["volumes/predictions/cell_probability"][()]
     assert labels.shape == (16, 96, 96) and labels.min() > 0
-    assert main([*common, "--method", "mws", "--bias", "0.3", "--out",
-                 str(tmp_path / "mws.zarr")]) == 0
+    assert affinities.shape == (3, 16, 96, 96) and affinities.dtype == np.float32
+    np.testing.assert_allclose(mean, affinities.mean(axis=0), atol=1e-6)
+    assert main([*common, "--method", "mws", "--bias", "0.3", "--save-probabilities",
+                 "--out", str(tmp_path / "mws.zarr")]) == 0
     assert "mws (mutex watershed of affinity - bias (mwatershed); bias 0.3" in \
         capsys.readouterr().out
+    root = zarr.open_group(tmp_path / "mws.zarr", mode="r")
+    np.testing.assert_array_equal(root["affinities/0"][()], affinities)  # same network
+    axes = root["affinities"].attrs["multiscales"][0]["axes"]
+    assert [axis["name"] for axis in axes] == ["c", "z", "y", "x"]
+    assert main([*common, "--out", str(tmp_path / "plain.zarr")]) == 0
+    assert "affinities" not in zarr.open_group(tmp_path / "plain.zarr", mode="r")
 
 
 def test_a_network_and_a_method_that_do_not_match_are_one_line(affinity_run, tmp_path,

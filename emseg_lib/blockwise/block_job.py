@@ -27,7 +27,7 @@ from emseg_lib.parallel import SerialPool
 from emseg_lib.pipeline import Postprocessing, label_chunk
 from emseg_lib.postprocess.agglomeration import Agglomeration
 from emseg_lib.profiles import Tiling
-from emseg_lib.segmentation_output import LABELS_NAME, PROBABILITIES_NAME
+from emseg_lib.segmentation_output import AFFINITIES_NAME, LABELS_NAME, PROBABILITIES_NAME
 
 #: a test's hook: a file whose presence makes the next block job exit abruptly after writing
 #: its chunks and before recording the block (as a killed worker); the job removes the file
@@ -49,8 +49,10 @@ class BlockJob:
         resolution: voxel size in nm ``(z, y, x)``.
         grid: the blocks.
         folder: the work folder.
-        agglomeration: for affinities (``source`` of role ``"affinities"``), how they are
-            agglomerated (in 3D).
+        agglomeration: for affinities (``source`` of role ``"affinities"``, or an affinity
+            network's output), how they are agglomerated (in 3D).
+        affinity_channels: an affinity network's channels, stored with the output
+            (0: not stored).
     """
 
     source: VolumeRef
@@ -62,6 +64,7 @@ class BlockJob:
     grid: BlockGrid
     folder: str
     agglomeration: Agglomeration | None = None
+    affinity_channels: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -136,6 +139,10 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
     else:
         if job.agglomeration is not None:  # the probability shown: the mean affinity
             labels, used = job.agglomeration.segment(prob), []
+            if job.affinity_channels:
+                zarr.open_group(Path(job.folder) / OUTPUT, mode="r+")[
+                    f"{AFFINITIES_NAME}/0"][(slice(None), *block.core)] = prob[
+                    (slice(None), *inner)]
             prob = prob.mean(axis=0)
             image = image if job.checkpoint is not None else prob
         else:

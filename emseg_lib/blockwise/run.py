@@ -40,6 +40,7 @@ from emseg_lib.postprocess import get_method
 from emseg_lib.preview import PreviewSamples
 from emseg_lib.progress import progress_bar
 from emseg_lib.segmentation_output import (
+    AFFINITIES_NAME,
     LABELS_NAME,
     PROBABILITIES_NAME,
     OmeZarrOutput,
@@ -65,7 +66,8 @@ def _create_arrays(folder: Path, job: BlockJob, image_dtype: np.dtype, image_nam
         return
     chunks = job.grid.chunks()
     OmeZarrOutput(folder / OUTPUT, job.grid.shape, job.resolution, image_dtype=image_dtype,
-                  probabilities=True, zarr_format=zarr_format, name=image_name, chunks=chunks)
+                  probabilities=True, zarr_format=zarr_format, name=image_name, chunks=chunks,
+                  affinity_channels=job.affinity_channels)
     zarr.open_array(folder / LOCAL, mode="w", shape=job.grid.shape, chunks=chunks,
                     dtype=np.uint64, fill_value=0, zarr_format=2)
     (folder / CREATED).write_text("")
@@ -123,25 +125,32 @@ def _preview(folder: Path, n_slices: int, count: int, raw_image: bool) -> list:
 
 
 def _move_into_place(folder: Path, out: Path, spec: OutputSpec, image_name: str,
-                     resolution: tuple[float, float, float], chunk_slices: int) -> None:
-    """Finish the work folder's output (metadata; probabilities dropped unless asked for)
-    and put it at ``out`` in one step, replacing what was there; an HDF5 ``out`` is written
-    from it ``chunk_slices`` at a time."""
+                     resolution: tuple[float, float, float], chunk_slices: int,
+                     affinity_channels: int) -> None:
+    """Finish the work folder's output (metadata; probabilities and affinities dropped
+    unless asked for) and put it at ``out`` in one step, replacing what was there; an HDF5
+    ``out`` is written from it ``chunk_slices`` at a time."""
     staged = folder / OUTPUT
+    kept = affinity_channels if spec.probabilities else 0
     if not is_zarr_output(out):
         root = zarr.open_group(staged, mode="r")
         labels, prob = root[f"labels/{LABELS_NAME}/0"], root[f"{PROBABILITIES_NAME}/0"]
         with open_output(out, labels.shape, resolution, image_dtype=np.float32,
-                         probabilities=spec.probabilities) as output:
+                         probabilities=spec.probabilities, affinity_channels=kept) as output:
             for z0 in range(0, labels.shape[0], chunk_slices):
-                chunk = np.asarray(prob[z0:z0 + chunk_slices])
-                output.write(z0, np.asarray(labels[z0:z0 + chunk_slices]), chunk, chunk)
+                window = slice(z0, z0 + chunk_slices)
+                chunk = np.asarray(prob[window])
+                output.write(z0, np.asarray(labels[window]), chunk, chunk,
+                             np.asarray(root[f"{AFFINITIES_NAME}/0"][:, window]) if kept
+                             else None)
         return
-    if not spec.probabilities:
-        shutil.rmtree(staged / PROBABILITIES_NAME)
+    for name, dropped in ((PROBABILITIES_NAME, not spec.probabilities),
+                          (AFFINITIES_NAME, affinity_channels and not kept)):
+        if dropped:
+            shutil.rmtree(staged / name)
     write_ome_metadata(zarr.open_group(staged, mode="r+"),
                        ome_images(image_name, spec.probabilities), list(resolution),
-                       spec.zarr_format)
+                       spec.zarr_format, affinities=bool(kept))
     with atomic_directory(out) as tmp:
         os.rename(staged, tmp)
 
@@ -196,7 +205,7 @@ def segment_blockwise(job: BlockJob, out: str | Path, cluster: Cluster, *,
         timings["per_block"] = [r["seconds"] for r in records]
         samples = _preview(work.folder, job.grid.shape[0], spec.preview_slices, raw_image)
         _move_into_place(work.folder, out, spec, image_name, job.resolution,
-                         job.grid.block[0])
+                         job.grid.block[0], job.affinity_channels)
         work.remove()
     used = [t for r in records for t in r["derived"]]
     derived = {} if job.post is None else {

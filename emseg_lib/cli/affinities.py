@@ -199,7 +199,9 @@ def run_affinities(args: argparse.Namespace) -> int:
 def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
     """``emseg segment`` with an affinity network: the raw data in chunks of slices (a z
     halo of half the 3D network's window, at least :data:`CHUNK_HALO_Z`) or ``--engine``
-    blocks, each predicted and agglomerated, stitched across their faces."""
+    blocks, each predicted and agglomerated, stitched across their faces. The output holds
+    the mean affinity and the affinities ``(C, Z, Y, X)`` (an ``.h5`` always, a ``.zarr``
+    with ``--save-probabilities``)."""
     from emseg_lib.cli.inputs import raw_reference
     from emseg_lib.cli.segment import (
         output_spec,
@@ -209,8 +211,9 @@ def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
         write_preview,
     )
     from emseg_lib.device import pick_device
-    from emseg_lib.models import model_entry
+    from emseg_lib.models import model_entry, output_channels
     from emseg_lib.profiles import get_profile
+    from emseg_lib.segmentation_output import is_zarr_output
 
     learned = state.get("postprocess")
     agglomeration, source = _agglomeration(args, learned, what="from a boundary network")
@@ -230,12 +233,16 @@ def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
     check_blockwise_output(args, [args.checkpoint, args.data], volume)
     print(f"post-processing: {agglomeration.describe()}; {source}")
     print(describe(grid, cluster))
+    spec = dataclasses.replace(output_spec(args), probabilities=args.save_probabilities
+                               or not is_zarr_output(args.out))  # as segment's .h5 always
+    channels = output_channels(model_entry(model), "affinities") if spec.probabilities else 0
     job = BlockJob(raw, str(args.checkpoint.resolve()), tiling, args.device, None,
-                   tuple(resolution), grid, "", agglomeration=agglomeration)
+                   tuple(resolution), grid, "", agglomeration=agglomeration,
+                   affinity_channels=channels)
     decided = run_job(args, None, device=str(device), tiling=[tiling.tile, tiling.overlap],
                       agglomeration=dataclasses.asdict(agglomeration),
                       blocks=[grid.block, grid.halo])
-    run = segment_blockwise(job, args.out, cluster, run_job=decided, spec=output_spec(args))
+    run = segment_blockwise(job, args.out, cluster, run_job=decided, spec=spec)
     report(args.out, run)
     write_preview(args.out, run, f"{args.data}, {args.checkpoint.name}, "
                                  f"{agglomeration.method}")

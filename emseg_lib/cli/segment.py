@@ -312,7 +312,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     add_output_arguments(segment)
     segment.add_argument("--save-probabilities", action="store_true",
                          help="also store the cell probability map in a .zarr output (an "
-                              ".h5 output always holds it)")
+                              ".h5 output always holds it); of an affinity network: the mean "
+                              "affinity and the affinities (C, Z, Y, X)")
     segment.add_argument("--profile", choices=sorted(PROFILES), default=None,
                          help="3D tiling of this profile (default: the profile the checkpoint "
                               "was trained with, else quick)")

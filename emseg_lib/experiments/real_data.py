@@ -30,8 +30,9 @@ from emseg_lib.postprocess import (
     postprocess_dims,
     segment_volume,
 )
+from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
 from emseg_lib.profiles import Profile
-from emseg_lib.tuning import tune_thresholds
+from emseg_lib.tuning import tune_agglomeration, tune_thresholds
 
 
 def real_stack_paths(folder: str | Path) -> dict[str, Path]:
@@ -61,7 +62,7 @@ def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
 
 def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
                       run_dir: str | Path, *, seed: int = 0, device: str | None = None,
-                      workers: int | None = None) -> pd.DataFrame:
+                      workers: int | None = None, target: str = "boundaries") -> pd.DataFrame:
     """Test-split scores (CREMI protocol, mean over slices) of one network on a real stack.
 
     Returns:
@@ -69,12 +70,18 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
         (``thesis``: the thesis's 0.83 / 0.91; ``validation``: learned after training, what
         ``emseg segment`` uses; ``defaults``: the default method's defaults, what ``emseg
         postprocess`` uses; ``test (oracle)``) and the mean ``voi_split``, ``voi_merge``,
-        ``voi``, ``arand``, ``cremi_score``.
+        ``voi``, ``arand``, ``cremi_score``. With ``target="affinities"`` the network
+        predicts nearest-neighbour affinities and the rows are the affinity methods
+        (:data:`~emseg_lib.postprocess.agglomeration.AFFINITY_METHODS`) on the test split as
+        one volume, with no thesis row.
     """
     trained = train_unet(kind, volume, profile, run_dir, seed=seed, device=device,
-                         workers=workers, progress=False)
+                         workers=workers, progress=False, target=target)
     test = predict_split(trained.model, volume, "test", profile, device=device,
                          progress=False, cache_dir=run_dir)
+    if target == "affinities":
+        return _affinity_results(trained.postprocess["thresholds"], test.prob, test.gt,
+                                 test.pixel_nm)
     dims, _ = postprocess_dims(model_entry(trained.model).dims, volume.resolution)
     settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
     settings += [(name, trained.postprocess["thresholds"][name], "validation")
@@ -94,9 +101,26 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
     return pd.DataFrame(rows)
 
 
+def _affinity_results(learned: dict[str, dict[str, float]], affinities: np.ndarray,
+                      gt_ids: np.ndarray, pixel_nm: float) -> pd.DataFrame:
+    """The rows of :func:`real_data_results` for an affinity network's test split
+    ``(C, Z, Y, X)``: each affinity method learned on validation, at its default, and at the
+    best of its grid on the test split (oracle)."""
+    rows = []
+    for name, entry in AFFINITY_METHODS.items():
+        for thresholds, source in ((learned[name], "validation"),
+                                   ({entry.parameter: entry.default}, "defaults")):
+            seg = segment_affinities(affinities, name, thresholds)
+            scores = score_volume(seg, gt_ids, "cremi", pixel_nm=pixel_nm)
+            rows.append(_row(name, thresholds, source, scores[list(SCORE_COLUMNS)].mean()))
+    for name, oracle in tune_agglomeration(affinities, gt_ids, pixel_nm=pixel_nm).items():
+        rows.append(_row(name, oracle.thresholds, "test (oracle)", pd.Series(oracle.scores)))
+    return pd.DataFrame(rows)
+
+
 def _row(method: str, thresholds: dict[str, float], source: str, scores: pd.Series) -> dict:
-    values = ", ".join([*(f"{k} derived" for k in get_method(method).derived
-                          if k not in thresholds),
+    derived = () if method in AFFINITY_METHODS else get_method(method).derived
+    values = ", ".join([*(f"{k} derived" for k in derived if k not in thresholds),
                         *(f"{k} {v:g}" for k, v in thresholds.items())])
     return {"method": method, "thresholds": values, "chosen on": source,
             **{column: float(scores[column]) for column in SCORE_COLUMNS}}
