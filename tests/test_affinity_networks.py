@@ -109,3 +109,18 @@ def test_a_network_and_a_method_that_do_not_match_are_one_line(affinity_run, tmp
     assert len(err.splitlines()) == 1 and "a boundary network" in err and \
         "--target affinities" in err
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+
+
+def test_an_affinity_network_is_validated_on_its_agglomeration():
+    from emseg_lib.data.targets import affinities
+    from emseg_lib.train.loop import _affinity_scores
+
+    labels = synthetic_em_volume((4, 64, 64), seed=3).labels.astype(np.int64)
+    perfect = affinities(labels).astype(np.float32)  # (3, Z, Y, X)
+    rows = _affinity_scores((perfect, labels), pixel_nm=4.0)
+    assert len(rows) == 4 and all(row["cremi_voi_split"] + row["cremi_voi_merge"] < 1e-6
+                                  for row in rows)
+    flat = np.full_like(perfect, 0.9)  # no boundary anywhere: the cells merged
+    assert all(row["cremi_voi_merge"] > 0.5 for row in _affinity_scores((flat, labels), 4.0))
+    two_d = _affinity_scores((perfect[1:, 0], labels[0]), pixel_nm=4.0)  # (y, x) channels
+    assert len(two_d) == 1 and two_d[0]["cremi_voi_split"] + two_d[0]["cremi_voi_merge"] < 1e-6

@@ -172,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
         "budget": {"minutes": args.minutes, "epochs": epochs, "stopped_by": stopped_by,
                    "note": "--minutes counts from the start of each run of the command: a "
                            "resumed run gets the budget afresh"},
-        "final": final_scores(history.iloc[-1]),
-        "best": final_scores(history.loc[history.apply(selection_voi, axis=1).idxmin()]),
+        "final": final_scores(history.iloc[-1], args.target),
+        "best": final_scores(history.loc[history.apply(selection_voi, axis=1).idxmin()],
+                             args.target),
         "postprocess": trained.postprocess,
         "checkpoints": {"last": str(Path(args.out) / LAST), "best": str(Path(args.out) / BEST)},
     }
@@ -189,19 +190,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: how the per-epoch validation scores are made (the progress bar, ``summary.json``)
-VALIDATION = (f"{PROTOCOL_DESCRIPTIONS['cremi']}; the thesis watershed at its untuned "
-              f"{TrainConfig.sig_th:g} / {TrainConfig.edge_th:g}, boundaries flooded, on the "
-              "validation crops; the learned thresholds are scored on whole validation slices")
+#: how the per-epoch validation scores are made (the progress bar, ``summary.json``), by target
+VALIDATION = {
+    "boundaries": f"{PROTOCOL_DESCRIPTIONS['cremi']}; the thesis watershed at its untuned "
+                  f"{TrainConfig.sig_th:g} / {TrainConfig.edge_th:g}, boundaries flooded, on the "
+                  "validation crops; the learned thresholds are scored on whole validation "
+                  "slices",
+    "affinities": f"{PROTOCOL_DESCRIPTIONS['cremi']}; each validation crop's affinities "
+                  "agglomerated with waterz at its default threshold; the learned thresholds "
+                  "are scored on the whole validation split"}
 
 
-def final_scores(row: Any) -> dict[str, Any]:
+def final_scores(row: Any, target: str = "boundaries") -> dict[str, Any]:
     """An epoch's ``summary.json`` entry: its losses and its validation scores under the
     CREMI protocol, the one ``best.pt`` is chosen by (``history.csv``'s ``val_voi`` and
-    ``val_arand`` are the thesis protocol's, for the thesis's figures)."""
+    ``val_arand`` are the thesis protocol's, for the thesis's figures; an affinity network
+    has none)."""
     return {"epoch": int(row["epoch"]), "train_loss": float(row["train_loss"]),
             "val_loss": float(row["val_loss"]), "val_acc": float(row["val_acc"]),
-            "protocol": "cremi", "protocol_definition": VALIDATION,
+            "protocol": "cremi", "protocol_definition": VALIDATION[target],
             "val_cremi_voi": float(selection_voi(row)),
             "val_cremi_voi_split": float(row["val_cremi_voi_split"]),
             "val_cremi_voi_merge": float(row["val_cremi_voi_merge"]),

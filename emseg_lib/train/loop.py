@@ -77,8 +77,9 @@ class TrainConfig:
             (:mod:`emseg_lib.train.tensorboard_log`).
         target: ``"boundaries"`` (the thesis's cell map, plain binary cross-entropy) or
             ``"affinities"`` (class-balanced binary cross-entropy per channel,
-            :func:`~emseg_lib.train.losses.balanced_bce`; validated on the mean affinity as
-            the cell probability).
+            :func:`~emseg_lib.train.losses.balanced_bce`; each validation crop's affinities
+            agglomerated with waterz at its default threshold and scored per slice under the
+            CREMI protocol: the ``val_cremi_*`` columns, with no thesis-protocol ones).
     """
 
     epochs: int | None = 10
@@ -121,9 +122,26 @@ def _slice_scores(job: tuple[np.ndarray, np.ndarray], sig_th: float, edge_th: fl
     return evaluate_slices(prob[None], labels[None], sig_th, edge_th, pixel_nm=pixel_nm)
 
 
+def _affinity_scores(job: tuple[np.ndarray, np.ndarray], pixel_nm: float) -> list[dict]:
+    """CREMI-protocol scores of each slice of one validation crop: its affinities
+    ``(C, D, H, W)`` (or ``(C, H, W)``) agglomerated with waterz at its default threshold,
+    against its ids ``(D, H, W)`` (or ``(H, W)``)."""
+    from emseg_lib.evaluation import GroundTruth, cremi_scores
+    from emseg_lib.postprocess.agglomeration import segment_affinities
+
+    affinities, labels = job
+    if affinities.ndim == 3:  # 2D: one slice
+        affinities, labels = affinities[:, None], labels[None]
+    seg = segment_affinities(affinities, "waterz")
+    return [{k if k.startswith("cremi_") else f"cremi_{k}": v for k, v in cremi_scores(
+        s, GroundTruth.from_ids(g.astype(np.int64), pixel_nm=pixel_nm)).as_dict().items()}
+        for s, g in zip(seg, labels, strict=True) if np.any(g)]
+
+
 def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placement: Placement,
               config: TrainConfig, pool: SerialPool | ProcessPool) -> dict[str, float]:
-    """Validation loss, accuracy and the mean per-slice scores (slices scored in ``pool``)."""
+    """Validation loss, accuracy and the mean per-slice scores (slices scored in ``pool``;
+    an affinity network's crops agglomerated first, :func:`_affinity_scores`)."""
     model.eval()
     losses, accs, probs, labels = [], [], [], []
     with torch.no_grad():
@@ -134,14 +152,26 @@ def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placemen
                 logits = model(image)
                 losses.append(float(loss_fn(logits, target)))
             accs.append(pixel_accuracy_torch(logits, target))
-            # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice (affinities: their mean)
-            prob = torch.sigmoid(logits.float()).mean(dim=1).cpu().numpy()
+            prob = torch.sigmoid(logits.float()).cpu().numpy()
+            if config.target == "affinities":  # (N, C, [D,] H, W): one job per crop
+                probs += list(prob)
+                labels += list(batch["labels"].numpy())
+                continue
+            # 2D: (N, H, W); 3D: (N, D, H, W) -> score every slice
+            prob = prob[:, 0]
             probs.append(prob.reshape(-1, *prob.shape[-2:]))
             labels.append(batch["labels"].numpy().reshape(-1, *prob.shape[-2:]))
-    task = partial(_slice_scores, sig_th=config.sig_th, edge_th=config.edge_th,
-                   pixel_nm=loader.dataset.volume.resolution[1])
-    jobs = list(zip(np.concatenate(probs), np.concatenate(labels), strict=True))
-    scores = pd.DataFrame(list(pool.map(task, jobs))).mean().to_dict()
+    pixel_nm = loader.dataset.volume.resolution[1]
+    if config.target == "affinities":
+        rows = [row for crop in pool.map(partial(_affinity_scores, pixel_nm=pixel_nm),
+                                         list(zip(probs, labels, strict=True)))
+                for row in crop]
+    else:
+        task = partial(_slice_scores, sig_th=config.sig_th, edge_th=config.edge_th,
+                       pixel_nm=pixel_nm)
+        rows = list(pool.map(task, list(zip(np.concatenate(probs), np.concatenate(labels),
+                                            strict=True))))
+    scores = pd.DataFrame(rows).mean().to_dict()
     return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs)),
             **{f"val_{key}": value for key, value in scores.items()}}
 
