@@ -124,3 +124,24 @@ def test_an_affinity_network_is_validated_on_its_agglomeration():
     assert all(row["cremi_voi_merge"] > 0.5 for row in _affinity_scores((flat, labels), 4.0))
     two_d = _affinity_scores((perfect[1:, 0], labels[0]), pixel_nm=4.0)  # (y, x) channels
     assert len(two_d) == 1 and two_d[0]["cremi_voi_split"] + two_d[0]["cremi_voi_merge"] < 1e-6
+
+
+def test_the_dice_loss_is_zero_when_right_and_weighs_each_channel():
+    from emseg_lib.train.losses import dice_loss
+
+    target = torch.zeros(1, 2, 8, 8)
+    target[:, 0, :4] = 1.0
+    target[:, 1, :, :2] = 1.0
+    right = torch.where(target > 0, 20.0, -20.0)
+    assert dice_loss(right, target) < 1e-6
+    half_wrong = right.clone()
+    half_wrong[:, 1] = -20.0  # channel 1 predicts nothing
+    assert dice_loss(half_wrong, target) == pytest.approx(0.5, abs=1e-4)
+
+
+def test_an_affinity_loss_without_affinities_is_one_line(tmp_path, capsys):
+    assert main(["train", "--model", "unet2d", "--affinity-loss", "dice", "--data",
+                 str(tmp_path / "none.h5"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--affinity-loss dice: only with --target" in err
+    assert not (tmp_path / "run").exists()

@@ -29,6 +29,7 @@ from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
 from emseg_lib.profiles import PROFILES, Profile, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig
 from emseg_lib.train.loop import selection_voi
+from emseg_lib.train.losses import AFFINITY_LOSSES
 from emseg_lib.train.runs import (
     LOCK_FILE,
     RUN_FILE,
@@ -118,7 +119,7 @@ def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...], z_split: S
 
 def check_train_arguments(args: argparse.Namespace) -> None:
     """``--epochs``, ``--minutes``, ``--val-slices``, ``--seed``, ``--workers`` and
-    ``--device``, before any data is read."""
+    ``--device`` (and ``--affinity-loss`` only for affinities), before any data is read."""
     if args.epochs is not None and args.epochs < 1:
         raise EmsegInputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.epochs is not None and args.epochs > MAX_EPOCHS:
@@ -130,6 +131,9 @@ def check_train_arguments(args: argparse.Namespace) -> None:
         parse_val_slices(args.val_slices)
     if not 0 <= args.seed <= MAX_SEED:
         raise EmsegInputError(f"--seed must lie in 0..{MAX_SEED}, got {args.seed}")
+    if args.affinity_loss is not None and args.target != "affinities":
+        raise EmsegInputError(f"--affinity-loss {args.affinity_loss}: only with --target "
+                              "affinities (a boundary network trains with cross-entropy)")
     check_workers(args.workers)
     pick_device(args.device)
 
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         trained = train_unet(args.model, volume, profile, args.out, seed=args.seed,
                              device=args.device, workers=args.workers, z_split=z_split,
                              minutes=args.minutes, tensorboard=args.tensorboard,
-                             target=args.target)
+                             target=args.target,
+                             affinity_loss=args.affinity_loss or next(iter(AFFINITY_LOSSES)))
     history = trained.history
     stopped_by = ("time budget" if args.minutes is not None
                   and (epochs is None or len(history) < epochs) else "epochs")
@@ -241,9 +246,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--target", choices=TARGETS, default="boundaries",
                        help="what the network predicts: boundaries (one cell-probability "
                             "channel, the thesis's; default) or affinities (nearest-neighbour "
-                            "affinities, z, y, x for unet3d, y, x for unet2d, with "
-                            "class-balanced cross-entropy as Lee et al. 2017; emseg segment "
+                            "affinities, z, y, x for unet3d, y, x for unet2d; emseg segment "
                             "agglomerates them with waterz or the mutex watershed)")
+    train.add_argument("--affinity-loss", choices=AFFINITY_LOSSES, default=None,
+                       help="with --target affinities: class-balanced cross-entropy as Lee et "
+                            "al. 2017 (default) or the soft Dice loss torch-em uses")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same data, seed, "

@@ -62,7 +62,8 @@ def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
 
 def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
                       run_dir: str | Path, *, seed: int = 0, device: str | None = None,
-                      workers: int | None = None, target: str = "boundaries") -> pd.DataFrame:
+                      workers: int | None = None, target: str = "boundaries",
+                      affinity_loss: str = "balanced_bce") -> pd.DataFrame:
     """Test-split scores (CREMI protocol, mean over slices) of one network on a real stack.
 
     Returns:
@@ -76,7 +77,8 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
         one volume, with no thesis row.
     """
     trained = train_unet(kind, volume, profile, run_dir, seed=seed, device=device,
-                         workers=workers, progress=False, target=target)
+                         workers=workers, progress=False, target=target,
+                         affinity_loss=affinity_loss)
     test = predict_split(trained.model, volume, "test", profile, device=device,
                          progress=False, cache_dir=run_dir)
     if target == "affinities":

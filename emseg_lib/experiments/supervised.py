@@ -142,7 +142,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
                minutes: float | None = None, tensorboard: bool = True,
-               target: str = "boundaries") -> TrainingRun:
+               target: str = "boundaries", affinity_loss: str = "balanced_bce"
+               ) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
     The run is identified by the volume's fingerprint, ``seed``, the profile's name and
@@ -165,6 +166,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
         target: ``"boundaries"`` (the thesis's) or ``"affinities"`` (nearest-neighbour
             affinities, agglomerated by waterz or the mutex watershed; part of the run's
             identity).
+        affinity_loss: an affinity network's loss
+            (:attr:`~emseg_lib.train.TrainConfig.affinity_loss`).
 
     Raises:
         EmsegInputError: see :func:`fit`.
@@ -178,7 +181,8 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
     train, val = make_datasets(kind, volume, profile, seed, z_split=z_split, target=target)
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
                          num_workers=profile.num_workers, minutes=minutes,
-                         tensorboard=tensorboard, target=target)
+                         tensorboard=tensorboard, target=target,
+                         affinity_loss=affinity_loss)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Path(run_dir) / BEST

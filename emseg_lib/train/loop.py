@@ -47,7 +47,7 @@ from emseg_lib.train.checkpoint import (
     save_checkpoint,
 )
 from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
-from emseg_lib.train.losses import balanced_bce
+from emseg_lib.train.losses import AFFINITY_LOSSES
 from emseg_lib.train.runs import check_identity, training_run, write_history
 from emseg_lib.train.tensorboard_log import TrainingLog
 
@@ -80,6 +80,8 @@ class TrainConfig:
             :func:`~emseg_lib.train.losses.balanced_bce`; each validation crop's affinities
             agglomerated with waterz at its default threshold and scored per slice under the
             CREMI protocol: the ``val_cremi_*`` columns, with no thesis-protocol ones).
+        affinity_loss: an affinity network's loss, a key of
+            :data:`~emseg_lib.train.losses.AFFINITY_LOSSES` (``dice``: torch-em's soft Dice).
     """
 
     epochs: int | None = 10
@@ -98,6 +100,7 @@ class TrainConfig:
     amp: bool = True
     tensorboard: bool = True
     target: str = "boundaries"
+    affinity_loss: str = "balanced_bce"
 
 
 def selection_voi(row: dict[str, float]) -> float:
@@ -183,7 +186,8 @@ RESUMABLE = ("epochs", "minutes", "device", "num_workers", "amp", "tensorboard")
 def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdversary | None,
               run_identity: dict[str, Any] | None) -> dict[str, Any]:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE
-                and not (k == "target" and v == "boundaries")}  # runs from before targets
+                and not (config.target == "boundaries"  # as runs from before targets
+                         and k in ("target", "affinity_loss"))}
     adversarial = None if adversary is None else {
         "weight": adversary.weight, "discriminator": type(adversary.discriminator).__name__,
         "config": getattr(adversary.discriminator, "config", None)}
@@ -248,6 +252,9 @@ def fit(
         raise EmsegInputError(f"epochs must be >= 1, got {config.epochs}")
     if config.minutes is not None and not config.minutes > 0:
         raise EmsegInputError(f"minutes must be > 0, got {config.minutes}")
+    if config.affinity_loss not in AFFINITY_LOSSES:
+        raise EmsegInputError(f"affinity_loss must be one of {', '.join(AFFINITY_LOSSES)}, got "
+                              f"{config.affinity_loss!r}")
     run_dir = Path(run_dir)
     with training_run(run_dir, _identity(model, config, adversary, run_identity)) as identity:
         if not resume and (run_dir / LAST).exists():
@@ -266,7 +273,8 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
     placement.model(model)
     if adversary is not None:
         adversary.to(device)
-    loss_fn = balanced_bce if config.target == "affinities" else nn.BCEWithLogitsLoss()
+    loss_fn = (AFFINITY_LOSSES[config.affinity_loss] if config.target == "affinities"
+               else nn.BCEWithLogitsLoss())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
                                  eps=config.eps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -1,7 +1,9 @@
-"""Losses shared by the training loops: the GANs' hinge loss, and the class-balanced
-binary cross-entropy of affinity networks."""
+"""Losses shared by the training loops: the GANs' hinge loss, and the losses of affinity
+networks (:data:`AFFINITY_LOSSES`: class-balanced binary cross-entropy, Dice)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,3 +31,23 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     positive = target.float().mean(dim=dims, keepdim=True).clamp(1e-3, 1 - 1e-3)
     weight = torch.where(target > 0.5, 0.5 / positive, 0.5 / (1 - positive))
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - `` the soft Dice coefficient per channel, averaged over channels (the form
+    torch-em's ``DiceLoss`` uses: ``2 sum(p t) / (sum(p²) + sum(t²))``).
+
+    Args:
+        logits, target: ``(N, C, ...)``; target 0/1.
+    """
+    prob = torch.sigmoid(logits.float())
+    target = target.float()
+    dims = [d for d in range(target.ndim) if d != 1]
+    overlap = (prob * target).sum(dim=dims)
+    size = (prob * prob).sum(dim=dims) + (target * target).sum(dim=dims)
+    return 1 - (2 * overlap / size.clamp_min(1e-6)).mean()
+
+
+#: the losses an affinity network can be trained with, by name (the first is the default)
+AFFINITY_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "balanced_bce": balanced_bce, "dice": dice_loss}
