@@ -129,13 +129,13 @@ def test_an_affinity_network_is_validated_on_its_agglomeration():
 def test_the_dice_loss_is_zero_when_right_and_weighs_each_channel():
     from emseg_lib.train.losses import dice_loss
 
-    target = torch.zeros(1, 2, 8, 8)
-    target[:, 0, :4] = 1.0
-    target[:, 1, :, :2] = 1.0
+    target = torch.ones(1, 2, 8, 8)  # affinities: 1 = same segment
+    target[:, 0, :1] = 0.0  # a few edges cross a boundary
+    target[:, 1, :, :1] = 0.0
     right = torch.where(target > 0, 20.0, -20.0)
     assert dice_loss(right, target) < 1e-6
     half_wrong = right.clone()
-    half_wrong[:, 1] = -20.0  # channel 1 predicts nothing
+    half_wrong[:, 1] = 20.0  # channel 1 says "same segment" everywhere: no boundary found
     assert dice_loss(half_wrong, target) == pytest.approx(0.5, abs=1e-4)
 
 

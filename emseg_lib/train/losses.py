@@ -34,17 +34,19 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``1 - `` the soft Dice coefficient per channel, averaged over channels (the form
-    torch-em's ``DiceLoss`` uses: ``2 sum(p t) / (sum(p²) + sum(t²))``).
+    """``1 -`` the soft Dice coefficient of the edges that cross a boundary (``1 -``
+    affinity, the rare class: on the frequent one a network that predicts "same segment"
+    everywhere scores a Dice of 0.98) per channel, averaged over channels (the form of
+    torch-em's ``DiceLoss``: ``2 sum(p t) / (sum(p²) + sum(t²))``).
 
     Args:
-        logits, target: ``(N, C, ...)``; target 0/1.
+        logits, target: ``(N, C, ...)``; target 0/1 (1 = same segment).
     """
-    prob = torch.sigmoid(logits.float())
-    target = target.float()
-    dims = [d for d in range(target.ndim) if d != 1]
-    overlap = (prob * target).sum(dim=dims)
-    size = (prob * prob).sum(dim=dims) + (target * target).sum(dim=dims)
+    cut = 1 - torch.sigmoid(logits.float())
+    truth = 1 - target.float()
+    dims = [d for d in range(truth.ndim) if d != 1]
+    overlap = (cut * truth).sum(dim=dims)
+    size = (cut * cut).sum(dim=dims) + (truth * truth).sum(dim=dims)
     return 1 - (2 * overlap / size.clamp_min(1e-6)).mean()
 
 
