@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,6 @@ import h5py
 import measure
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text
 from emseg_lib.blockwise import BlockGrid, BlockJob, Cluster, segment_blockwise
 from emseg_lib.data.synthetic import label_probability
 from emseg_lib.data.volume_ref import VolumeRef
@@ -114,13 +112,8 @@ def main() -> None:
             f"{row['voxels_per_s']:,.0f} | {row.get('blocks_s', float('nan')):.1f} | "
             f"{row.get('stitch_s', float('nan')):.1f} | {row.get('block_s', float('nan')):.2f}"
             f" | {row.get('extrapolated_1e12_worker_hours', float('nan')):,.0f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "blockwise.md", table)
-        atomic_write_text(args.out / "blockwise.json", json.dumps(
-            {"machine": machine, "rows": rows}, indent=1))
+    measure.write_results(args.out, "blockwise", "\n".join(lines) + "\n",
+                          {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

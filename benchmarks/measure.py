@@ -70,6 +70,20 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def write_results(out: Path | None, name: str, table: str, payload: dict[str, Any]) -> None:
+    """Print the Markdown ``table``; with ``out``, also write ``NAME.md`` and ``NAME.json``
+    (``payload``) there, atomically."""
+    import json
+
+    from emseg_lib.atomic import atomic_write_text
+
+    print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / f"{name}.md", table)
+        atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=1))
+
+
 def seconds(fn: Callable[[], Any], device: torch.device | None = None) -> float:
     """Wall seconds of one call of ``fn``."""
     device = device or torch.device("cpu")
