@@ -31,7 +31,7 @@ from emseg_lib.data import load_cremi
 from emseg_lib.data.targets import TARGETS
 from emseg_lib.experiments.real_data import real_data_results, within_best
 from emseg_lib.profiles import PROFILES, get_profile
-from emseg_lib.train.losses import AFFINITY_LOSSES
+from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS
 
 CHOSEN = {"thesis": "thesis's 0.83 / 0.91", "validation": "learned on validation",
           "defaults": "`postprocess` defaults", "test (oracle)": "best on the test grid (oracle)"}
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_data"))
     parser.add_argument("--target", choices=TARGETS, default="boundaries",
                         help="what the network predicts (affinities: scored with waterz and mws)")
-    parser.add_argument("--affinity-loss", choices=AFFINITY_LOSSES, default="balanced_bce")
+    parser.add_argument("--affinity-loss", choices=AFFINITY_LOSSES, default=DEFAULT_AFFINITY_LOSS)
     parser.add_argument("--device", default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
@@ -73,8 +73,7 @@ def main() -> None:
                                 device=args.device, workers=args.workers, target=args.target,
                                 affinity_loss=args.affinity_loss)
     seconds = time.perf_counter() - start
-    suffix = "" if args.target == "boundaries" else (
-        "_affinities" + ("" if args.affinity_loss == "balanced_bce" else f"_{args.affinity_loss}"))
+    suffix = "" if args.target == "boundaries" else f"_affinities_{args.affinity_loss}"
     name = f"{args.stack.stem}_{args.model}{suffix}_{args.profile}_e{plan.epochs}"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{name}.csv", results.to_csv(index=False))

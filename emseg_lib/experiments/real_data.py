@@ -32,6 +32,7 @@ from emseg_lib.postprocess import (
 )
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
 from emseg_lib.profiles import Profile
+from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
 from emseg_lib.tuning import tune_agglomeration, tune_thresholds
 
 
@@ -63,7 +64,7 @@ def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
 def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
                       run_dir: str | Path, *, seed: int = 0, device: str | None = None,
                       workers: int | None = None, target: str = "boundaries",
-                      affinity_loss: str = "balanced_bce") -> pd.DataFrame:
+                      affinity_loss: str = DEFAULT_AFFINITY_LOSS) -> pd.DataFrame:
     """Test-split scores (CREMI protocol, mean over slices) of one network on a real stack.
 
     Returns:

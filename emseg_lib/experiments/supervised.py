@@ -42,6 +42,7 @@ from emseg_lib.train import (
     model_from_state,
 )
 from emseg_lib.train.checkpoint import weights_sha256
+from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
 from emseg_lib.tuning import (
     checkpoint_entry,
     tune_agglomeration,
@@ -142,7 +143,7 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
                minutes: float | None = None, tensorboard: bool = True,
-               target: str = "boundaries", affinity_loss: str = "balanced_bce"
+               target: str = "boundaries", affinity_loss: str = DEFAULT_AFFINITY_LOSS
                ) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 

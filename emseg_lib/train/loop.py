@@ -47,7 +47,7 @@ from emseg_lib.train.checkpoint import (
     save_checkpoint,
 )
 from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
-from emseg_lib.train.losses import AFFINITY_LOSSES
+from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS
 from emseg_lib.train.runs import check_identity, training_run, write_history
 from emseg_lib.train.tensorboard_log import TrainingLog
 
@@ -76,12 +76,13 @@ class TrainConfig:
         tensorboard: write TensorBoard event files of every epoch to ``run_dir/tensorboard``
             (:mod:`emseg_lib.train.tensorboard_log`).
         target: ``"boundaries"`` (the thesis's cell map, plain binary cross-entropy) or
-            ``"affinities"`` (class-balanced binary cross-entropy per channel,
-            :func:`~emseg_lib.train.losses.balanced_bce`; each validation crop's affinities
+            ``"affinities"`` (loss :attr:`affinity_loss`; each validation crop's affinities
             agglomerated with waterz at its default threshold and scored per slice under the
             CREMI protocol: the ``val_cremi_*`` columns, with no thesis-protocol ones).
         affinity_loss: an affinity network's loss, a key of
-            :data:`~emseg_lib.train.losses.AFFINITY_LOSSES` (``dice``: torch-em's soft Dice).
+            :data:`~emseg_lib.train.losses.AFFINITY_LOSSES`: ``dice`` (default, the soft Dice
+            of torch-em on the edges that cross a boundary) or ``balanced_bce`` (Lee et al.'s
+            class-balanced cross-entropy per channel).
     """
 
     epochs: int | None = 10
@@ -100,7 +101,7 @@ class TrainConfig:
     amp: bool = True
     tensorboard: bool = True
     target: str = "boundaries"
-    affinity_loss: str = "balanced_bce"
+    affinity_loss: str = DEFAULT_AFFINITY_LOSS
 
 
 def selection_voi(row: dict[str, float]) -> float:
