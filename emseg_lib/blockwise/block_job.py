@@ -140,9 +140,7 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
         if job.agglomeration is not None:  # the probability shown: the mean affinity
             labels, used = job.agglomeration.segment(prob), []
             if job.affinity_channels:
-                zarr.open_group(Path(job.folder) / OUTPUT, mode="r+")[
-                    f"{AFFINITIES_NAME}/0"][(slice(None), *block.core)] = prob[
-                    (slice(None), *inner)]
+                stored = prob[(slice(None), *inner)]
             prob = prob.mean(axis=0)
             image = image if job.checkpoint is not None else prob
         else:
@@ -165,6 +163,8 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
     output = zarr.open_group(folder / OUTPUT, mode="r+")
     output["0"][block.core] = image[inner]
     output[f"{PROBABILITIES_NAME}/0"][block.core] = prob[inner]
+    if job.affinity_channels:
+        output[f"{AFFINITIES_NAME}/0"][(slice(None), *block.core)] = stored
     zarr.open_array(folder / LOCAL, mode="r+")[block.core] = core
     switch = os.environ.get(KILL_SWITCH)
     if switch and Path(switch).exists():

@@ -126,17 +126,19 @@ def affinity_reference(path: Path, key: str | None, default: tuple[float, ...]
 
 
 def _agglomeration(args: argparse.Namespace, learned: dict | None = None,
-                   what: str = "--prob") -> tuple[Agglomeration, str]:
+                   checkpoint: Path | None = None) -> tuple[Agglomeration, str]:
     """The method and threshold the flags ask for (else ``learned``, else the defaults),
-    and where they come from; boundary-map flags refused."""
+    and where they come from; boundary-map flags refused (naming ``checkpoint``, the
+    affinity network, when the affinities come from one)."""
     if getattr(args, "prob", None) is not None:
         raise EmsegInputError("--prob and --affinities: give one input, a cell probability "
                               "map or affinities")
     method = args.method or (learned or {}).get("method") or "waterz"
     if method not in AFFINITY_METHODS:
+        what = "--prob" if checkpoint is None else "from a boundary network"
         raise EmsegInputError(f"--method {method} segments a cell probability map ({what}); "
                               f"affinities take --method {' or '.join(AFFINITY_METHODS)}"
-                              + ("" if what == "--prob" else f" ({args.checkpoint} is an "
+                              + ("" if checkpoint is None else f" ({checkpoint} is an "
                                  "affinity network)"))
     given = [f"--{name.replace('_', '-')}" for name in THRESHOLD_FLAGS
              if getattr(args, name) is not None]
@@ -216,7 +218,7 @@ def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
     from emseg_lib.segmentation_output import is_zarr_output
 
     learned = state.get("postprocess")
-    agglomeration, source = _agglomeration(args, learned, what="from a boundary network")
+    agglomeration, source = _agglomeration(args, learned, args.checkpoint)
     device = pick_device(args.device)
     profile = tiling_profile(args.profile, state)
     tiling = get_profile(profile).tiling_3d

@@ -127,19 +127,22 @@ def _slice_scores(job: tuple[np.ndarray, np.ndarray], sig_th: float, edge_th: fl
 
 
 def _affinity_scores(job: tuple[np.ndarray, np.ndarray], pixel_nm: float) -> list[dict]:
-    """CREMI-protocol scores of each slice of one validation crop: its affinities
-    ``(C, D, H, W)`` (or ``(C, H, W)``) agglomerated with waterz at its default threshold,
-    against its ids ``(D, H, W)`` (or ``(H, W)``)."""
-    from emseg_lib.evaluation import GroundTruth, cremi_scores
+    """CREMI-protocol scores (:func:`~emseg_lib.evaluation.score_volume`) of each labelled
+    slice of one validation crop: its affinities ``(C, D, H, W)`` (or ``(C, H, W)``)
+    agglomerated with waterz at its default threshold, against its ids ``(D, H, W)`` (or
+    ``(H, W)``); named as :func:`_slice_scores` names them (``cremi_voi_split``, ...)."""
+    from emseg_lib.evaluation import score_volume
     from emseg_lib.postprocess.agglomeration import segment_affinities
 
     affinities, labels = job
     if affinities.ndim == 3:  # 2D: one slice
         affinities, labels = affinities[:, None], labels[None]
-    seg = segment_affinities(affinities, "waterz")
-    return [{k if k.startswith("cremi_") else f"cremi_{k}": v for k, v in cremi_scores(
-        s, GroundTruth.from_ids(g.astype(np.int64), pixel_nm=pixel_nm)).as_dict().items()}
-        for s, g in zip(seg, labels, strict=True) if np.any(g)]
+    if not np.any(labels):  # nothing to score in this crop
+        return []
+    scores = score_volume(segment_affinities(affinities, "waterz"), labels, "cremi",
+                          pixel_nm=pixel_nm).drop(columns="slice")
+    return scores.rename(columns=lambda k: k if k.startswith("cremi_") else f"cremi_{k}"
+                         ).to_dict("records")
 
 
 def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placement: Placement,
