@@ -51,8 +51,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 #: the losses an affinity network can be trained with, by name; the first, the default, is
-#: the one that measured better: on the FIB-SEM cube (UNet3D, quick, 60 epochs, CPU) test VOI
-#: 1.63 with waterz against 1.90 with the balanced BCE
+#: the one that measured better on each real stack, so either stack left out picks it: test
+#: VOI with waterz at learned thresholds, FIB-SEM (UNet3D, quick, 60 epochs, CPU) 1.63 vs 1.90
+#: with the balanced BCE, VNC (UNet2D, quick, 20 epochs, CPU) 0.80 vs 0.94
 #: (``benchmarks/results/real_data/*_affinities_*``)
 AFFINITY_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "dice": dice_loss, "balanced_bce": balanced_bce}
