@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from emseg_lib.atomic import atomic_path, atomic_write_text
-from emseg_lib.evaluation import GroundTruth, cremi_scores
+from emseg_lib.evaluation import GroundTruth, cremi_scores, ground_truths, score_volume
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.parallel import parallel_map
@@ -178,7 +178,7 @@ def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
     """VOI (CREMI protocol, ``[0]``) and number of seeds (``[1]``) of one slice, ``(2,
     len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID))``."""
     prob, gt, pixel_nm = job
-    truth = GroundTruth.from_ids(gt, pixel_nm=pixel_nm)
+    truth = ground_truths(gt[None], pixel_nm=pixel_nm)[0]
     grid = np.empty((2, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)))
     for i, smooth_nm in enumerate(SMOOTH_NM):
         smoothed = smooth(prob, smooth_nm / pixel_nm)
@@ -192,7 +192,7 @@ def _grid_axes() -> str:
                        "seed_th": SEED_GRID})
 
 
-def score_grid(maps: Sequence[Map], workers: int | None, work: Path
+def map_grids(maps: Sequence[Map], workers: int | None, work: Path
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``{map name: (slices, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)) VOI}`` of
     the labelled test slices, and the same of their seed counts. Each map's grids are kept in
@@ -296,9 +296,10 @@ def select_most_seeds(maps: Sequence[Map], grids: dict[str, np.ndarray],
 
 def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
     """Mean CREMI scores of a per-slice segmentation over a map's labelled slices."""
-    rows = [cremi_scores(seg_slice(p), GroundTruth.from_ids(g, pixel_nm=m.pixel_nm)).as_dict()
-            for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
-    return pd.DataFrame(rows)[["voi", "voi_split", "voi_merge", "arand"]].mean().to_dict()
+    labelled = [z for z, g in enumerate(m.gt) if np.any(g)]
+    seg = np.stack([seg_slice(m.prob[z]) for z in labelled])
+    rows = score_volume(seg, m.gt[labelled], "cremi", pixel_nm=m.pixel_nm)
+    return rows[["voi", "voi_split", "voi_merge", "arand"]].mean().to_dict()
 
 
 def seeded_at(rule: Callable[[np.ndarray], float], smooth_px: float, min_seed_px: int
@@ -408,7 +409,7 @@ def main() -> None:
     started = time.perf_counter()
     maps = make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
                      args.profile, args.workers)
-    grids, counts = score_grid(maps, args.workers, args.work)
+    grids, counts = map_grids(maps, args.workers, args.work)
     table, selections = leave_one_out(maps, grids, counts)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "generalisation.csv", table.to_csv(index=False))

@@ -1,7 +1,8 @@
 """Post-processing thresholds learned on a validation split, by CREMI-protocol VOI.
 
 :func:`tune_thresholds` scores every point of a method's grid
-(:attr:`~emseg_lib.postprocess.PostprocessMethod.grid`) on every slice and keeps the point
+(:attr:`~emseg_lib.postprocess.PostprocessMethod.grid`) on every slice (the one grid-scoring
+engine, :func:`~emseg_lib.evaluation.score_grid`) and keeps the point
 with the lowest mean VOI (ties: lower adapted Rand error). :func:`tune_all` does so for every
 method; its result is what ``best.pt`` stores under ``"postprocess"`` and what ``emseg
 segment`` uses unless thresholds are given.
@@ -11,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_same_shape
-from emseg_lib.evaluation import GroundTruth, cremi_scores
+from emseg_lib.evaluation import GridMethod, score_grid
 from emseg_lib.metrics import SCORE_COLUMNS
-from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 
@@ -42,27 +41,20 @@ class TuningResult:
     grid: pd.DataFrame
 
 
-def _score_grid_row(job: tuple[np.ndarray, np.ndarray, float], method: str, pixel_nm: float,
-                    sampling: Sequence[float] | None) -> list[dict[str, float]]:
-    """Rows of the grid points with one outer value on ``(prob, gt_ids, outer_value)``: one
-    slice ``(Y, X)``, or a volume ``(Z, Y, X)`` segmented in 3D and scored per slice."""
-    prob, gt_ids, outer_value = job
-    stack_gt = gt_ids[None] if gt_ids.ndim == 2 else gt_ids
-    truths = [GroundTruth.from_ids(g, pixel_nm=pixel_nm) if np.any(g) else None
-              for g in stack_gt]
-    rows = []
-    for thresholds, seg in get_method(method).grid_segmentations(prob, outer_value, sampling):
-        stack_seg = seg[None] if seg.ndim == 2 else seg
-        for z, (s, truth) in enumerate(zip(stack_seg, truths, strict=True)):
-            if truth is not None:
-                rows.append({"z": z, **thresholds, **cremi_scores(s, truth).as_dict()})
-    return rows
+def _best(method: str, keys: list[str], grid: pd.DataFrame) -> TuningResult:
+    """The grid point of ``grid`` (per-slice rows of :func:`~emseg_lib.evaluation.score_grid`)
+    with the lowest mean VOI over the slices (ties: lower adapted Rand error)."""
+    means = grid.groupby(keys)[list(SCORE_COLUMNS)].mean().reset_index()
+    best = means.sort_values(["voi", "arand"], kind="stable").iloc[0]
+    return TuningResult(method, {k: float(best[k]) for k in keys},
+                        {k: float(best[k]) for k in SCORE_COLUMNS}, grid)
 
 
 def tune_thresholds(prob: np.ndarray, gt_ids: np.ndarray, method: str, *, pixel_nm: float,
                     dims: int = 2, resolution: Sequence[float] | None = None,
                     workers: int | None = 1) -> TuningResult:
-    """The thresholds of ``method`` with the lowest mean CREMI-protocol VOI on a split.
+    """The thresholds of ``method`` with the lowest mean CREMI-protocol VOI on a split
+    (every point of its grid scored by :func:`~emseg_lib.evaluation.score_grid`).
 
     Args:
         prob: ``(Z, Y, X)`` cell probabilities of the validation split.
@@ -76,27 +68,21 @@ def tune_thresholds(prob: np.ndarray, gt_ids: np.ndarray, method: str, *, pixel_
     """
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
     check_same_shape("prob", prob, "gt_ids", gt_ids)
+    entry = get_method(method)
+    grid = _split_grid(prob, gt_ids, entry, pixel_nm=pixel_nm, dims=dims,
+                       sampling=resolution if dims == 3 else (pixel_nm, pixel_nm),
+                       workers=workers)
+    return _best(method, list(entry.parameters), grid)
+
+
+def _split_grid(prob: np.ndarray, gt_ids: np.ndarray, method: GridMethod, **kwargs: Any
+                ) -> pd.DataFrame:
+    """:func:`~emseg_lib.evaluation.score_grid` of a validation split (CREMI protocol)."""
     gt_ids = np.asarray(gt_ids, dtype=np.int64)
-    outer_values = get_method(method).grid[get_method(method).outer]
-    if dims == 3:
-        jobs = [(prob, gt_ids, value) for value in outer_values]
-    else:
-        jobs = [(p, g, value) for p, g in zip(prob, gt_ids, strict=True) for value in outer_values]
-    task = partial(_score_grid_row, method=method, pixel_nm=pixel_nm,
-                   sampling=resolution if dims == 3 else (pixel_nm, pixel_nm))
-    results = parallel_map(task, jobs, workers)
-    rows = []
-    for index, job_rows in enumerate(results):
-        z_offset = 0 if dims == 3 else index // len(outer_values)
-        rows += [{**row, "z": row["z"] + z_offset} for row in job_rows]
-    if not rows:
+    if not np.any(gt_ids):
         raise EmsegInputError("the validation split has no labelled slice to tune on")
-    grid = pd.DataFrame(rows)
-    keys = list(get_method(method).parameters)
-    means = grid.groupby(keys)[list(SCORE_COLUMNS)].mean().reset_index()
-    best = means.sort_values(["voi", "arand"], kind="stable").iloc[0]
-    return TuningResult(method, {k: float(best[k]) for k in keys},
-                        {k: float(best[k]) for k in SCORE_COLUMNS}, grid)
+    return score_grid(prob, gt_ids, method, protocols=("cremi",), **kwargs
+                      ).drop(columns="protocol")
 
 
 def tune_all(prob: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: float, dims: int = 2,
@@ -118,27 +104,12 @@ def tune_agglomeration(affinities: np.ndarray, gt_ids: np.ndarray, *, pixel_nm: 
         gt_ids: ``(Z, Y, X)`` neuron ids, scored per slice.
         pixel_nm: in-plane pixel size in nm (the CREMI band).
     """
-    from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
+    from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS
 
-    gt_ids = np.asarray(gt_ids, dtype=np.int64)
     check_ndim("affinities", affinities, (4,), "(C, Z, Y, X)")
-    truths = [(z, GroundTruth.from_ids(g, pixel_nm=pixel_nm))
-              for z, g in enumerate(gt_ids) if np.any(g)]
-    if not truths:
-        raise EmsegInputError("the validation split has no labelled slice to tune on")
-    results = {}
-    for name, entry in AFFINITY_METHODS.items():
-        rows = []
-        for value in entry.grid:
-            seg = segment_affinities(affinities, name, {entry.parameter: value})
-            rows += [{"z": z, entry.parameter: value, **cremi_scores(seg[z], truth).as_dict()}
-                     for z, truth in truths]
-        grid = pd.DataFrame(rows)
-        means = grid.groupby(entry.parameter)[list(SCORE_COLUMNS)].mean().reset_index()
-        best = means.sort_values(["voi", "arand"], kind="stable").iloc[0]
-        results[name] = TuningResult(name, {entry.parameter: float(best[entry.parameter])},
-                                     {k: float(best[k]) for k in SCORE_COLUMNS}, grid)
-    return results
+    return {name: _best(name, [entry.parameter],
+                        _split_grid(affinities, gt_ids, entry, pixel_nm=pixel_nm, dims=3))
+            for name, entry in AFFINITY_METHODS.items()}
 
 
 def tuned_before_seed_area(entry: dict[str, Any]) -> bool:

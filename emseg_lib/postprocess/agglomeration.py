@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,6 +127,21 @@ class AffinityMethod:
             raise EmsegInputError(f"{self.name}: {self.parameter} must lie in (0, 1), got "
                                   f"{value:g}")
         return value
+
+    has_boundaries = False  # its segmentations are dense
+
+    @property
+    def outer_values(self) -> tuple[float, ...]:
+        """The grid: one agglomeration each (the scoring engine's unit of work)."""
+        return self.grid
+
+    def grid_labels(self, affinities: np.ndarray, value: float,
+                    sampling: Sequence[float] | None = None
+                    ) -> Iterator[tuple[dict[str, float], np.ndarray]]:
+        """The one grid point at ``value``: ``({parameter: value}, (Z, Y, X) ids)`` of
+        ``(C, Z, Y, X)`` affinities (channels z, y, x, or y, x); ``sampling`` is unused."""
+        yield {self.parameter: value}, segment_affinities(affinities, self.name,
+                                                          {self.parameter: value})
 
 
 AFFINITY_METHODS: dict[str, AffinityMethod] = {

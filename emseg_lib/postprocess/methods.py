@@ -44,6 +44,7 @@ from emseg_lib.postprocess.thesis import (
     THESIS_SIG_TH,
     candidate_segments,
     close_boundaries,
+    label_cells,
     watershed_postprocess,
 )
 
@@ -153,13 +154,32 @@ class PostprocessMethod:
             return flood_boundaries(labels, prob)
         return labels
 
+    @property
+    def outer_values(self) -> tuple[float, ...]:
+        """The values of the grid's :attr:`outer` axis: one unit of work each."""
+        return tuple(self.grid[self.outer])
+
+    def grid_labels(self, prob: np.ndarray, outer_value: float,
+                    sampling: Sequence[float] | None = None
+                    ) -> Iterator[tuple[Thresholds, np.ndarray]]:
+        """``(thresholds, labelling)`` for every grid point with ``grid[outer] ==
+        outer_value`` (0 on boundaries when :attr:`has_boundaries`); the work that depends on
+        it alone is done once, and a grid point with the labelling of the one before it yields
+        the same array object (scorers reuse its scores)."""
+        check_probabilities("prob", prob)
+        inner = list(self.grid.values())[1:]
+        return self.grid_row(prob, outer_value, inner[0] if inner else (), sampling)
+
     def grid_segmentations(self, prob: np.ndarray, outer_value: float,
                            sampling: Sequence[float] | None = None
                            ) -> Iterator[tuple[Thresholds, np.ndarray]]:
-        """``(thresholds, dense segmentation)`` for every grid point with
-        ``grid[outer] == outer_value``; the work that depends on it alone is done once."""
-        check_probabilities("prob", prob)
-        return self.grid_row(prob, outer_value, list(self.grid.values())[1], sampling)
+        """:meth:`grid_labels` made dense (boundaries flooded from the segments)."""
+        last, dense = None, None
+        for thresholds, labels in self.grid_labels(prob, outer_value, sampling):
+            if labels is not last:
+                last = labels
+                dense = flood_boundaries(labels, prob) if self.has_boundaries else labels
+            yield thresholds, dense
 
     def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
                sampling: Sequence[float] | None) -> np.ndarray:
@@ -168,7 +188,7 @@ class PostprocessMethod:
 
     def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
                  sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
-        """Dense segmentations at ``outer_value`` and every ``inner`` grid value."""
+        """Labellings (:meth:`labels`) at ``outer_value`` and every ``inner`` grid value."""
         raise NotImplementedError
 
 
@@ -198,14 +218,30 @@ class ThesisMethod(PostprocessMethod):
     def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
                  sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
         segments, means = candidate_segments(prob, outer_value, sampling=sampling)
-        accepted, dense = None, None
+        accepted, kept = None, None
         for delta in inner:
             edge_th = round(min(1.0, outer_value + delta), 4)
             if accepted is None or not np.array_equal(means < edge_th, accepted):
-                accepted = means < edge_th  # else: same segments, same segmentation
-                dense = flood_boundaries(
-                    close_boundaries(prob, outer_value, edge_th, segments, means), prob)
-            yield {"sig_th": outer_value, "edge_th": edge_th}, dense
+                accepted = means < edge_th  # else: same segments, same labelling
+                kept = close_boundaries(prob, outer_value, edge_th, segments, means)
+            yield {"sig_th": outer_value, "edge_delta": delta, "edge_th": edge_th}, kept
+
+
+@dataclass(frozen=True)
+class ThresholdMethod(PostprocessMethod):
+    """The thesis's labelling *before* watershed: connected cells above ``sig_th``
+    (:func:`~.thesis.label_cells`), 0 elsewhere. Its tables' "VOI before watershed"; not a
+    method users pick (not in :data:`METHODS`)."""
+
+    has_boundaries: bool = True
+
+    def labels(self, prob: np.ndarray, thresholds: Mapping[str, float],
+               sampling: Sequence[float] | None) -> np.ndarray:
+        return label_cells(prob, thresholds["sig_th"])
+
+    def grid_row(self, prob: np.ndarray, outer_value: float, inner: Sequence[float],
+                 sampling: Sequence[float] | None) -> Iterator[tuple[Thresholds, np.ndarray]]:
+        yield {"sig_th": outer_value}, label_cells(prob, outer_value)
 
 
 @dataclass(frozen=True)
@@ -269,6 +305,10 @@ METHODS: dict[str, PostprocessMethod] = {
                                 "that area over the in-plane pixel area"}),
 }
 DEFAULT_METHOD = "seeded"
+#: the thesis tables' labelling before watershed ("VOI before"; not a user's method)
+BEFORE_WATERSHED = ThresholdMethod(
+    "before watershed", "connected cells above sig_th, before the thesis's watershed",
+    defaults={"sig_th": THESIS_SIG_TH}, grid={"sig_th": _steps(0.3, 0.95, 0.05)})
 
 
 def get_method(name: str) -> PostprocessMethod:
