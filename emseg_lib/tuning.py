@@ -10,8 +10,9 @@ segment`` uses unless thresholds are given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,102 @@ def completed_entry(entry: dict[str, Any]) -> dict[str, Any]:
     thresholds = entry["thresholds"]
     seeded = {**thresholds["seeded"], "min_seed_px": LEGACY_MIN_SEED_PX}
     return {**entry, "thresholds": {**thresholds, "seeded": seeded}}
+
+
+def learned_entry(entry: Any, checkpoint: Path) -> dict[str, Any] | None:
+    """A checkpoint's stored ``"postprocess"`` entry, checked and :func:`completed_entry`;
+    None when it has none. An entry not shaped as :func:`checkpoint_entry` writes it (a known
+    method, an integer epoch, thresholds per method) is refused rather than half used.
+
+    Raises:
+        EmsegInputError: one line naming ``checkpoint``.
+    """
+    from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS
+
+    if entry is None:
+        return None
+    thresholds = entry.get("thresholds", {}) if isinstance(entry, dict) else None
+    if not (isinstance(entry, dict) and entry.get("method") in {*METHODS, *AFFINITY_METHODS}
+            and isinstance(entry.get("epoch"), int) and isinstance(thresholds, dict)
+            and all(isinstance(v, dict) for v in thresholds.values())):
+        raise EmsegInputError(f"{checkpoint}: its learned post-processing entry is not one "
+                              "emseg writes (a method, an epoch and thresholds per method); "
+                              "use a checkpoint written by emseg training")
+    return completed_entry(entry)
+
+
+@dataclass(frozen=True)
+class ChosenThresholds:
+    """What a segmentation uses: a method, its thresholds and where they come from.
+
+    Attributes:
+        method: the method's name.
+        thresholds: its thresholds (those :attr:`PostprocessMethod.derived` are missing
+            unless given or learned: they follow from the map).
+        source: where they come from, in words, for the one line a run prints.
+    """
+
+    method: str
+    thresholds: dict[str, float]
+    source: str
+
+
+def choose_thresholds(method: str | None, given: Mapping[str, float | None],
+                      learned: dict[str, Any] | None, dims: int, *,
+                      from_checkpoint: bool = False, given_by: str = "given"
+                      ) -> ChosenThresholds:
+    """The one precedence rule for a boundary map's post-processing, for notebooks and
+    commands alike: thresholds ``given``, then those ``learned`` on the validation split (a
+    checkpoint's :attr:`~emseg_lib.train.checkpoint.Checkpoint.learned`), then the method's
+    defaults (or thresholds derived from the map).
+
+    Args:
+        method: the method asked for; None: the learned default method, else
+            :data:`~emseg_lib.postprocess.DEFAULT_METHOD`.
+        given: thresholds given explicitly (None entries: not given).
+        learned: the learned entry, None when there is none; thresholds learned for another
+            number of dimensions than ``dims`` are not used.
+        dims: 2 (slices one by one) or 3 (the volume at once).
+        from_checkpoint: the map comes from a checkpoint (the source then says it has no
+            learned thresholds when it has none).
+        given_by: how the source names given thresholds (``"from the command line"``).
+
+    Raises:
+        EmsegInputError: an unknown method, a threshold of another method or out of range.
+    """
+    other_dims = learned is not None and learned.get("dims", dims) != dims
+    name = method or (learned["method"] if learned else DEFAULT_METHOD)
+    entry = get_method(name)
+    base = None if other_dims else (learned or {}).get("thresholds", {}).get(name)
+    thresholds = entry.thresholds(given, base, dims)
+    if base is not None:
+        source = f"learned on the validation split at epoch {learned['epoch']}"
+    elif other_dims:
+        source = f"method defaults: the checkpoint's thresholds were learned in {learned['dims']}D"
+    elif learned is None and method is None and from_checkpoint:
+        source = "method defaults: the checkpoint has no learned thresholds"
+    else:
+        source = "method defaults"
+    named = [k for k in entry.parameters if given.get(k) is not None]
+    if named:
+        source = f"{', '.join(named)} {given_by}; otherwise {source}"
+    return ChosenThresholds(name, thresholds, source)
+
+
+def choose_agglomeration(method: str, given: float | None, learned: dict[str, Any] | None,
+                         *, given_by: str = "given") -> tuple[float, str]:
+    """The same precedence for an affinity method's one threshold: ``given``, then
+    ``learned`` (a checkpoint's learned entry), then the method's default; with where it
+    comes from, in words."""
+    from emseg_lib.postprocess.agglomeration import get_affinity_method
+
+    entry = get_affinity_method(method)
+    stored = (learned or {}).get("thresholds", {}).get(method, {}).get(entry.parameter)
+    if given is not None:
+        return given, f"{entry.parameter} {given_by}"
+    if stored is not None:
+        return stored, f"learned on the validation split at epoch {learned['epoch']}"
+    return entry.default, "method default"
 
 
 def checkpoint_entry(results: dict[str, TuningResult], *, dims: int, epoch: int,

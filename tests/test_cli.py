@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import h5py
 import imageio.v3 as iio
@@ -53,10 +54,16 @@ def _run(args, capsys):
 def test_train_segment_evaluate_end_to_end(tmp_path, stacks, capsys, raw, labels, monkeypatch):
     root, _ = stacks
     run = tmp_path / "run"
-    code, out, err = _run(["train", "--model", "unet2d", "--data", root / raw, "--labels",
-                           root / labels, "--out", run, "--profile", "smoke", "--epochs", "1",
-                           "--device", "cpu"], capsys)
+    trained_reads, torch_load = [], torch.load
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "load", lambda f, *a, **k: trained_reads.append(str(f))
+                      or torch_load(f, *a, **k))
+        code, out, err = _run(["train", "--model", "unet2d", "--data", root / raw, "--labels",
+                               root / labels, "--out", run, "--profile", "smoke", "--epochs",
+                               "1", "--device", "cpu"], capsys)
     assert code == 0, err
+    # best.pt read and verified once after training: tuned, annotated, its network returned
+    assert trained_reads.count(str(run / "best.pt")) == 1, trained_reads
     assert "shape (8, 96, 96)" in out
     assert ("split: train slices 0-5 (6), validation 6-7 (2: the last 20 % of the labelled "
             "slices, the default); every labelled slice is used") in out
@@ -301,8 +308,12 @@ def test_postprocess_bad_arguments(tmp_path, probabilities, capsys, args, fragme
 
 def test_segment_tiles_with_the_profile_the_checkpoint_was_trained_with():
     from emseg_lib.cli.segment import tiling_profile
+    from emseg_lib.train import Checkpoint
 
-    assert tiling_profile(None, {"identity": {"profile": "full"}}) == "full"
-    assert tiling_profile("smoke", {"identity": {"profile": "full"}}) == "smoke"
-    assert tiling_profile(None, {"identity": {"profile": "no such profile"}}) == "quick"
-    assert tiling_profile(None, {}) == "quick"
+    def trained(state: dict) -> Checkpoint:
+        return Checkpoint(Path("best.pt"), state)
+
+    assert tiling_profile(None, trained({"identity": {"profile": "full"}})) == "full"
+    assert tiling_profile("smoke", trained({"identity": {"profile": "full"}})) == "smoke"
+    assert tiling_profile(None, trained({"identity": {"profile": "no such profile"}})) == "quick"
+    assert tiling_profile(None, trained({})) == "quick"

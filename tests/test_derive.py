@@ -5,6 +5,7 @@ win over it), and 3D networks on thick sections post-processed per slice."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -207,11 +208,11 @@ def test_the_smallest_seed_is_an_area_in_nm2(pixel_nm):
 
 
 def test_thresholds_learned_before_the_seed_area_keep_the_old_seed_size():
-    from emseg_lib.cli.segment import learned_postprocessing
     from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
+    from emseg_lib.train import Checkpoint
 
     old = {"postprocess": {"method": "seeded", "epoch": 3, "dims": 2,
                            "thresholds": {"seeded": {"seed_th": 0.8, "smooth_px": 2.0}}}}
-    entry = learned_postprocessing(old, "best.pt")
+    entry = Checkpoint(Path("best.pt"), old).learned
     assert entry["thresholds"]["seeded"]["min_seed_px"] == LEGACY_MIN_SEED_PX
     assert "min_seed_px" not in old["postprocess"]["thresholds"]["seeded"]  # not mutated

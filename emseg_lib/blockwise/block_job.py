@@ -70,9 +70,9 @@ class BlockJob:
 @lru_cache(maxsize=1)
 def _network(checkpoint: str):
     """The network of ``checkpoint``, loaded once per worker process."""
-    from emseg_lib.train import load_checkpoint, model_from_state
+    from emseg_lib.train import Checkpoint
 
-    return model_from_state(load_checkpoint(Path(checkpoint)), Path(checkpoint))
+    return Checkpoint.read(checkpoint).model()
 
 
 def worker_device(requested: str | None) -> str | None:

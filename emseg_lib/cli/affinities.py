@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -28,6 +29,10 @@ from emseg_lib.postprocess.agglomeration import (
     CHANNEL_ORDERS,
     Agglomeration,
 )
+from emseg_lib.tuning import choose_agglomeration
+
+if TYPE_CHECKING:
+    from emseg_lib.train.checkpoint import Checkpoint
 
 #: the z halo of each chunk of slices (voxels), at most the chunk itself
 CHUNK_HALO_Z = 4
@@ -149,15 +154,8 @@ def _agglomeration(args: argparse.Namespace, learned: dict | None = None,
     if given:
         raise EmsegInputError(f"{', '.join(given)}: not a setting of the {method} method "
                               "on affinities")
-    entry = AFFINITY_METHODS[method]
-    value = getattr(args, entry.parameter)
-    stored = (learned or {}).get("thresholds", {}).get(method, {}).get(entry.parameter)
-    if value is not None:
-        source = f"{entry.parameter} from the command line"
-    elif stored is not None:
-        value, source = stored, f"learned on the validation split at epoch {learned['epoch']}"
-    else:
-        value, source = entry.default, "method default"
+    value, source = choose_agglomeration(method, getattr(args, AFFINITY_METHODS[method].parameter),
+                                         learned, given_by="from the command line")
     return Agglomeration(method, value, getattr(args, "channel_order", "zyx")), source
 
 
@@ -198,7 +196,7 @@ def run_affinities(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
+def run_segment_affinities(args: argparse.Namespace, checkpoint: Checkpoint, model) -> int:
     """``emseg segment`` with an affinity network: the raw data in chunks of slices (a z
     halo of half the 3D network's window, at least :data:`CHUNK_HALO_Z`) or ``--engine``
     blocks, each predicted and agglomerated, stitched across their faces. The output holds
@@ -217,10 +215,9 @@ def run_segment_affinities(args: argparse.Namespace, state: dict, model) -> int:
     from emseg_lib.profiles import get_profile
     from emseg_lib.segmentation_output import is_zarr_output
 
-    learned = state.get("postprocess")
-    agglomeration, source = _agglomeration(args, learned, args.checkpoint)
+    agglomeration, source = _agglomeration(args, checkpoint.learned, args.checkpoint)
     device = pick_device(args.device)
-    profile = tiling_profile(args.profile, state)
+    profile = tiling_profile(args.profile, checkpoint)
     tiling = get_profile(profile).tiling_3d
     raw, volume, resolution = raw_reference(args)
     context = (tuple(t // 2 for t in tiling.tile) if model_entry(model).dims == 3

@@ -119,7 +119,6 @@ def run_segment_blockwise(args: argparse.Namespace) -> int:
     block; every flag and the data's header are checked before the cluster starts."""
     from emseg_lib.cli.segment import (
         choose_postprocessing,
-        learned_postprocessing,
         output_spec,
         report,
         run_job,
@@ -130,23 +129,22 @@ def run_segment_blockwise(args: argparse.Namespace) -> int:
     from emseg_lib.models import model_entry, model_target
     from emseg_lib.postprocess import postprocess_dims
     from emseg_lib.profiles import get_profile
-    from emseg_lib.train import load_checkpoint, model_from_state
+    from emseg_lib.train.checkpoint import Checkpoint
 
     inputs = [args.checkpoint, args.data, args.labels]
     device = pick_device(args.device)
     check_out_file(args.out, inputs, args.overwrite)
-    state = load_checkpoint(args.checkpoint)
-    model = model_from_state(state, args.checkpoint)
+    checkpoint = Checkpoint.read(args.checkpoint)
+    model = checkpoint.model()
     if model_target(model) == "affinities":
         from emseg_lib.cli.affinities import run_segment_affinities
 
-        return run_segment_affinities(args, state, model)
-    profile = tiling_profile(args.profile, state)
+        return run_segment_affinities(args, checkpoint, model)
+    profile = tiling_profile(args.profile, checkpoint)
     tiling = get_profile(profile).tiling_3d
     source, shape, resolution = raw_reference(args)
     dims, why = postprocess_dims(model_entry(model).dims, resolution, args.dims)
-    post, message = choose_postprocessing(args, learned_postprocessing(state, args.checkpoint),
-                                          dims)
+    post, message = choose_postprocessing(args, checkpoint.learned, dims)
     context = (tuple(t // 2 for t in tiling.tile) if model_entry(model).dims == 3
                else (0, 0, 0))
     grid = block_grid(args, shape, dims, context)

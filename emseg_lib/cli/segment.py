@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,12 +42,15 @@ from emseg_lib.pipeline import (
     SegmentationRun,
     output_bytes_bound,
 )
-from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method, postprocess_dims
+from emseg_lib.postprocess import get_method, postprocess_dims
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS
 from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.segmentation_output import is_zarr_output
-from emseg_lib.tuning import completed_entry
+from emseg_lib.tuning import choose_thresholds
+
+if TYPE_CHECKING:
+    from emseg_lib.train.checkpoint import Checkpoint
 
 
 def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | None,
@@ -57,30 +60,16 @@ def choose_postprocessing(args: argparse.Namespace, learned: dict[str, Any] | No
     Precedence: flags given on the command line, then the thresholds learned on the
     validation split (``learned``, from the checkpoint), then the method's defaults.
     """
-    other_dims = learned is not None and learned.get("dims", dims) != dims
-    name = args.method or (learned["method"] if learned else DEFAULT_METHOD)
-    method = get_method(name)
-    base = None if other_dims else (learned or {}).get("thresholds", {}).get(name)
-    given = given_thresholds(args)
-    thresholds = method.thresholds(given, base, dims)
-    if base is not None:
-        source = f"learned on the validation split at epoch {learned['epoch']}"
-    elif other_dims:
-        source = (f"method defaults: the checkpoint's thresholds were learned in "
-                  f"{learned['dims']}D")
-    elif learned is None and args.method is None and hasattr(args, "checkpoint"):
-        source = "method defaults: the checkpoint has no learned thresholds"
-    else:
-        source = "method defaults"
-    named = [k for k in method.parameters if given[k] is not None]
-    if named:
-        source = f"{', '.join(named)} from the command line; otherwise {source}"
+    chosen = choose_thresholds(args.method, given_thresholds(args), learned, dims,
+                               from_checkpoint=hasattr(args, "checkpoint"),
+                               given_by="from the command line")
+    name, thresholds, method = chosen.method, chosen.thresholds, get_method(chosen.method)
     post = Postprocessing(name, thresholds, dims=dims, keep_boundaries=args.keep_boundaries,
                           workers=args.workers)
     values = [", ".join(f"{k} {v:g}" for k, v in thresholds.items())] if thresholds else []
     derived = [f"{k} derived: {how}" for k, how in method.derived.items()
                if k not in thresholds]
-    return post, f"post-processing: {name} ({'; '.join([*values, source, *derived])})"
+    return post, f"post-processing: {name} ({'; '.join([*values, chosen.source, *derived])})"
 
 
 #: arguments that do not change what a run writes (left out of its job): where it runs
@@ -164,32 +153,10 @@ def output_spec(args: argparse.Namespace) -> OutputSpec:
                       zarr_format=args.zarr_format)
 
 
-def learned_postprocessing(state: dict[str, Any], path: Path) -> dict[str, Any] | None:
-    """The checkpoint's learned post-processing entry (``"postprocess"``), None if it has
-    none; an entry not shaped as emseg writes it (a method name, an epoch, thresholds per
-    method) is refused rather than half used.
-
-    Raises:
-        EmsegInputError: one line naming the checkpoint.
-    """
-    entry = state.get("postprocess")
-    if entry is None:
-        return None
-    thresholds = entry.get("thresholds", {}) if isinstance(entry, dict) else None
-    if not (isinstance(entry, dict) and entry.get("method") in METHODS
-            and isinstance(entry.get("epoch"), int) and isinstance(thresholds, dict)
-            and all(isinstance(v, dict) for v in thresholds.values())):
-        raise EmsegInputError(f"{path}: its learned post-processing entry is not one emseg "
-                              "writes (a method, an epoch and thresholds per method); use a "
-                              "checkpoint written by emseg training")
-    return completed_entry(entry)
-
-
-def tiling_profile(given: str | None, state: dict[str, Any]) -> str:
+def tiling_profile(given: str | None, checkpoint: Checkpoint) -> str:
     """``--profile`` when given, else the profile the checkpoint was trained with (its run
     identity), else ``quick``."""
-    identity = state.get("identity")
-    trained = identity.get("profile") if isinstance(identity, dict) else None
+    trained = checkpoint.trained_profile
     return given or (trained if trained in PROFILES else "quick")
 
 
@@ -201,7 +168,7 @@ def run_segment(args: argparse.Namespace) -> int:
     """
     from emseg_lib.models import model_entry, model_target
     from emseg_lib.pipeline import segment_to_file
-    from emseg_lib.train import load_checkpoint, model_from_state
+    from emseg_lib.train.checkpoint import Checkpoint
 
     check_postprocess_arguments(args)
     check_blockwise_flags(args)
@@ -211,18 +178,18 @@ def run_segment(args: argparse.Namespace) -> int:
         return run_segment_blockwise(args)
     device = pick_device(args.device)
     check_out_file(args.out, _segment_inputs(args), args.overwrite)
-    state = load_checkpoint(args.checkpoint)
-    model = model_from_state(state, args.checkpoint)
+    checkpoint = Checkpoint.read(args.checkpoint)
+    model = checkpoint.model()
     if model_target(model) == "affinities":
         from emseg_lib.cli.affinities import run_segment_affinities
 
-        return run_segment_affinities(args, state, model)
+        return run_segment_affinities(args, checkpoint, model)
     if args.method in AFFINITY_METHODS:
         raise EmsegInputError(f"{args.checkpoint}: a boundary network (one cell-probability "
                               f"channel); --method {args.method} agglomerates affinities (train "
                               "with --target affinities)")
-    learned = learned_postprocessing(state, args.checkpoint)
-    profile = tiling_profile(args.profile, state)
+    learned = checkpoint.learned
+    profile = tiling_profile(args.profile, checkpoint)
     tiling = get_profile(profile).tiling_3d
     with open_raw(args) as (raw, resolution):
         dims, why = postprocess_dims(model_entry(model).dims, resolution, args.dims)

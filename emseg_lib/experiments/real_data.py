@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,12 @@ from emseg_lib.postprocess import (
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
 from emseg_lib.profiles import Profile
 from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
-from emseg_lib.tuning import tune_agglomeration, tune_thresholds
+from emseg_lib.tuning import (
+    choose_agglomeration,
+    choose_thresholds,
+    tune_agglomeration,
+    tune_thresholds,
+)
 
 
 def real_stack_paths(folder: str | Path) -> dict[str, Path]:
@@ -83,12 +89,11 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
     test = predict_split(trained.model, volume, "test", profile, device=device,
                          progress=False, cache_dir=run_dir)
     if target == "affinities":
-        return _affinity_results(trained.postprocess["thresholds"], test.prob, test.gt,
-                                 test.pixel_nm)
+        return _affinity_results(trained.postprocess, test.prob, test.gt, test.pixel_nm)
     dims, _ = postprocess_dims(model_entry(trained.model).dims, volume.resolution)
     settings = [("thesis", {"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH}, "thesis")]
-    settings += [(name, trained.postprocess["thresholds"][name], "validation")
-                 for name in METHODS]
+    settings += [(name, choose_thresholds(name, {}, trained.postprocess, dims).thresholds,
+                  "validation") for name in METHODS]
     settings.append((DEFAULT_METHOD, get_method(DEFAULT_METHOD).default_thresholds(dims),
                      "defaults"))
     rows = []
@@ -104,14 +109,15 @@ def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
     return pd.DataFrame(rows)
 
 
-def _affinity_results(learned: dict[str, dict[str, float]], affinities: np.ndarray,
+def _affinity_results(learned: dict[str, Any], affinities: np.ndarray,
                       gt_ids: np.ndarray, pixel_nm: float) -> pd.DataFrame:
     """The rows of :func:`real_data_results` for an affinity network's test split
     ``(C, Z, Y, X)``: each affinity method learned on validation, at its default, and at the
     best of its grid on the test split (oracle)."""
     rows = []
     for name, entry in AFFINITY_METHODS.items():
-        for thresholds, source in ((learned[name], "validation"),
+        value, _ = choose_agglomeration(name, None, learned)
+        for thresholds, source in (({entry.parameter: value}, "validation"),
                                    ({entry.parameter: entry.default}, "defaults")):
             seg = segment_affinities(affinities, name, thresholds)
             scores = score_volume(seg, gt_ids, "cremi", pixel_nm=pixel_nm)

@@ -32,15 +32,7 @@ from emseg_lib.models import MODELS, UNet2D, UNet3D, model_entry, model_target, 
 from emseg_lib.postprocess import postprocess_dims
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
-from emseg_lib.train import (
-    BEST,
-    TrainConfig,
-    annotate_checkpoint,
-    fit,
-    load_checkpoint,
-    model_from_checkpoint,
-    model_from_state,
-)
+from emseg_lib.train import BEST, Checkpoint, TrainConfig, fit
 from emseg_lib.train.checkpoint import weights_sha256
 from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
 from emseg_lib.tuning import (
@@ -186,15 +178,16 @@ def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str
                          affinity_loss=affinity_loss)
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
-    best = Path(run_dir) / BEST
+    best = Checkpoint.read(Path(run_dir) / BEST)
     postprocess = learn_postprocessing(best, volume, profile, device=device, workers=workers,
                                        z_split=z_split)
-    return TrainingRun(model_from_checkpoint(best), history, postprocess)
+    return TrainingRun(best.model(), history, postprocess)
 
 
-def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Profile, *,
-                         device: str | None = None, workers: int | None = None,
-                         z_split: SliceSplit | None = None) -> dict[str, Any]:
+def learn_postprocessing(checkpoint: str | Path | Checkpoint, volume: EMVolume,
+                         profile: Profile, *, device: str | None = None,
+                         workers: int | None = None, z_split: SliceSplit | None = None
+                         ) -> dict[str, Any]:
     """Tune every post-processing method on the validation split and store the result.
 
     ``z_split`` says which slices validate (default the thesis's split).
@@ -206,26 +199,29 @@ def learn_postprocessing(checkpoint: str | Path, volume: EMVolume, profile: Prof
     result goes into the checkpoint under ``"postprocess"``. A checkpoint already tuned at its
     epoch is not tuned again (unless tuned before the seeded method's seed size was learned).
 
+    Args:
+        checkpoint: the file, or the :class:`~emseg_lib.train.Checkpoint` already read.
+
     Returns:
         The stored entry (:func:`~emseg_lib.tuning.checkpoint_entry`).
     """
-    state = load_checkpoint(checkpoint)
-    stored = state.get("postprocess", {})
-    if stored.get("epoch") == state["epoch"] and not tuned_before_seed_area(stored):
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = Checkpoint.read(checkpoint)
+    stored = checkpoint.state.get("postprocess", {})
+    if stored.get("epoch") == checkpoint.epoch and not tuned_before_seed_area(stored):
         return stored
-    model = model_from_state(state, checkpoint)
+    model = checkpoint.model()
     val = predict_split(model, volume, "val", profile, device=device, progress=False,
-                        cache_dir=Path(checkpoint).parent, z_split=z_split)
+                        cache_dir=checkpoint.path.parent, z_split=z_split)
     if model_target(model) == "affinities":  # agglomerated as one volume
         entry = checkpoint_entry(tune_agglomeration(val.prob, val.gt, pixel_nm=val.pixel_nm),
-                                 dims=3, epoch=state["epoch"], method="waterz")
-        annotate_checkpoint(checkpoint, "postprocess", entry)
-        return entry
-    dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)
-    results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
-                       resolution=volume.resolution, workers=workers)
-    entry = checkpoint_entry(results, dims=dims, epoch=state["epoch"])
-    annotate_checkpoint(checkpoint, "postprocess", entry)
+                                 dims=3, epoch=checkpoint.epoch, method="waterz")
+    else:
+        dims, _ = postprocess_dims(model_entry(model).dims, volume.resolution)
+        results = tune_all(val.prob, val.gt, pixel_nm=val.pixel_nm, dims=dims,
+                           resolution=volume.resolution, workers=workers)
+        entry = checkpoint_entry(results, dims=dims, epoch=checkpoint.epoch)
+    checkpoint.annotate("postprocess", entry)
     return entry
 
 

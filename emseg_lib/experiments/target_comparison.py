@@ -30,8 +30,13 @@ from emseg_lib.experiments.supervised import (
 from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.models import model_entry
 from emseg_lib.postprocess import postprocess_dims, segment_volume
-from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
+from emseg_lib.postprocess.agglomeration import (
+    AFFINITY_METHODS,
+    get_affinity_method,
+    segment_affinities,
+)
 from emseg_lib.profiles import Profile
+from emseg_lib.tuning import choose_agglomeration, choose_thresholds
 
 #: the post-processing methods compared for each target
 TARGET_METHODS = {"boundaries": ("seeded", "thesis"), "affinities": tuple(AFFINITY_METHODS)}
@@ -70,10 +75,12 @@ def compare_targets(kind: ModelKind, volume: EMVolume, profile: Profile,
         tests[target] = test
         dims, _ = postprocess_dims(model_entry(trained.model).dims, volume.resolution)
         for method in TARGET_METHODS[target]:
-            thresholds = trained.postprocess["thresholds"][method]
             if target == "affinities":
+                value, _ = choose_agglomeration(method, None, trained.postprocess)
+                thresholds = {get_affinity_method(method).parameter: value}
                 seg = segment_affinities(test.prob, method, thresholds)
             else:
+                thresholds = choose_thresholds(method, {}, trained.postprocess, dims).thresholds
                 seg = segment_volume(test.prob, method, thresholds, dims=dims,
                                      resolution=volume.resolution, workers=workers)
             scores = score_volume(seg, test.gt, "cremi", pixel_nm=test.pixel_nm)

@@ -28,7 +28,7 @@ from torch import nn
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.inference import to_unit
 from emseg_lib.models import model_entry, model_name
-from emseg_lib.train.checkpoint import load_checkpoint, model_from_state
+from emseg_lib.train.checkpoint import Checkpoint
 
 #: side (y, x) of the test crop of a 2D network, rounded down to its size multiple
 TEST_SIDE = 64
@@ -108,8 +108,8 @@ def export_bioimageio(checkpoint: str | Path, raw: np.ndarray,
     from bioimageio.spec import save_bioimageio_package
 
     checkpoint, out = Path(checkpoint), Path(out)
-    state = load_checkpoint(checkpoint)
-    model = model_from_state(state, checkpoint)
+    read = Checkpoint.read(checkpoint)
+    model = read.model()
     entry = model_entry(model)
     multiple = entry.size_multiple(model)
     test_input = _test_crop(raw, entry.dims, multiple)
@@ -123,15 +123,15 @@ def export_bioimageio(checkpoint: str | Path, raw: np.ndarray,
         _torchscript(model, example, entry.dims).save(str(work / "weights.pt"))
         _cover(test_input, test_output, work / "cover.png")
         (work / "README.md").write_text(_readme(model_name(model), entry.dims,
-                                                int(state["epoch"]), resolution))
+                                                int(read.epoch), resolution))
         # 2D: every multiple of the network's; 3D: any size, 2n + 1 from the test crop on
         sizes = (((multiple, multiple), multiple) if entry.dims == 2
                  else (test_input.shape[2:], 2))
         try:
             description = _description(work, model_name(model), entry.dims, sizes, resolution,
                                        {"emseg": {"model": model_name(model),
-                                                  "epoch": int(state["epoch"]),
-                                                  "postprocess": state.get("postprocess", {})}})
+                                                  "epoch": int(read.epoch),
+                                                  "postprocess": read.learned or {}}})
         except ValueError as error:  # pydantic's ValidationError: bioimage.io's own rules
             reason = " ".join(str(error).split())
             raise EmsegInputError(

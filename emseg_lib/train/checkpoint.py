@@ -28,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,14 @@ def _plain(value: Any, where: str) -> Any:
                     "only tensors, str, int, float, bool, None, lists, tuples and dicts")
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> dict[str, Any]:
     """Write ``state`` (with ``model`` and ``model_spec``) as a verified checkpoint, atomically.
 
     Adds ``format``, ``version``, ``weights_sha256`` and ``content_sha256``; a crash or
     Ctrl-C mid-write leaves the previous file intact.
+
+    Returns:
+        What was written (``state`` as plain values, with the added entries).
     """
     path = Path(path)
     missing = [key for key in ("model", "model_spec") if key not in state]
@@ -136,6 +140,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_stream(path) as stream:  # a full disk: an OSError naming path
         torch.save(plain, stream)
+    return plain
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
@@ -196,37 +201,83 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     return state
 
 
-def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
-    """Add (or replace) the entry ``key`` of the checkpoint at ``path``, atomically.
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read and verified once (:func:`load_checkpoint`): the one way ``best.pt``
+    is read. It carries the network (:meth:`model`), what it was trained on and the
+    post-processing learned on its validation split (:attr:`learned`).
 
-    Used to store what is learned after training, e.g. post-processing thresholds tuned on the
-    validation split (``key="postprocess"``, a dict of floats and strings). ``value`` must be
-    plain (numpy scalars are converted); the weights and format entries cannot be replaced.
+    Attributes:
+        path: the file, named in every message.
+        state: its verified entries.
     """
-    if key in _RESERVED:
-        raise EmsegInputError(f"checkpoint entry {key!r} is written by emseg itself; choose "
-                              "another key")
-    path = Path(path)
-    state = load_checkpoint(path)
-    state[key] = value
-    save_checkpoint(path, state)
+
+    path: Path
+    state: Mapping[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+        """Read and verify ``path`` (raises as :func:`load_checkpoint`)."""
+        return cls(Path(path), load_checkpoint(path, map_location))
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch whose weights it holds (None for files without one)."""
+        return self.state.get("epoch")
+
+    @property
+    def trained_profile(self) -> str | None:
+        """The profile of the run that wrote it (its run identity), None if not recorded."""
+        identity = self.state.get("identity")
+        return identity.get("profile") if isinstance(identity, dict) else None
+
+    @property
+    def learned(self) -> dict[str, Any] | None:
+        """The post-processing learned on the validation split, checked
+        (:func:`~emseg_lib.tuning.learned_entry`); None when nothing was learned."""
+        from emseg_lib.tuning import learned_entry
+
+        return learned_entry(self.state.get("postprocess"), self.path)
+
+    def model(self) -> nn.Module:
+        """The segmentation network with its weights, in eval mode (raises as
+        :func:`model_from_state`)."""
+        return model_from_state(dict(self.state), self.path)
+
+    def annotate(self, key: str, value: Any) -> Checkpoint:
+        """Add (or replace) the entry ``key``, written atomically; the checkpoint with it.
+
+        Used to store what is learned after training, e.g. post-processing thresholds tuned
+        on the validation split (``key="postprocess"``, a dict of floats and strings).
+        ``value`` must be plain (numpy scalars are converted); the weights and format entries
+        cannot be replaced.
+        """
+        if key in _RESERVED:
+            raise EmsegInputError(f"checkpoint entry {key!r} is written by emseg itself; "
+                                  "choose another key")
+        return Checkpoint(self.path, save_checkpoint(self.path, {**self.state, key: value}))
+
+
+def annotate_checkpoint(path: str | Path, key: str, value: Any) -> None:
+    """:meth:`Checkpoint.annotate` of the checkpoint at ``path``."""
+    Checkpoint.read(path).annotate(key, value)
 
 
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                           ) -> nn.Module:
-    """Rebuild the segmentation network saved in a checkpoint, with its weights, in eval mode.
+    """Rebuild the segmentation network saved in a checkpoint, with its weights, in eval mode
+    (:meth:`Checkpoint.model`).
 
     Raises:
         EmsegInputError: see :func:`load_checkpoint`; also a checkpoint without an
             architecture, or one holding a GAN generator rather than a segmentation network.
     """
-    return model_from_state(load_checkpoint(path, map_location), path)
+    return Checkpoint.read(path, map_location).model()
 
 
 def model_from_state(state: dict[str, Any], path: str | Path) -> nn.Module:
-    """:func:`model_from_checkpoint` of a checkpoint already read by :func:`load_checkpoint`
-    from ``path`` (named in the messages), so that a caller needing its other entries too
-    reads and verifies the file once."""
+    """The segmentation network of a checkpoint's verified ``state`` read from ``path``
+    (named in the messages): :meth:`Checkpoint.model`."""
     spec = state["model_spec"]
     name = spec.get("name") if isinstance(spec, dict) else None
     if name not in MODELS:
