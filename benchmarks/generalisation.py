@@ -37,17 +37,16 @@ import dataclasses
 import json
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from emseg_lib.atomic import atomic_path, atomic_write_text
-from emseg_lib.evaluation import GroundTruth, cremi_scores, ground_truths, score_volume
+from emseg_lib.evaluation import score_grid, score_volume
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
-from emseg_lib.parallel import parallel_map
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
 from emseg_lib.postprocess.derive import RULES, min_seed_px_of
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
@@ -155,36 +154,48 @@ def smooth_px_of(m: Map, smooth_nm: float) -> float:
     return smooth_nm / m.pixel_nm
 
 
-def _area_vois(smoothed: np.ndarray, seed_th: float, pixel_nm: float,
-               truth: GroundTruth) -> tuple[list[float], list[int]]:
-    """VOI and seed count at every :data:`SEED_AREA_NM2` of one smoothed slice at one
-    ``seed_th``; an area that drops no further seed reuses the previous area's score (same
-    segmentation)."""
-    seeds = seeds_from_interior(smoothed, seed_th, 1)
-    sizes = np.bincount(seeds.ravel())[1:]
-    vois, counts, kept = [], [], None
-    for area in SEED_AREA_NM2:
-        now = int(np.count_nonzero(sizes >= min_seed_px_of(area, pixel_nm)))
-        if now != kept:
-            kept = now
-            voi = cremi_scores(watershed_from_seeds(smoothed, seeds_from_interior(
-                smoothed, seed_th, min_seed_px_of(area, pixel_nm))), truth).voi
-        vois.append(voi)
-        counts.append(now)
-    return vois, counts
+@dataclasses.dataclass(frozen=True)
+class SeedAreaGrid:
+    """The seeded method over this benchmark's grid, for the library's grid-scoring engine
+    (:func:`~emseg_lib.evaluation.score_grid`): smoothing sigma (nm, the outer axis) x
+    smallest seed (nm²) x ``seed_th``; each grid point's row also carries its number of
+    seeds. An area that drops no further seed yields the previous area's labelling (the
+    engine reuses its score)."""
+
+    pixel_nm: float
+    has_boundaries = False
+
+    @property
+    def outer_values(self) -> tuple[float, ...]:
+        return SMOOTH_NM
+
+    def grid_labels(self, prob: np.ndarray, smooth_nm: float,
+                    sampling: Sequence[float] | None = None
+                    ) -> Iterator[tuple[dict[str, float], np.ndarray]]:
+        smoothed = smooth(prob, smooth_nm / self.pixel_nm)
+        for seed_th in SEED_GRID:
+            sizes = np.bincount(seeds_from_interior(smoothed, seed_th, 1).ravel())[1:]
+            kept, labels = None, None
+            for area in SEED_AREA_NM2:
+                min_seed_px = min_seed_px_of(area, self.pixel_nm)
+                now = int(np.count_nonzero(sizes >= min_seed_px))
+                if now != kept:
+                    kept, labels = now, watershed_from_seeds(
+                        smoothed, seeds_from_interior(smoothed, seed_th, min_seed_px))
+                yield ({"smooth_nm": smooth_nm, "seed_area_nm2": area, "seed_th": seed_th,
+                        "seeds": now}, labels)
 
 
-def _slice_grid(job: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
-    """VOI (CREMI protocol, ``[0]``) and number of seeds (``[1]``) of one slice, ``(2,
-    len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID))``."""
-    prob, gt, pixel_nm = job
-    truth = ground_truths(gt[None], pixel_nm=pixel_nm)[0]
-    grid = np.empty((2, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)))
-    for i, smooth_nm in enumerate(SMOOTH_NM):
-        smoothed = smooth(prob, smooth_nm / pixel_nm)
-        for j, seed_th in enumerate(SEED_GRID):
-            grid[0, i, :, j], grid[1, i, :, j] = _area_vois(smoothed, seed_th, pixel_nm, truth)
-    return grid
+def seed_area_grid(m: Map, workers: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """VOI (CREMI protocol) and number of seeds of every labelled slice of ``m`` at every
+    point of :class:`SeedAreaGrid`, each ``(slices, len(SMOOTH_NM), len(SEED_AREA_NM2),
+    len(SEED_GRID))``."""
+    table = score_grid(m.prob, m.gt, SeedAreaGrid(m.pixel_nm), pixel_nm=m.pixel_nm,
+                       workers=workers)
+    ordered = table.sort_values(["slice", "smooth_nm", "seed_area_nm2", "seed_th"])
+    shape = (-1, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID))
+    return (ordered["voi"].to_numpy().reshape(shape),
+            ordered["seeds"].to_numpy().astype(float).reshape(shape))
 
 
 def _grid_axes() -> str:
@@ -208,9 +219,7 @@ def map_grids(maps: Sequence[Map], workers: int | None, work: Path
                 if str(saved["made_from"]) == made_from:
                     grids[m.name], counts[m.name] = saved["voi"], saved["seeds"]
                     continue
-        jobs = [(p, g, m.pixel_nm) for p, g in zip(m.prob, m.gt, strict=True) if np.any(g)]
-        both = np.array(parallel_map(_slice_grid, jobs, workers))
-        grids[m.name], counts[m.name] = both[:, 0], both[:, 1]
+        grids[m.name], counts[m.name] = seed_area_grid(m, workers)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as out:
             np.savez(out, voi=grids[m.name], seeds=counts[m.name], made_from=made_from)
