@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +107,14 @@ def test_an_unregistered_model_is_refused_by_emseg_train(tmp_path, capsys):
         main(["train", "--model", "toy", "--data", str(tmp_path / "raw.tif"), "--out",
               str(tmp_path / "run")])
     assert "invalid choice: 'toy'" in capsys.readouterr().err
+
+
+def test_the_models_import_nothing_of_training():
+    """models sits below train: loading pretrained weights reads the checkpoint file through
+    :mod:`emseg_lib.checkpoint_file`, not :mod:`emseg_lib.train`."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, emseg_lib.models.pretrained; print(*sorted(m for m "
+         "in sys.modules if m.startswith(('emseg_lib.train', 'emseg_lib.experiments'))))"],
+        capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert loaded == []
