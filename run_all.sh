@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table: executes notebooks/NN_*.ipynb in order with papermill
-# (01_unet.ipynb once per network kind).
+# (01_unet.ipynb once per network kind: `python -m emseg_lib.models --kinds`).
 #
 #   ./run_all.sh [--profile smoke|quick|full] [--data PATH] [--figures DIR] [--runs DIR]
 #                [--out DIR] [--real-data DIR] [--engine inline|local|slurm] [--jobs N]
@@ -73,6 +73,7 @@ print(get_profile('$profile').notebook_limit_s)")" ;;
   *[!0-9]*|0) echo "run_all.sh: --notebook-limit must be a positive number of seconds, got" \
                    "'$notebook_limit'" >&2; exit 2 ;;
 esac
+kinds="$(python -m emseg_lib.models --kinds)"  # the trainable networks of models.MODELS
 project="$(realpath -m "${EMSEG_ROOT:-$root}")"
 real_data="${real_data:-$project/data}"
 base_profile="$profile" record="--record"
@@ -144,7 +145,7 @@ for notebook in "$root"/notebooks/[0-9][0-9]_*.ipynb; do
     case ",$only," in *",$name,"*) ;; *) continue ;; esac
   fi
   case "$name" in
-    01_unet) for kind in unet2d unet3d; do
+    01_unet) for kind in $kinds; do
                run_notebook "$notebook" "$out/${name}_$kind.ipynb" -p kind "$kind"
              done ;;
     03_boundless_masks|04_transfer_learning)

@@ -30,6 +30,7 @@ from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import load_cremi
 from emseg_lib.data.targets import TARGETS
 from emseg_lib.experiments.real_data import real_data_results, within_best
+from emseg_lib.models import trainable_entry, trainable_kinds
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS
 
@@ -51,7 +52,7 @@ def markdown(results: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stack", type=Path, required=True, help="a CREMI-layout HDF5 stack")
-    parser.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
+    parser.add_argument("--model", choices=trainable_kinds(), required=True)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints (resumed)")
@@ -64,10 +65,11 @@ def main() -> None:
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
-    plan = getattr(profile, args.model)
+    entry = trainable_entry(args.model)
+    plan = entry.schedule(profile)
     if args.epochs:
         plan = dataclasses.replace(plan, epochs=args.epochs)
-        profile = dataclasses.replace(profile, **{args.model: plan})
+        profile = entry.with_schedule(profile, plan)
     start = time.perf_counter()
     results = real_data_results(args.model, load_cremi(args.stack), profile, args.run_dir,
                                 device=args.device, workers=args.workers, target=args.target,

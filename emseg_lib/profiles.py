@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, get_type_hints
 
 from emseg_lib.errors import EmsegInputError
 
@@ -96,7 +96,9 @@ class Profile:
             every training seed).
         unet2d_width, unet2d_depth: UNet2D base width and number of levels.
         unet3d_filters: UNet3D channels per level.
-        unet2d, unet3d: training schedules (crops ``(H, W)`` and ``(D, H, W)``).
+        unet2d, unet3d: training schedules (crops ``(H, W)`` and ``(D, H, W)``;
+            :data:`SCHEDULES`), each named by a network's
+            :attr:`~emseg_lib.models.ModelEntry.schedule_section`.
         tiling_3d: tiled 3D inference on whole volumes.
         stylegan, boundless: the GAN experiments.
         transfer: the transfer-learning sweep.
@@ -127,6 +129,13 @@ class Profile:
     predict_slices: int = 0
 
 
+#: the :class:`Profile` fields that are training schedules (:class:`UNetSchedule`), each a
+#: table of every profile in ``profiles.toml``; a network of
+#: :data:`~emseg_lib.models.MODELS` names the one it trains with
+SCHEDULES: tuple[str, ...] = tuple(name for name, kind in get_type_hints(Profile).items()
+                                   if kind is UNetSchedule)
+
+
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     """TOML arrays -> tuples (nested too), so profiles are hashable and immutable."""
     def convert(value: Any) -> Any:
@@ -145,7 +154,7 @@ def _workers(name: str, value: Any) -> int | None:
 
 
 def _profile(name: str, values: dict[str, Any]) -> Profile:
-    plans = {"unet2d": UNetSchedule, "unet3d": UNetSchedule, "stylegan": StyleGANPlan,
+    plans = {**dict.fromkeys(SCHEDULES, UNetSchedule), "stylegan": StyleGANPlan,
              "boundless": BoundlessPlan, "transfer": TransferPlan, "tiling_3d": Tiling}
     fields = _tuples({key: value for key, value in values.items() if key not in plans})
     fields["num_workers"] = _workers(name, fields.get("num_workers"))
@@ -184,7 +193,7 @@ def dry_run(profile: Profile) -> Profile:
     gan, boundless, transfer = profile.stylegan, profile.boundless, profile.transfer
     return dataclasses.replace(
         profile, name=profile.name + DRY_RUN_SUFFIX, predict_slices=DRY_SLICES,
-        unet2d=short(profile.unet2d), unet3d=short(profile.unet3d),
+        **{name: short(getattr(profile, name)) for name in SCHEDULES},
         stylegan=dataclasses.replace(
             gan, schedule=tuple((resolution, DRY_STEPS) for resolution, _ in gan.schedule),
             samples_per_epoch=min(gan.samples_per_epoch, DRY_STEPS * gan.batch_size),

@@ -26,6 +26,7 @@ from emseg_lib.data.targets import TARGETS
 from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
+from emseg_lib.models import trainable_entry, trainable_kinds
 from emseg_lib.profiles import PROFILES, Profile, get_profile
 from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig
 from emseg_lib.train.loop import selection_voi
@@ -88,7 +89,7 @@ def _crop_misfit(kind: str, shape: tuple[int, ...], z_split: SliceSplit, profile
     """Which part of ``z_split`` of a ``shape`` volume the profile's ``kind`` crops do not
     fit in (the crops :func:`~emseg_lib.experiments.supervised.make_datasets` cuts), else
     None."""
-    plan = getattr(profile, kind)
+    plan = trainable_entry(kind).schedule(profile)
     for name in ("train", "val"):
         slices = getattr(z_split, name)
         depth = len(slices)
@@ -105,7 +106,7 @@ def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...], z_split: S
     """Raise unless the ``--profile``'s crops fit in the training and validation parts of
     ``z_split`` of a ``shape`` volume, naming the data, the profile and the profiles that
     would fit."""
-    check_split_for_model(args.model, z_split)
+    check_split_for_model(trainable_entry(args.model).dims, z_split)
     misfit = _crop_misfit(args.model, shape, z_split, get_profile(args.profile))
     if misfit is None:
         return
@@ -151,12 +152,12 @@ def run(args: argparse.Namespace) -> int:
     check_crops_fit(args, volume.shape, z_split)
     print(z_split.describe())
     profile = get_profile(args.profile)
-    plan = getattr(profile, args.model)
+    entry = trainable_entry(args.model)
+    plan = entry.schedule(profile)
     # --minutes alone: no epoch limit but the budget; with --epochs, whichever comes first
     epochs = args.epochs if args.epochs is not None else (
         None if args.minutes is not None else plan.epochs)
-    profile = dataclasses.replace(profile, **{args.model: dataclasses.replace(
-        plan, epochs=epochs)})
+    profile = entry.with_schedule(profile, dataclasses.replace(plan, epochs=epochs))
     started = time.perf_counter()
     with environment_errors(args.out, "training stopped (the checkpoints there hold the last "
                                       "finished epoch)"):
@@ -242,7 +243,8 @@ def interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``train``."""
     train = commands.add_parser("train", help="train a UNet on a labelled stack")
-    train.add_argument("--model", choices=["unet2d", "unet3d"], required=True)
+    train.add_argument("--model", choices=trainable_kinds(), required=True,
+                       help="the network (the trainable entries of emseg_lib.models.MODELS)")
     train.add_argument("--target", choices=TARGETS, default="boundaries",
                        help="what the network predicts: boundaries (one cell-probability "
                             "channel, the thesis's; default) or affinities (nearest-neighbour "

@@ -281,14 +281,14 @@ def labelled_split(labels: np.ndarray, val_slices: ValSlices | None = None) -> S
     return SliceSplit(train, val, (), unlabelled, rule)
 
 
-def check_split_for_model(kind: str, z_split: SliceSplit) -> None:
-    """Raise unless ``kind`` can train on ``z_split``: a 3D network's training and validation
-    slices must each be consecutive (its crops span z).
+def check_split_for_model(dims: int, z_split: SliceSplit) -> None:
+    """Raise unless a network of ``dims`` dimensions can train on ``z_split``: a 3D network's
+    training and validation slices must each be consecutive (its crops span z).
 
     Raises:
         EmsegInputError: naming the non-consecutive slices and how to choose others.
     """
-    if kind != "unet3d":
+    if dims != 3:
         return
     for name, label in (("train", "training"), ("val", "validation")):
         indices = getattr(z_split, name)

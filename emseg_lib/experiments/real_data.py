@@ -18,7 +18,7 @@ import pandas as pd
 
 from emseg_lib.data import EMVolume, load_cremi
 from emseg_lib.evaluation import score_volume
-from emseg_lib.experiments.supervised import ModelKind, predict_split, train_unet
+from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.fetch import DATASETS
 from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.models import model_entry
@@ -52,8 +52,7 @@ def real_stack_paths(folder: str | Path) -> dict[str, Path]:
 #: the network trained on each real stack: 2D on the anisotropic ssTEM stack (its labels are
 #: not linked across sections) and on the anisotropic SNEMI3D stack (30 nm sections, 6 nm
 #: pixels), 3D on the isotropic FIB-SEM cube
-REAL_STACK_MODELS: dict[str, ModelKind] = {"vnc": "unet2d", "fibsem": "unet3d",
-                                           "snemi": "unet2d"}
+REAL_STACK_MODELS: dict[str, str] = {"vnc": "unet2d", "fibsem": "unet3d", "snemi": "unet2d"}
 
 
 def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
@@ -67,7 +66,7 @@ def load_real_stack(path: str | Path, profile: Profile) -> EMVolume:
     return dataclasses.replace(volume, raw=volume.raw[window], labels=volume.labels[window])
 
 
-def real_data_results(kind: ModelKind, volume: EMVolume, profile: Profile,
+def real_data_results(kind: str, volume: EMVolume, profile: Profile,
                       run_dir: str | Path, *, seed: int = 0, device: str | None = None,
                       workers: int | None = None, target: str = "boundaries",
                       affinity_loss: str = DEFAULT_AFFINITY_LOSS) -> pd.DataFrame:

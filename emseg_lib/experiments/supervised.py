@@ -1,7 +1,9 @@
 """The supervised baseline of thesis 4.3 / 5.2: train, predict, evaluate, tune thresholds.
 
-Model kinds: ``"unet2d"`` (2D crops, whole-slice inference) and ``"unet3d"`` (3D crops, tiled
-inference). Sizes come from a :class:`~emseg_lib.profiles.Profile`.
+Model kinds: the trainable networks of :data:`~emseg_lib.models.MODELS`
+(:func:`~emseg_lib.models.trainable_kinds`: ``"unet2d"``, 2D crops and whole-slice inference,
+and ``"unet3d"``, 3D crops and tiled inference); their sizes and schedules come from a
+:class:`~emseg_lib.profiles.Profile`, through their registry entry.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,7 +30,13 @@ from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
-from emseg_lib.models import MODELS, UNet2D, UNet3D, model_entry, model_target, output_channels
+from emseg_lib.models import (
+    model_entry,
+    model_target,
+    output_channels,
+    trainable_entry,
+    trainable_kinds,
+)
 from emseg_lib.postprocess import postprocess_dims
 from emseg_lib.profiles import Profile, UNetSchedule
 from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
@@ -46,35 +54,25 @@ from emseg_lib.tuning import (
 PREDICTIONS = "predictions"
 PROBABILITY_KEY = "cell_probability"
 
-ModelKind = Literal["unet2d", "unet3d"]
-KINDS = ("unet2d", "unet3d")
+#: the networks trained here, by the notebooks and by ``emseg train``
+KINDS: tuple[str, ...] = trainable_kinds()
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise EmsegInputError(f"model kind must be one of {KINDS}, got {kind!r}")
-
-
-def schedule(kind: ModelKind, profile: Profile) -> UNetSchedule:
+def schedule(kind: str, profile: Profile) -> UNetSchedule:
     """The profile's training schedule for ``kind``."""
-    _check_kind(kind)
-    return profile.unet2d if kind == "unet2d" else profile.unet3d
+    return trainable_entry(kind).schedule(profile)
 
 
-def make_model(kind: ModelKind, profile: Profile, seed: int = 0,
+def make_model(kind: str, profile: Profile, seed: int = 0,
                target: str = "boundaries") -> nn.Module:
     """A freshly (Kaiming-) initialised network of the profile's size, seeded, with the
     output channels of ``target`` (:func:`~emseg_lib.models.output_channels`)."""
-    _check_kind(kind)
+    entry = trainable_entry(kind)
     seed_everything(seed)
-    channels = output_channels(MODELS[kind], target)
-    if kind == "unet2d":
-        return UNet2D(out_channels=channels, base_width=profile.unet2d_width,
-                      depth=profile.unet2d_depth)
-    return UNet3D(out_channels=channels, filters=profile.unet3d_filters)
+    return entry.build(profile, output_channels(entry, target))
 
 
-def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int = 0, *,
+def make_datasets(kind: str, volume: EMVolume, profile: Profile, seed: int = 0, *,
                   z_split: SliceSplit | None = None, target: str = "boundaries"
                   ) -> tuple[EMCropDataset, EMCropDataset]:
     """Augmented training crops from the train split, fixed crops from the validation split.
@@ -89,12 +87,13 @@ def make_datasets(kind: ModelKind, volume: EMVolume, profile: Profile, seed: int
         EmsegInputError: a 3D network with training or validation slices that are not
             consecutive (its crops would span the gaps).
     """
-    plan = schedule(kind, profile)
+    entry = trainable_entry(kind)
+    plan = entry.schedule(profile)
     z_split = z_split or thesis_split(volume.shape[0])
-    check_split_for_model(kind, z_split)
+    check_split_for_model(entry.dims, z_split)
     parts = z_split.apply(volume)
     val_crop = plan.crop
-    if kind == "unet3d":
+    if entry.dims == 3:
         val_crop = (min(plan.crop[0], parts["val"].shape[0]), *plan.crop[1:])
     kind_of = "affinities" if target == "affinities" else "cells"
     train = EMCropDataset(parts["train"], plan.crop, plan.samples_per_epoch,
@@ -131,7 +130,7 @@ def split_identity(z_split: SliceSplit, n_slices: int) -> dict[str, Any]:
     return {} if z_split.identity() == thesis else {"split": z_split.identity()}
 
 
-def train_unet(kind: ModelKind, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
+def train_unet(kind: str, volume: EMVolume, profile: Profile, run_dir: str | Path, *,
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
                minutes: float | None = None, tensorboard: bool = True,

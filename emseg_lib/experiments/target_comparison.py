@@ -22,7 +22,6 @@ from emseg_lib.data import EMVolume
 from emseg_lib.data.targets import TARGETS
 from emseg_lib.evaluation import score_volume
 from emseg_lib.experiments.supervised import (
-    ModelKind,
     SplitPrediction,
     predict_split,
     train_unet,
@@ -61,7 +60,7 @@ class TargetComparison:
     test: dict[str, SplitPrediction]
 
 
-def compare_targets(kind: ModelKind, volume: EMVolume, profile: Profile,
+def compare_targets(kind: str, volume: EMVolume, profile: Profile,
                     run_dirs: Mapping[str, str | Path], *, seed: int = 0,
                     device: str | None = None, workers: int | None = None) -> TargetComparison:
     """Train ``kind`` for each target of :data:`~emseg_lib.data.targets.TARGETS` into
