@@ -269,7 +269,7 @@ def _candidates(root: zarr.Group, key: str, role: Role) -> list[str]:
 
 
 def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
-              required: bool = True, flag: str = "--raw-key") -> ZarrArray | None:
+              required: bool = True, flag: str | None = None) -> ZarrArray | None:
     """Open a ``(Z, Y, X)`` array of a zarr store; nothing is read.
 
     Args:
@@ -277,7 +277,7 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
         key: the array's key below ``path`` (a key flag); None: ``path`` names it, else the
             keys of :data:`DEFAULT_KEYS` for ``role`` are tried.
         required: raise when no array is found; otherwise return None.
-        flag: the key flag, named in the message for a missing array.
+        flag: the key flag, named in the message for a missing array (None: none).
 
     Raises:
         EmsegInputError: no store there, unreadable metadata, a missing array (listing the
@@ -299,7 +299,8 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
         if not required:
             return None
         wanted = " or ".join(f"'{k}'" if k else "an OME-Zarr image" for k in keys)
-        raise EmsegInputError(f"{store}: no {role} array {wanted}; name it with {flag} or as "
+        named_by = f"with {flag} or as" if flag else "as"
+        raise EmsegInputError(f"{store}: no {role} array {wanted}; name it {named_by} "
                               f"{store}/KEY. Arrays present: {array_names(root) or 'none'}")
     return _checked(found)
 
