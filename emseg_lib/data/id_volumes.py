@@ -13,11 +13,12 @@ from emseg_lib.data.cremi import (
     RAW_KEY,
     hdf5_has,
     hdf5_node,
+    open_hdf5,
     read_dataset,
     volume_dataset,
 )
 from emseg_lib.data.formats import LabelKind, as_labels
-from emseg_lib.data.readers import format_of, open_hdf5, open_input
+from emseg_lib.data.readers import format_of, open_input
 from emseg_lib.data.validate import check_label_ids
 from emseg_lib.data.volumes import hdf5_resolution
 from emseg_lib.errors import EmsegInputError

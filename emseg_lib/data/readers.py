@@ -26,8 +26,10 @@ from emseg_lib.data.cremi import (
     LABELS_KEY,
     PROBABILITY_KEY,
     RAW_KEY,
+    dataset_names,
     hdf5_has,
     hdf5_node,
+    open_hdf5,
     read_dataset,
     volume_dataset,
 )
@@ -70,18 +72,6 @@ def format_of(path: str | Path) -> Format | None:
     return None
 
 
-def open_hdf5(path: Path) -> h5py.File:
-    """``path`` opened read-only, or one clear error line."""
-    if not path.is_file():
-        raise EmsegInputError(f"{path}: not found")
-    if not h5py.is_hdf5(path):
-        raise EmsegInputError(f"{path}: not an HDF5 file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
-
-
 def read_array(path: str | Path) -> np.ndarray:
     """A ``(Z, Y, X)`` array from a TIFF stack or a folder of slices, read whole.
 
@@ -106,6 +96,19 @@ def read_array(path: str | Path) -> np.ndarray:
     if array.ndim != 3:
         raise EmsegInputError(f"{path}: expected a (Z, Y, X) stack, got shape {array.shape}")
     return array
+
+
+@contextmanager
+def open_array(path: str | Path, key: str, stored_as: Format
+               ) -> Iterator[h5py.Dataset | zarr.Array]:
+    """The dataset or array ``key`` of the HDF5 file or zarr store ``path``, opened with no
+    checks: for block jobs reading box after box of an input checked once
+    (:class:`~emseg_lib.data.volume_ref.VolumeRef`)."""
+    if stored_as == "zarr":
+        yield zarr.open_array(path, path=key, mode="r")
+        return
+    with h5py.File(path, "r") as handle:
+        yield handle[key]
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,11 @@ def _hdf5_dataset(handle: h5py.File, path: Path, key: str | None, role: Role,
                           if isinstance(node, h5py.Dataset) else None)
         name = _affinity_name(path, key, names, {n: handle[n].ndim for n in names}, flag)
         return handle[name]
-    return volume_dataset(handle, key or HDF5_KEYS[role], path, flag=flag)
+    name = key or HDF5_KEYS[role]
+    if flag is None and not hdf5_has(handle, name, path):
+        raise EmsegInputError(f"{path}: dataset '{name}' not found; datasets present: "
+                              f"{sorted(dataset_names(handle)) or 'none'}")
+    return volume_dataset(handle, name, path, flag=flag)
 
 
 def _zarr_probabilities(path: Path, key: str | None, flag: str | None) -> ZarrArray:
