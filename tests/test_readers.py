@@ -67,7 +67,7 @@ def test_every_format_opens_through_one_dispatch(tmp_path, make):
         assert tuple(source.array.shape) == VOLUME.shape
         np.testing.assert_array_equal(np.asarray(source.array[1:3]), VOLUME[1:3])
         np.testing.assert_array_equal(source.read(), VOLUME)
-        assert source.chunked == (source.format in ("hdf5", "zarr"))
+        assert source.format == format_of(path)
         assert source.resolution((40, 4, 4)) == (40, 4, 4)
 
 

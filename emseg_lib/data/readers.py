@@ -133,11 +133,6 @@ class InputVolume:
     format: Format
     stored_resolution: tuple[float, float, float] | None = None
 
-    @property
-    def chunked(self) -> bool:
-        """Whether the volume is read from its file chunk by chunk (HDF5, zarr)."""
-        return self.format in ("hdf5", "zarr")
-
     def resolution(self, default: tuple[float, ...]) -> tuple[float, float, float]:
         """The voxel size in nm ``(z, y, x)`` the input stores, else ``default``."""
         if self.format == "hdf5":
@@ -299,4 +294,5 @@ def open_input(path: str | Path, key: str | None = None, *, role: Role = "raw",
     if key is not None:
         raise EmsegInputError(f"{flag or repr(key)} names a dataset of an HDF5 file or a zarr "
                               f"store, not of {path}")
-    yield InputVolume(read_array(path), path, "", kind or "tiff")
+    array = read_array(path)  # a folder or a TIFF stack; any other path is refused
+    yield InputVolume(array, path, "", "folder" if kind == "folder" else "tiff")
