@@ -41,11 +41,12 @@ from emseg_lib.data.zarr_store import (
     ZyxView,
     array_names,
     is_zarr,
+    open_store,
     open_zarr,
     read_zarr,
     split_zarr_path,
 )
-from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.errors import EmsegInputError
 
 HDF5_SUFFIXES = (".hdf", ".h5", ".hdf5")
 Format = Literal["hdf5", "zarr", "tiff", "folder"]
@@ -221,7 +222,7 @@ def _zarr_probabilities(path: Path, key: str | None, flag: str | None) -> ZarrAr
     found = open_zarr(store, role="probabilities", required=False, flag=flag)
     if found is not None:
         return found
-    group = zarr.open_group(store, mode="r")
+    group = open_store(store)
     volumes = [name for name in array_names(group) if group[name].ndim == 3]
     if len(volumes) != 1:
         raise EmsegInputError(f"{path}: no '{PROBABILITY_KEY}' array; name the probability "
@@ -233,10 +234,7 @@ def _zarr_affinities(path: Path, key: str | None, flag: str | None) -> ZarrArray
     """The affinity array ``(C, Z, Y, X)`` of a zarr store: named (path or ``key``),
     :data:`~emseg_lib.data.cremi.AFFINITIES_KEY`, or the store's only 4-D array."""
     store, inner = split_zarr_path(path)
-    try:
-        root = zarr.open(store, mode="r")
-    except (OSError, ValueError, KeyError) as err:
-        raise EmsegInputError(f"{store}: not a readable zarr store ({one_line(err)})") from err
+    root = open_store(store)
     if isinstance(root, zarr.Array):
         array, name = root, ""
     else:

@@ -130,7 +130,9 @@ def split_zarr_path(path: str | Path) -> tuple[Path, str]:
     return path, ""
 
 
-def _open_store(store: Path) -> zarr.Group | zarr.Array:
+def open_store(store: Path) -> zarr.Group | zarr.Array:
+    """The zarr store ``store`` opened read-only (a group, or a store that is one array);
+    a missing, plain-file or unreadable store is one error line."""
     restore_interrupted_swap(store)  # an emseg output a killed --overwrite left aside
     if not store.exists():
         raise EmsegInputError(f"{store}: not found")
@@ -284,7 +286,7 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
             arrays present), or an array that is not 3-D.
     """
     store, inner = split_zarr_path(path)
-    root = _open_store(store)
+    root = open_store(store)
     if isinstance(root, zarr.Array):  # a store that is one array
         if inner or key:
             raise EmsegInputError(f"{store}: is a single zarr array, it holds no "
