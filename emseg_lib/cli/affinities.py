@@ -10,20 +10,13 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
-import numpy as np
-import zarr
-
 from emseg_lib.blockwise import BlockGrid, BlockJob, Cluster, segment_blockwise
 from emseg_lib.cli.blockwise import block_grid, check_blockwise_output, cluster_of, describe
-from emseg_lib.cli.common import THRESHOLD_FLAGS, check_out_file, open_hdf5
-from emseg_lib.cli.inputs import by_blocks_refusal
+from emseg_lib.cli.common import THRESHOLD_FLAGS, check_out_file
+from emseg_lib.cli.inputs import blocks_input
 from emseg_lib.data.cremi import AFFINITIES_KEY
-from emseg_lib.data.formats import HDF5_SUFFIXES
-from emseg_lib.data.validate import check_fits_in_memory, checked_resolution
 from emseg_lib.data.volume_ref import VolumeRef
-from emseg_lib.data.zarr_store import array_names, is_zarr, split_zarr_path
-from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.errors import EmsegInputError
 from emseg_lib.postprocess.agglomeration import (
     AFFINITY_METHODS,
     CHANNEL_ORDERS,
@@ -64,70 +57,13 @@ def add_agglomeration_arguments(group) -> None:
                                 f"{entry.default:g})")
 
 
-def _named(path: Path, key: str | None, names: list[str], ndims: dict[str, int]) -> str:
-    """The affinity array's name: ``key``, else :data:`AFFINITIES_KEY`, else the only 4-D
-    one of ``names``."""
-    if key is not None:
-        if key not in names:
-            raise EmsegInputError(f"{path}: '{key}' not found (--affinities-key); present: "
-                                  f"{names or 'none'}")
-        return key
-    four = [name for name in names if ndims[name] == 4]
-    if AFFINITIES_KEY in four or len(four) == 1:
-        return AFFINITIES_KEY if AFFINITIES_KEY in four else four[0]
-    raise EmsegInputError(f"{path}: no '{AFFINITIES_KEY}'; name the affinities with "
-                          f"--affinities-key (4-D arrays: {four or 'none'})")
-
-
-def _affinity_header(array, where: Path) -> tuple[int, ...]:
-    """The ``(C, Z, Y, X)`` shape of affinities, checked: 2 or 3 channels, float or uint8,
-    each channel one that fits in memory a slice at a time; nothing read."""
-    shape = tuple(int(n) for n in array.shape)
-    if len(shape) != 4 or shape[0] not in (2, 3) or 0 in shape:
-        raise EmsegInputError(f"{where}: affinities must be (C, Z, Y, X) with C = 3 (z, y, x) "
-                              f"or 2 (y, x), got shape {shape}")
-    dtype = np.dtype(array.dtype)
-    if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
-        raise EmsegInputError(f"{where}: affinities must be float in [0, 1] (or uint8 "
-                              f"0..255), got {dtype}")
-    check_fits_in_memory(where, [("an affinity slice", (shape[0], 1, *shape[2:]), dtype)])
-    return shape
-
-
 def affinity_reference(path: Path, key: str | None, default: tuple[float, ...]
                        ) -> tuple[VolumeRef, tuple[int, ...], tuple[float, ...]]:
-    """The affinities ``path`` for block jobs to read, their ``(C, Z, Y, X)`` shape and
-    resolution (a ``resolution`` attribute, else ``default``); only the header is read."""
-    if is_zarr(path):
-        store, inner = split_zarr_path(path)
-        try:
-            root = zarr.open(store, mode="r")
-        except (OSError, ValueError, KeyError) as err:
-            raise EmsegInputError(f"{store}: not a readable zarr store ({one_line(err)})"
-                                  ) from err
-        if isinstance(root, zarr.Array):
-            array, name = root, ""
-        else:
-            names = array_names(root)
-            given = "/".join(part for part in (inner, key or "") if part) or None
-            name = _named(path, given, names, {n: root[n].ndim for n in names})
-            array = root[name]
-        shape = _affinity_header(array, path)
-        resolution = array.attrs.get("resolution", default)
-        reference = VolumeRef(str(store), name, zarr=True, role="affinities")
-    elif path.suffix.lower() in HDF5_SUFFIXES:
-        with open_hdf5(path) as handle:
-            names: list[str] = []
-            handle.visititems(lambda n, node: names.append(n)
-                              if isinstance(node, h5py.Dataset) else None)
-            name = _named(path, key, names, {n: handle[n].ndim for n in names})
-            dataset = handle[name]
-            shape = _affinity_header(dataset, path)
-            resolution = dataset.attrs.get("resolution", default)
-        reference = VolumeRef(str(path), name, zarr=False, role="affinities")
-    else:
-        raise by_blocks_refusal(path)
-    return reference, shape, checked_resolution(resolution, f"{path}: its resolution")
+    """The affinities ``path`` (``--affinities-key``) for block jobs to read, their
+    ``(C, Z, Y, X)`` shape and resolution (stored, else ``default``); only the header is
+    read (:func:`~emseg_lib.data.chunked_inputs.block_input`)."""
+    found = blocks_input(path, key, "--affinities-key", "affinities", default)
+    return found.reference, found.shape, found.resolution
 
 
 def _agglomeration(args: argparse.Namespace, learned: dict | None = None,

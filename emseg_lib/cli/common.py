@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import h5py
-
 from emseg_lib.atomic import (
     check_name_lengths,
     check_output,
@@ -25,7 +23,8 @@ from emseg_lib.atomic import (
     restore_interrupted_swap,
 )
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
-from emseg_lib.data.formats import HDF5_SUFFIXES, describe, load_stack
+from emseg_lib.data.formats import describe, load_stack
+from emseg_lib.data.readers import HDF5_SUFFIXES
 from emseg_lib.data.validate import MIN_VOXEL_NM
 from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
@@ -250,18 +249,6 @@ def report_error(message: str) -> None:
     """Print ``message`` as the last line on stderr, after whatever stdout holds."""
     sys.stdout.flush()
     print(message, file=sys.stderr, flush=True)
-
-
-def open_hdf5(path: Path) -> h5py.File:
-    """``path`` opened read-only, or one clear error line."""
-    if not path.is_file():
-        raise EmsegInputError(f"{path}: not found")
-    if not h5py.is_hdf5(path):
-        raise EmsegInputError(f"{path}: not an HDF5 file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
 
 
 def load_volume(args: argparse.Namespace) -> EMVolume:

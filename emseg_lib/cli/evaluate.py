@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from emseg_lib.atomic import atomic_write_text, check_name_lengths, check_output, held_lock
@@ -20,91 +19,16 @@ from emseg_lib.cli.common import (
     add_resolution_argument,
     input_places,
     interrupted_output,
-    open_hdf5,
     write_output,
 )
-from emseg_lib.data.cremi import (
-    LABELS_KEY,
-    RAW_KEY,
-    hdf5_has,
-    hdf5_node,
-    read_dataset,
-    volume_dataset,
-)
-from emseg_lib.data.formats import HDF5_SUFFIXES, as_labels, read_array
-from emseg_lib.data.validate import check_label_ids
-from emseg_lib.data.volumes import hdf5_resolution
-from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
+from emseg_lib.data.cremi import LABELS_KEY
+from emseg_lib.data.id_volumes import read_ground_truth, read_segmentation
+from emseg_lib.data.zarr_store import is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume
 from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.plots import slice_scores
 from emseg_lib.preview import save_preview
-
-
-def _read_ids(path: Path, key: str | None, default_key: str, flag: str) -> np.ndarray:
-    """A whole id volume ``(Z, Y, X)``: an HDF5 dataset, a zarr array, a TIFF or a folder."""
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        with open_hdf5(path) as handle:
-            return read_dataset(volume_dataset(handle, key or default_key, path, flag=flag),
-                                path)
-    if is_zarr(path):
-        return read_zarr(open_zarr(path, key, role="labels", flag=flag))
-    if key is not None:
-        raise EmsegInputError(f"{flag} names a dataset of an HDF5 file or a zarr store, not "
-                              f"of {path}")
-    return read_array(path)
-
-
-def read_segmentation(path: Path, key: str | None = None) -> np.ndarray:
-    """``(Z, Y, X)`` ids from an ``emseg segment`` output (HDF5 or OME-Zarr), another
-    HDF5 dataset or zarr array (``key``), or a TIFF stack / slice folder.
-
-    Raises:
-        EmsegInputError: missing dataset, not 3-D, larger than memory, damaged, not integer
-            ids, or negative ids.
-    """
-    seg = _read_ids(path, key, LABELS_KEY, "--seg-key")
-    if not np.issubdtype(seg.dtype, np.integer):
-        raise EmsegInputError(f"{path}: segment ids must be integers, got {seg.dtype}")
-    check_label_ids(seg, path)
-    return seg
-
-
-def _hdf5_ground_truth(path: Path, key: str | None, default: tuple[float, ...]
-                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """The ids of an HDF5 file's dataset ``key`` (default: the CREMI layout's labels; the raw
-    data are never read) and the voxel size: the dataset's ``resolution``, else that of the
-    file's raw data, else ``default``."""
-    with open_hdf5(path) as handle:
-        if key is None and not hdf5_has(handle, LABELS_KEY, path):
-            raise EmsegInputError(f"{path}: has no '{LABELS_KEY}' to compare with; name the "
-                                  "ground truth's dataset with --gt-key")
-        dataset = volume_dataset(handle, key or LABELS_KEY, path, flag="--gt-key")
-        holder = dataset
-        if "resolution" not in dataset.attrs and hdf5_has(handle, RAW_KEY, path):
-            raw = hdf5_node(handle, RAW_KEY, path)
-            holder = raw if isinstance(raw, h5py.Dataset) else dataset
-        return read_dataset(dataset, path), hdf5_resolution(holder, path, default)
-
-
-def read_ground_truth(path: Path, label_kind: str, resolution: tuple[float, ...],
-                      key: str | None = None
-                      ) -> tuple[np.ndarray, tuple[float, ...], str]:
-    """Ground-truth ids ``(Z, Y, X)``, the voxel size (the file's, else ``resolution``) and
-    how the ids were read (:func:`~emseg_lib.data.formats.as_labels`): a CREMI file (ids; or
-    its dataset ``key``), a zarr array, a TIFF stack or a slice folder."""
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        stored, resolution = _hdf5_ground_truth(path, key, resolution)
-        cremi_ids = key is None and label_kind == "auto"  # the CREMI layout holds ids
-        ids, kind = as_labels(stored, "instances" if cremi_ids else label_kind, path)
-        return ids, resolution, kind
-    if is_zarr(path):
-        source = open_zarr(path, key, role="labels", flag="--gt-key")
-        ids, kind = as_labels(read_zarr(source), label_kind, source.path)
-        return ids, source.resolution or resolution, kind
-    ids, kind = as_labels(_read_ids(path, key, LABELS_KEY, "--gt-key"), label_kind, path)
-    return ids, resolution, kind
 
 
 def _scores_named_by(args: argparse.Namespace) -> tuple[str, Path]:
@@ -176,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace, json_path: Path) -> int:
     """:func:`run` once its outputs are checked and locked."""
     csv_path, plot_path = score_outputs(json_path)
-    seg = read_segmentation(args.seg, args.seg_key)
+    seg = read_segmentation(args.seg, args.seg_key, flag="--seg-key")
     gt, resolution, kind = read_ground_truth(args.gt, args.label_kind,
-                                             tuple(args.resolution), args.gt_key)
+                                             tuple(args.resolution), args.gt_key,
+                                             flag="--gt-key")
     print(f"ground truth {args.gt}: {kind}")
     if not gt.any():
         raise EmsegInputError(f"{args.gt}: the ground truth is all 0 (unlabelled); there is "

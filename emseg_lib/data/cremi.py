@@ -87,6 +87,18 @@ def _damaged(path: Path, key: str, err: BaseException) -> EmsegInputError:
                            "structure is damaged: it may be corrupt or truncated")
 
 
+def open_hdf5(path: Path) -> h5py.File:
+    """``path`` opened read-only, or one clear error line."""
+    if not path.is_file():
+        raise EmsegInputError(f"{path}: not found")
+    if not h5py.is_hdf5(path):
+        raise EmsegInputError(f"{path}: not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
+
+
 def hdf5_has(handle: h5py.File, key: str, path: Path) -> bool:
     """Whether the open file ``path`` holds ``key``; a damaged object header on the way (a
     corrupt file) is one error line, not h5py's KeyError."""
@@ -123,7 +135,7 @@ def volume_dataset(handle: h5py.File, key: str, path: Path, flag: str | None = N
     (nothing read yet); a missing dataset names those present and the key flag ``flag``
     (default: the CREMI layout's ``--raw-key`` / ``--labels-key``)."""
     if not hdf5_has(handle, key, path):
-        present = sorted(_dataset_names(handle))
+        present = sorted(dataset_names(handle))
         advice = (f"name another with {flag}" if flag else
                   f"the CREMI layout needs '{RAW_KEY}' and '{LABELS_KEY}', other layouts name "
                   "theirs with --raw-key / --labels-key")
@@ -157,7 +169,7 @@ def _read(node: h5py.Dataset, path: Path) -> np.ndarray:
                               ) from err
 
 
-def _dataset_names(handle: h5py.File) -> list[str]:
+def dataset_names(handle: h5py.File) -> list[str]:
     """The file's datasets, as far as they can be listed (a damaged group ends the list)."""
     names: list[str] = []
     try:
@@ -225,11 +237,7 @@ def load_cremi(
         raise EmsegInputError(f"{path}: is a directory, expected a CREMI HDF5 file")
     if not h5py.is_hdf5(path):
         raise EmsegInputError(f"{path}: not an HDF5 file (CREMI files are HDF5, .hdf/.h5)")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise EmsegInputError(f"{path}: cannot be opened as HDF5 ({one_line(err)})") from err
-    with handle:
+    with open_hdf5(path) as handle:
         raw_node = volume_dataset(handle, raw_key, path)
         if resolution is None and default_resolution is not None \
                 and "resolution" not in raw_node.attrs:

@@ -1,6 +1,7 @@
 """Reading EM stacks in the formats researchers have: HDF5, zarr, TIFF stacks, slice folders.
 
-:func:`load_stack` is the one entry point; it picks the reader by suffix:
+:func:`load_stack` is the one entry point; the reader is picked by
+:func:`~emseg_lib.data.readers.format_of`:
 
 * ``.hdf``, ``.h5``, ``.hdf5`` — the CREMI layout (:func:`~emseg_lib.data.load_cremi`), or
   other datasets named by ``raw_key`` / ``labels_key``;
@@ -19,134 +20,22 @@ unique across the stack). :func:`describe` says what was loaded.
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-import imageio.v3 as iio
 import numpy as np
-import tifffile
 from skimage.measure import label
 
 from emseg_lib.data.cremi import EMVolume, load_cremi
 from emseg_lib.data.labels import stack_slices
-from emseg_lib.data.validate import check_fits_in_memory, check_label_ids, raw_as_uint8
-from emseg_lib.data.zarr_store import is_zarr, open_zarr, read_zarr, split_zarr_path
-from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.data.readers import format_of, open_input, read_array
+from emseg_lib.data.validate import check_label_ids, raw_as_uint8
+from emseg_lib.data.zarr_store import open_zarr, read_zarr, split_zarr_path
+from emseg_lib.errors import EmsegInputError
 
-HDF5_SUFFIXES = (".hdf", ".h5", ".hdf5")
-TIFF_SUFFIXES = (".tif", ".tiff")
-SLICE_SUFFIXES = (".png", ".tif", ".tiff")
+__all__ = ["as_labels", "describe", "load_stack", "membranes_to_instances", "read_array"]
+
 LabelKind = Literal["auto", "instances", "membranes"]
-
-
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-@contextmanager
-def _quiet_tifffile() -> Iterator[None]:
-    """Silence tifffile's log lines while reading: a problem becomes one error line."""
-    logger = logging.getLogger("tifffile")
-    disabled, logger.disabled = logger.disabled, True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
-
-
-def _read_pages(tif: tifffile.TiffFile, path: Path) -> np.ndarray:
-    """A TIFF of several series (pages written one by one, or of other sizes): every page,
-    stacked, if all have one shape and dtype; reading only the first series would silently
-    drop the others."""
-    pages = [page for page in tif.pages if page.shape]
-    kinds = list(dict.fromkeys((page.shape, np.dtype(page.dtype)) for page in pages))
-    if len(kinds) > 1:
-        found = ", ".join(f"{shape} {dtype}" for shape, dtype in kinds[:4])
-        raise EmsegInputError(f"{path}: pages differ in size or type ({found}); a stack needs "
-                              "every slice of one size and dtype")
-    shape, dtype = kinds[0]
-    check_fits_in_memory(path, [("TIFF stack", (len(pages), *shape), dtype)])
-    return np.stack([page.asarray() for page in pages])
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    try:
-        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-            if len(tif.series) > 1:
-                array = _read_pages(tif, path)
-            else:
-                series = tif.series[0]
-                check_fits_in_memory(path, [("TIFF stack", series.shape, series.dtype)])
-                array = series.asarray()
-    except EmsegInputError:
-        raise
-    except Exception as err:  # tifffile raises many kinds for corrupt or truncated files
-        raise EmsegInputError(f"{path}: cannot be read as TIFF ({one_line(err)}); is the file "
-                              "complete?") from err
-    if array.size == 0:
-        raise EmsegInputError(f"{path}: cannot be read as a TIFF stack (no image data); the "
-                              "file may be corrupt or truncated")
-    return array[None] if array.ndim == 2 else array
-
-
-def _read_image(file: Path) -> np.ndarray:
-    try:
-        return iio.imread(file)
-    except Exception as err:  # imageio raises many kinds for unreadable images
-        raise EmsegInputError(f"{file}: cannot be read as an image ({one_line(err)})") from err
-
-
-def _read_folder(path: Path) -> np.ndarray:
-    files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES),
-                   key=_natural_key)
-    if not files:
-        raise EmsegInputError(f"{path}: folder has no .png/.tif slices; put one image per "
-                              "slice there (e.g. slice_000.png, slice_001.png, ...)")
-    slices = []
-    for file in files:
-        image = _read_image(file)
-        if image.ndim != 2:
-            raise EmsegInputError(f"{file}: expected a single-channel slice, got shape "
-                                  f"{image.shape}; save grey-scale images")
-        if not slices:  # the whole stack, if every slice is the size of the first
-            check_fits_in_memory(path, [(f"{len(files)} slices", (len(files), *image.shape),
-                                         image.dtype)])
-        slices.append(image)
-    shapes = {s.shape for s in slices}
-    if len(shapes) != 1:
-        raise EmsegInputError(f"{path}: slices differ in size {sorted(shapes)}; all slices "
-                              "must have one size")
-    dtypes = list(dict.fromkeys(s.dtype for s in slices))
-    if len(dtypes) != 1:  # np.stack would widen them, and --rescale map them as one range
-        odd = next(f for f, s in zip(files, slices, strict=True) if s.dtype != dtypes[0])
-        raise EmsegInputError(f"{path}: slices differ in type ({', '.join(map(str, dtypes))}; "
-                              f"first {odd.name} is {dtypes[1]}); save every slice with one "
-                              "bit depth")
-    return np.stack(slices)
-
-
-def read_array(path: str | Path) -> np.ndarray:
-    """A ``(Z, Y, X)`` array from a TIFF stack or a folder of slices."""
-    path = Path(path)
-    if not path.exists():
-        raise EmsegInputError(f"{path}: not found")
-    if path.is_dir():
-        array = _read_folder(path)
-    elif path.suffix.lower() in TIFF_SUFFIXES:
-        array = _read_tiff(path)
-    else:
-        raise EmsegInputError(
-            f"{path}: unknown format '{path.suffix}'; use HDF5 ({', '.join(HDF5_SUFFIXES)}), "
-            f"zarr (.zarr), a TIFF stack ({', '.join(TIFF_SUFFIXES)}) or a folder of PNG/TIFF "
-            "slices"
-        )
-    if array.ndim != 3:
-        raise EmsegInputError(f"{path}: expected a (Z, Y, X) stack, got shape {array.shape}")
-    return array
 
 
 #: ``--label-kind auto`` reads a stack of two values as a membrane mask only when the pixels
@@ -210,13 +99,9 @@ def as_labels(array: np.ndarray, kind: LabelKind, source: Path) -> tuple[np.ndar
 
 
 def _read_labels(path: Path, key: str | None) -> np.ndarray:
-    """A label stack from a zarr store (``key`` or its usual places) or a TIFF / folder."""
-    if is_zarr(path):
-        return read_zarr(open_zarr(path, key, role="labels", flag="--labels-key"))
-    if key is not None:
-        raise EmsegInputError(f"--labels-key names a dataset of an HDF5 file or a zarr store, "
-                              f"not of {path}")
-    return read_array(path)
+    """A whole label stack from any input format (:func:`~emseg_lib.data.readers.open_input`)."""
+    with open_input(path, key, role="labels", flag="--labels-key") as source:
+        return source.read()
 
 
 def load_stack(path: str | Path, labels: str | Path | None = None, *,
@@ -245,30 +130,26 @@ def load_stack(path: str | Path, labels: str | Path | None = None, *,
             values, negative label ids; the message names the file and the fix.
     """
     path = Path(path)
-    if path.suffix.lower() in HDF5_SUFFIXES:
+    stored_as = format_of(path)
+    if stored_as == "hdf5":
         if labels is not None:
             raise EmsegInputError(f"{path}: HDF5 files carry their own labels; drop --labels "
                                   "(--labels-key names their dataset)")
         keys = {k: v for k, v in (("raw_key", raw_key), ("labels_key", labels_key)) if v}
         return load_cremi(path, require_labels=labels_key is not None, rescale=rescale,
                           default_resolution=tuple(resolution), **keys)
-    if is_zarr(path):
-        source = open_zarr(path, raw_key, role="raw")
-        raw = raw_as_uint8(read_zarr(source), source.path, rescale=rescale)
-        resolution = source.resolution or tuple(resolution)
+    with open_input(path, raw_key, role="raw", flag="--raw-key") as source:
+        raw = raw_as_uint8(source.read(), source.path, rescale=rescale)
+        resolution = source.resolution(resolution)
         path = source.path
-        if labels is None:
-            found = open_zarr(split_zarr_path(path)[0], labels_key, role="labels",
-                              required=labels_key is not None, flag="--labels-key")
-            labels_array = None if found is None else read_zarr(found)
-        else:
-            labels_array = _read_labels(Path(labels), labels_key)
+    if labels is not None:
+        labels_array = _read_labels(Path(labels), labels_key)
+    elif stored_as == "zarr":
+        found = open_zarr(split_zarr_path(path)[0], labels_key, role="labels",
+                          required=labels_key is not None, flag="--labels-key")
+        labels_array = None if found is None else read_zarr(found)
     else:
-        if raw_key is not None:
-            raise EmsegInputError(f"--raw-key names a dataset of an HDF5 file or a zarr store, "
-                                  f"not of {path}")
-        raw = raw_as_uint8(read_array(path), path, rescale=rescale)
-        labels_array = None if labels is None else _read_labels(Path(labels), labels_key)
+        labels_array = None
     ids, kind = None, "no labels"
     if labels_array is not None:
         source_name = Path(labels) if labels is not None else path

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
-import zarr
 
+from emseg_lib.data.readers import open_array
 from emseg_lib.data.volumes import CheckedProbabilities
 from emseg_lib.errors import EmsegInputError, one_line
 
@@ -55,11 +54,8 @@ class VolumeRef:
         """
         index = (slice(None), *box) if self.role == "affinities" else box
         try:
-            if self.zarr:
-                chunk = np.asarray(zarr.open_array(self.path, path=self.key, mode="r")[index])
-            else:
-                with h5py.File(self.path, "r") as handle:
-                    chunk = np.asarray(handle[self.key][index])
+            with open_array(self.path, self.key, "zarr" if self.zarr else "hdf5") as stored:
+                chunk = np.asarray(stored[index])
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             raise EmsegInputError(f"{self.path}: '{self.key}' slices {box[0].start}.."
                                   f"{box[0].stop - 1} cannot be read ({one_line(err)}); the "

@@ -130,7 +130,9 @@ def split_zarr_path(path: str | Path) -> tuple[Path, str]:
     return path, ""
 
 
-def _open_store(store: Path) -> zarr.Group | zarr.Array:
+def open_store(store: Path) -> zarr.Group | zarr.Array:
+    """The zarr store ``store`` opened read-only (a group, or a store that is one array);
+    a missing, plain-file or unreadable store is one error line."""
     restore_interrupted_swap(store)  # an emseg output a killed --overwrite left aside
     if not store.exists():
         raise EmsegInputError(f"{store}: not found")
@@ -269,7 +271,7 @@ def _candidates(root: zarr.Group, key: str, role: Role) -> list[str]:
 
 
 def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
-              required: bool = True, flag: str = "--raw-key") -> ZarrArray | None:
+              required: bool = True, flag: str | None = None) -> ZarrArray | None:
     """Open a ``(Z, Y, X)`` array of a zarr store; nothing is read.
 
     Args:
@@ -277,14 +279,14 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
         key: the array's key below ``path`` (a key flag); None: ``path`` names it, else the
             keys of :data:`DEFAULT_KEYS` for ``role`` are tried.
         required: raise when no array is found; otherwise return None.
-        flag: the key flag, named in the message for a missing array.
+        flag: the key flag, named in the message for a missing array (None: none).
 
     Raises:
         EmsegInputError: no store there, unreadable metadata, a missing array (listing the
             arrays present), or an array that is not 3-D.
     """
     store, inner = split_zarr_path(path)
-    root = _open_store(store)
+    root = open_store(store)
     if isinstance(root, zarr.Array):  # a store that is one array
         if inner or key:
             raise EmsegInputError(f"{store}: is a single zarr array, it holds no "
@@ -299,7 +301,8 @@ def open_zarr(path: str | Path, key: str | None = None, *, role: Role = "raw",
         if not required:
             return None
         wanted = " or ".join(f"'{k}'" if k else "an OME-Zarr image" for k in keys)
-        raise EmsegInputError(f"{store}: no {role} array {wanted}; name it with {flag} or as "
+        named_by = f"with {flag} or as" if flag else "as"
+        raise EmsegInputError(f"{store}: no {role} array {wanted}; name it {named_by} "
                               f"{store}/KEY. Arrays present: {array_names(root) or 'none'}")
     return _checked(found)
 
