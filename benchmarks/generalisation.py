@@ -47,6 +47,7 @@ from emseg_lib.atomic import atomic_path, atomic_write_text
 from emseg_lib.evaluation import score_grid, score_volume
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
+from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
 from emseg_lib.postprocess.derive import RULES, min_seed_px_of
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
@@ -308,7 +309,7 @@ def exact_scores(m: Map, seg_slice: Callable[[np.ndarray], np.ndarray]) -> dict[
     labelled = [z for z, g in enumerate(m.gt) if np.any(g)]
     seg = np.stack([seg_slice(m.prob[z]) for z in labelled])
     rows = score_volume(seg, m.gt[labelled], "cremi", pixel_nm=m.pixel_nm)
-    return rows[["voi", "voi_split", "voi_merge", "arand"]].mean().to_dict()
+    return rows[list(SCORE_COLUMNS)].mean().to_dict()
 
 
 def seeded_at(rule: Callable[[np.ndarray], float], smooth_px: float, min_seed_px: int
