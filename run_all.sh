@@ -6,7 +6,7 @@
 #                [--out DIR] [--real-data DIR] [--engine inline|local|slurm] [--jobs N]
 #                [--partition NAME] [--notebook-limit SECONDS] [--dry-run] [--only NAMES]
 #
-# Paths follow one rule, shared with the notebooks (emseg_lib/paths.py): data/, figures/,
+# Paths follow one rule, shared with the notebooks (emseg_lib/infra/paths.py): data/, figures/,
 # runs/<profile>/ (checkpoints; a rerun resumes from them), outputs/<profile>/ (the executed
 # notebooks). The profile run is recorded, so notebooks opened afterwards in JupyterLab find
 # its checkpoints. --real-data DIR: where the real EM stacks are (default data/; fetch them
@@ -18,7 +18,7 @@
 # results do not depend on the engine. Progress (epochs, steps, time left) is printed as the
 # notebooks run. Stops at the first failing notebook and names it. A notebook still running
 # after the profile's limit (--notebook-limit SECONDS to change it) is taken as hung: the stacks
-# of papermill and its kernel are printed, it is stopped and the run fails (emseg_lib/watchdog.py).
+# of papermill and its kernel are printed, it is stopped and the run fails (emseg_lib/infra/watchdog.py).
 # --only NAMES: run only these notebooks (comma-separated, e.g. 00_data_exploration,02_stylegan).
 # --dry-run: every notebook at the profile's sizes (volume shape, widths, crops, batches,
 # tiling, grids) but only a few training steps and prediction slices (profile <profile>-dry,
@@ -80,7 +80,7 @@ base_profile="$profile" record="--record"
 if [ "$dry_run" = 1 ]; then
   profile="$profile-dry" record=""  # never taken as the last run by notebooks opened later
 fi
-eval "$(EMSEG_ROOT="$project" python -m emseg_lib.paths --profile "$profile" \
+eval "$(EMSEG_ROOT="$project" python -m emseg_lib.infra.paths --profile "$profile" \
   --real-data "$real_data" $record | sed 's/^/default_/')"
 data="${data:-$default_data}"
 out="${out:-$default_outputs}"
@@ -123,7 +123,7 @@ run_notebook() {  # notebook, executed copy, extra papermill arguments...
     export EMSEG_RECORD_FILE="$records/$(basename "$executed" .ipynb).jsonl"
     record_flags=(--record "$records/notebooks.jsonl")
   fi
-  python -m emseg_lib.watchdog --limit "$notebook_limit" --what "$(basename "$executed" .ipynb)" \
+  python -m emseg_lib.infra.watchdog --limit "$notebook_limit" --what "$(basename "$executed" .ipynb)" \
       "${record_flags[@]}" -- papermill "$notebook" "$executed" --cwd "$root/notebooks" --no-progress-bar \
       -p profile "$profile" -p data_path "$data" -p figures_dir "$figures" -p runs_dir "$runs" \
       "$@" 2> "$out/papermill.log" || status=$?

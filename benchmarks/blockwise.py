@@ -33,7 +33,7 @@ import numpy as np
 from emseg_lib.blockwise import BlockGrid, BlockJob, Cluster, segment_blockwise
 from emseg_lib.data.synthetic import label_probability
 from emseg_lib.data.volume_ref import VolumeRef
-from emseg_lib.pipeline import OutputSpec, Postprocessing, postprocess_to_file
+from emseg_lib.output.pipeline import OutputSpec, Postprocessing, postprocess_to_file
 
 TARGET_VOXELS = 1e12
 

@@ -6,7 +6,7 @@ Usage (``run_all.sh --dry-run`` calls it at the end)::
     python benchmarks/dry_run.py --profile full --records outputs/full-dry/records
     python benchmarks/dry_run.py --profile full --records DIR --rates RESULTS.json
 
-Per notebook, from the records the dry run left (:mod:`emseg_lib.work_record`): exit code,
+Per notebook, from the records the dry run left (:mod:`emseg_lib.infra.work_record`): exit code,
 wall time, peak host memory (its largest process), peak GPU memory, and the measured rate of
 each stage (every progress bar: training epochs of a few steps, prediction slices or tiles,
 GAN iterations, transfer runs). The estimate of the real run comes from the per-step rates of
@@ -28,8 +28,8 @@ from typing import Any
 import throughput
 from estimate import Estimator
 
+from emseg_lib.infra.work_record import read_records
 from emseg_lib.profiles import PROFILES, get_profile
-from emseg_lib.work_record import read_records
 
 NOTEBOOKS = "notebooks.jsonl"
 

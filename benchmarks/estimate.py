@@ -16,7 +16,7 @@ from emseg_lib.data.masks import MASK_KINDS
 from emseg_lib.experiments.transfer_sweep import EXPERIMENTS
 from emseg_lib.postprocess import METHODS
 from emseg_lib.profiles import Profile
-from emseg_lib.thesis_numbers import GRID_SIG_TH
+from emseg_lib.report.thesis_numbers import GRID_SIG_TH
 
 
 def windows(size: int, tile: int, overlap: int) -> int:
@@ -73,7 +73,7 @@ class Estimator:
         return tiles / model["inference"]["tiles_per_s"]
 
     def tuning_s(self, dims: int) -> float:
-        """:func:`~emseg_lib.tuning.tune_all` on the validation split over every core."""
+        """:func:`~emseg_lib.scoring.tuning.tune_all` on the validation split over every core."""
         n_val, total = self.slices["val"], 0.0
         for name, method in METHODS.items():
             outer = len(method.grid[method.outer])

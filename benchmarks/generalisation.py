@@ -43,16 +43,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emseg_lib.atomic import atomic_path, atomic_write_text
-from emseg_lib.evaluation import score_grid, score_volume
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
-from emseg_lib.metrics import SCORE_COLUMNS
+from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
 from emseg_lib.postprocess.derive import RULES, min_seed_px_of
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_from_seeds
 from emseg_lib.profiles import get_profile
+from emseg_lib.scoring.evaluation import score_grid, score_volume
+from emseg_lib.scoring.metrics import SCORE_COLUMNS
 
 #: the fine seed_th grid every map is scored on (the oracle's and the rules' lookup grid)
 SEED_GRID = tuple(round(v, 2) for v in np.arange(0.40, 0.985, 0.02))
@@ -158,7 +158,7 @@ def smooth_px_of(m: Map, smooth_nm: float) -> float:
 @dataclasses.dataclass(frozen=True)
 class SeedAreaGrid:
     """The seeded method over this benchmark's grid, for the library's grid-scoring engine
-    (:func:`~emseg_lib.evaluation.score_grid`): smoothing sigma (nm, the outer axis) x
+    (:func:`~emseg_lib.scoring.evaluation.score_grid`): smoothing sigma (nm, the outer axis) x
     smallest seed (nm²) x ``seed_th``; each grid point's row also carries its number of
     seeds. An area that drops no further seed yields the previous area's labelling (the
     engine reuses its score)."""

@@ -23,7 +23,6 @@ from torch import nn
 from emseg_lib.data import EMCropDataset, EMVolume
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.inference import predict_volume
 from emseg_lib.models import model_entry
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator
@@ -31,13 +30,14 @@ from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.postprocess import METHODS, segment_volume
 from emseg_lib.postprocess.reference import reference_flood, reference_seeded, reference_thesis
 from emseg_lib.profiles import BoundlessPlan, StyleGANPlan, Tiling
-from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
+from emseg_lib.report.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
+from emseg_lib.scoring.evaluation import evaluate_slices, threshold_grid
+from emseg_lib.scoring.tuning import tune_thresholds
 from emseg_lib.train import LAST, TrainConfig, fit, load_checkpoint
 from emseg_lib.train.boundless import BoundlessConfig, discriminator_step, generator_step
 from emseg_lib.train.checkpoint import save_checkpoint
 from emseg_lib.train.feed import Placement
 from emseg_lib.train.stylegan import StyleGANConfig, train_iteration
-from emseg_lib.tuning import tune_thresholds
 
 
 def synchronize(device: torch.device) -> None:
@@ -75,7 +75,7 @@ def write_results(out: Path | None, name: str, table: str, payload: dict[str, An
     (``payload``) there, atomically."""
     import json
 
-    from emseg_lib.atomic import atomic_write_text
+    from emseg_lib.infra.atomic_files import atomic_write_text
 
     print(table)
     if out is not None:

@@ -31,8 +31,8 @@ import h5py
 import measure
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text
-from emseg_lib.parallel import available_cores
+from emseg_lib.infra.atomic_files import atomic_write_text
+from emseg_lib.infra.parallel import available_cores
 from emseg_lib.postprocess import METHODS, segment_volume
 
 PROB_KEY = "volumes/predictions/cell_probability"

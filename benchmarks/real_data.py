@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import load_cremi
 from emseg_lib.data.targets import TARGETS
 from emseg_lib.experiments.real_data import real_data_results, within_best
+from emseg_lib.infra.atomic_files import atomic_write_text
 from emseg_lib.models import trainable_entry, trainable_kinds
 from emseg_lib.profiles import PROFILES, get_profile
 from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS

@@ -15,7 +15,7 @@ same slices: the speed-up), the thesis tables' 36-pair threshold grid per ``--sl
 (1 process and every core), the tuning grids, the GANs' training steps, and the estimated wall
 time of every notebook and of the whole profile, with the training sweeps (Boundless masks,
 transfer runs, adversarial seeds) spread over ``--engine-gpus`` GPUs by the sweep engine
-(:mod:`emseg_lib.engine`). Targets are printed beside the numbers, not asserted. The table
+(:mod:`emseg_lib.infra.engine`). Targets are printed beside the numbers, not asserted. The table
 goes to stdout and, as Markdown and JSON, to ``--out``.
 """
 
@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from estimate import Estimator, windows
 
-from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data import (
     AugmentConfig,
     EMCropDataset,
@@ -47,10 +46,11 @@ from emseg_lib.data import (
     split_slices,
     synthetic_em_volume,
 )
-from emseg_lib.device import pick_device, seed_everything
 from emseg_lib.experiments.supervised import make_datasets, make_model
+from emseg_lib.infra.atomic_files import atomic_write_text
+from emseg_lib.infra.device import pick_device, seed_everything
+from emseg_lib.infra.parallel import available_cores
 from emseg_lib.models import BoundlessSegmenter, model_entry
-from emseg_lib.parallel import available_cores
 from emseg_lib.profiles import PROFILES, Profile, get_profile
 from emseg_lib.train import TrainConfig
 from emseg_lib.train.feed import Placement, resolve_loader_workers

@@ -36,7 +36,6 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from emseg_lib.atomic import atomic_write_text
 from emseg_lib.data.cremi import load_cremi
 from emseg_lib.data.upstream import (
     FIBSEM_RESOLUTION_NM,
@@ -48,6 +47,7 @@ from emseg_lib.data.upstream import (
     write_cremi_arrays,
 )
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.infra.atomic_files import atomic_write_text
 
 CREMI_BASE_URL = "https://cremi.org/static/data"
 CREMI_SAMPLES = ("A", "B", "C")

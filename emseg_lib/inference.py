@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, check_ndim
+from emseg_lib.infra.device import pick_device
+from emseg_lib.infra.progress import progress_bar
 from emseg_lib.models import model_entry
 from emseg_lib.profiles import Tiling
-from emseg_lib.progress import progress_bar
 
 
 def to_unit(volume: np.ndarray) -> np.ndarray:

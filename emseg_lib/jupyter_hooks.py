@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emseg_lib.atomic import atomic_write_text
+from emseg_lib.infra.atomic_files import atomic_write_text
 
 #: the checkout's notebooks folder (this file is ``<root>/emseg_lib/jupyter_hooks.py``)
 PROJECT_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -106,7 +106,7 @@ class Profile:
             TOML file, None here: chosen from the device and the CPU cores,
             :func:`~emseg_lib.train.feed.resolve_loader_workers`; 0: in-process).
         notebook_limit_s: seconds after which ``run_all.sh`` takes a notebook as hung
-            (:mod:`emseg_lib.watchdog`).
+            (:mod:`emseg_lib.infra.watchdog`).
         predict_slices: at most this many slices of each split are predicted and
             post-processed (the first ones; 0: every slice). Set only by :func:`dry_run`.
     """

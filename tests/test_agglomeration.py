@@ -13,8 +13,8 @@ from skimage.measure import label
 from emseg_lib.cli import main
 from emseg_lib.data.targets import affinities
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.metrics import voi
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, as_zyx, segment_affinities
+from emseg_lib.scoring.metrics import voi
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from emseg_lib import EmsegInputError
-from emseg_lib.atomic import GuardedFile, atomic_hdf5, atomic_path, atomic_write_text, check_output
+from emseg_lib.infra.atomic_files import GuardedFile, atomic_hdf5, atomic_path, atomic_write_text
+from emseg_lib.infra.output_checks import check_output
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_a_writer_that_writes_nothing_is_an_error(tmp_path):
 
 KILLED_WRITER = """
 import sys, time
-from emseg_lib.atomic import atomic_path
+from emseg_lib.infra.atomic_files import atomic_path
 with atomic_path(sys.argv[1]) as tmp, open(tmp, "wb") as out:
     block = b"\\xab" * (1 << 20)
     for i in range(100_000):
@@ -130,7 +131,7 @@ def test_check_output_refuses_a_read_only_folder_and_a_full_disk(tmp_path, monke
                                               r"but only .* is free"):
         check_output(tmp_path / "seg.h5", expected_bytes=1 << 50)
     # a read-only folder, as a non-root user sees it (root may write anywhere)
-    monkeypatch.setattr("emseg_lib.atomic.os.access", lambda path, mode: False)
+    monkeypatch.setattr("emseg_lib.infra.output_checks.os.access", lambda path, mode: False)
     with pytest.raises(EmsegInputError, match=r"seg\.h5: folder .* is not writable"):
         check_output(tmp_path / "seg.h5")
 
@@ -165,7 +166,7 @@ def test_ctrl_c_inside_an_hdf5_call_waits_until_hdf5_is_done(tmp_path, monkeypat
 
 
 def test_a_failing_swap_puts_the_previous_folder_back(tmp_path, monkeypatch):
-    from emseg_lib import atomic
+    from emseg_lib.infra import atomic_files as atomic
 
     target = tmp_path / "seg.zarr"
     target.mkdir()

@@ -21,8 +21,8 @@ from emseg_lib.cli import main
 from emseg_lib.data.synthetic import label_probability, synthetic_em_volume
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.supervised import train_unet
-from emseg_lib.metrics import voi
 from emseg_lib.profiles import get_profile
+from emseg_lib.scoring.metrics import voi
 
 LABELS = "labels/neuron_ids/0"
 

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from emseg_lib import EmsegInputError
-from emseg_lib.atomic import atomic_path
 from emseg_lib.data import (
     EMCropDataset,
     EMVolume,
@@ -26,6 +25,7 @@ from emseg_lib.data import (
 from emseg_lib.errors import TrainingInterrupted
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS, run_boundless
 from emseg_lib.experiments.supervised import train_unet
+from emseg_lib.infra.atomic_files import atomic_path
 from emseg_lib.models import UNet2D, model_spec
 from emseg_lib.models.pretrained import BoundlessSegmenter, load_pretrained
 from emseg_lib.profiles import get_profile

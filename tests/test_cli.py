@@ -18,10 +18,10 @@ from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
 from emseg_lib.data.formats import describe, load_stack
 from emseg_lib.data.targets import instance_boundary
-from emseg_lib.evaluation import evaluate_slices, score_volume
-from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.output.pipeline import PROBABILITY_KEY
 from emseg_lib.postprocess import segment_volume, watershed_postprocess
 from emseg_lib.postprocess.derive import default_smooth_px
+from emseg_lib.scoring.evaluation import evaluate_slices, score_volume
 from emseg_lib.train.checkpoint import save_checkpoint
 
 

@@ -15,7 +15,6 @@ from scipy import ndimage as ndi
 from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import GroundTruth, cremi_scores
 from emseg_lib.experiments.supervised import make_model
 from emseg_lib.models import model_spec
 from emseg_lib.postprocess import METHODS, postprocess_dims, segment_volume
@@ -29,6 +28,7 @@ from emseg_lib.postprocess.derive import (
     default_smooth_px,
 )
 from emseg_lib.profiles import get_profile
+from emseg_lib.scoring.evaluation import GroundTruth, cremi_scores
 from emseg_lib.train.checkpoint import save_checkpoint
 
 SEEDED = METHODS["seeded"]

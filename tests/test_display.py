@@ -6,14 +6,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.display import (
+from emseg_lib.postprocess import label_cells
+from emseg_lib.report.display import (
     BOUNDARY_RGB,
     adjacency_pairs,
     color_labels,
     greedy_coloring,
     overlay,
 )
-from emseg_lib.postprocess import label_cells
 
 
 def test_touching_cells_get_different_colours(default_volume):

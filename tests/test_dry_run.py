@@ -15,9 +15,9 @@ from emseg_lib.data import synthetic_em_volume
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.supervised import make_model, predict_split
 from emseg_lib.experiments.transfer_sweep import EXPERIMENTS
+from emseg_lib.infra.progress import progress_bar
+from emseg_lib.infra.work_record import RECORD_ENV, read_records
 from emseg_lib.profiles import DRY_SLICES, DRY_STEPS, get_profile
-from emseg_lib.progress import progress_bar
-from emseg_lib.work_record import RECORD_ENV, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_finished_bars_are_recorded_only_when_asked(tmp_path, monkeypatch):
 
 def test_the_watchdog_records_wall_time_exit_code_and_peak_memory(tmp_path):
     record = tmp_path / "notebooks.jsonl"
-    command = [sys.executable, "-m", "emseg_lib.watchdog", "--limit", "600", "--what", "nb",
+    command = [sys.executable, "-m", "emseg_lib.infra.watchdog", "--limit", "600", "--what", "nb",
                "--record", str(record), "--", sys.executable, "-c",
                "import numpy; a = numpy.ones(40_000_000); raise SystemExit(3)"]
     assert subprocess.run(command, timeout=600).returncode == 3

@@ -9,8 +9,8 @@ import pytest
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import synthetic_em_volume
-from emseg_lib.engine import Engine, VolumeFile, for_jobs, run_jobs
 from emseg_lib.experiments.transfer_sweep import TransferSpec, _transfer_job
+from emseg_lib.infra.engine import Engine, VolumeFile, for_jobs, run_jobs
 from emseg_lib.profiles import get_profile
 
 #: what a training history holds that is not a timing

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import (
+from emseg_lib.postprocess import flood_boundaries, watershed_postprocess
+from emseg_lib.scoring.evaluation import (
     PROTOCOLS,
     dense_segmentation,
     evaluate_slices,
     score_volume,
     threshold_grid,
 )
-from emseg_lib.postprocess import flood_boundaries, watershed_postprocess
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,9 @@ from emseg_lib.data import EMVolume, save_cremi, synthetic_em_volume
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
 from emseg_lib.data.formats import load_stack
 from emseg_lib.data.targets import instance_boundary
-from emseg_lib.evaluation import score_volume
 from emseg_lib.models import UNet2D, model_spec
-from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.output.pipeline import PROBABILITY_KEY
+from emseg_lib.scoring.evaluation import score_volume
 from emseg_lib.train.checkpoint import save_checkpoint
 from emseg_lib.train.runs import run_lock
 
@@ -72,7 +72,7 @@ from pathlib import Path
 # starts with SIGINT ignored, and Python then never raises KeyboardInterrupt)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-from emseg_lib import pipeline
+from emseg_lib.output import pipeline
 from emseg_lib.cli import main
 from emseg_lib.train import loop
 
@@ -363,7 +363,7 @@ def test_run_folder_holding_other_files(capsys, case):
 
 def test_too_little_free_disk_is_refused_before_work(capsys, case, monkeypatch):
     usage = shutil.disk_usage(case.dir)
-    monkeypatch.setattr("emseg_lib.atomic.shutil.disk_usage",
+    monkeypatch.setattr("emseg_lib.infra.output_checks.shutil.disk_usage",
                         lambda folder: usage._replace(free=1000))
     refused(capsys, case.dir, segment_args(case, case / "seg_out.h5"), "seg_out.h5",
             "needs about", "only 1000 B is free")
@@ -1398,7 +1398,7 @@ def test_a_resolution_flag_in_micrometres(capsys, case):
 
 
 def test_a_second_evaluate_writing_the_same_scores_is_refused(capsys, case):
-    from emseg_lib.atomic import held_lock
+    from emseg_lib.infra.locks import held_lock
 
     scores = case / "s.json"
     with held_lock(case / ".s.json.lock", lambda pid, host: "held by the first run"):

@@ -9,11 +9,11 @@ import torch
 from emseg_lib import EmsegInputError
 from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import protocol_scores, thinned_segmentation
-from emseg_lib.metrics import count_merges
 from emseg_lib.models import UNet2D
 from emseg_lib.models.pair_discriminator import PairDiscriminator
 from emseg_lib.postprocess import watershed_postprocess
+from emseg_lib.scoring.evaluation import protocol_scores, thinned_segmentation
+from emseg_lib.scoring.metrics import count_merges
 from emseg_lib.train import TrainConfig, fit
 from emseg_lib.train.adversarial import SegmentationAdversary
 

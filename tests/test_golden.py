@@ -29,9 +29,9 @@ import pytest
 
 from emseg_lib.data.targets import affinities as affinity_target
 from emseg_lib.data.targets import cell_target, instance_boundary
-from emseg_lib.evaluation import threshold_grid
+from emseg_lib.scoring.evaluation import threshold_grid
+from emseg_lib.scoring.tuning import checkpoint_entry, tune_agglomeration, tune_all
 from emseg_lib.train.loop import _affinity_scores, _slice_scores
-from emseg_lib.tuning import checkpoint_entry, tune_agglomeration, tune_all
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("EMSEG_UPDATE_GOLDEN") == "1"

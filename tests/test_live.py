@@ -1,6 +1,6 @@
 """The live threshold sliders (notebook 05): every change redraws the readout and the figure
 through the Output widget's state, never by printing into the widget (which is what hung
-papermill; see :mod:`emseg_lib.live`)."""
+papermill; see :mod:`emseg_lib.report.live`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from emseg_lib.live import figure_output, threshold_sliders
-from emseg_lib.plots import probability_and_segmentation
+from emseg_lib.report.live import figure_output, threshold_sliders
+from emseg_lib.report.plots import probability_and_segmentation
 
 
 def _view(calls: list):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emseg_lib import EmsegInputError
-from emseg_lib.metrics import (
+from emseg_lib.scoring.metrics import (
     SCORE_COLUMNS,
     adapted_rand,
     cremi_boundary_mask,

@@ -1,9 +1,9 @@
 """Notebook 05 (the live threshold sliders) executed ten times in a row under papermill, as
 ``run_all.sh`` runs it, in the smoke profile: it never hangs.
 
-Before :mod:`emseg_lib.live`, about 1 execution in 5 on a loaded machine waited for ever in
+Before :mod:`emseg_lib.report.live`, about 1 execution in 5 on a loaded machine waited for ever in
 the slider cell (nbclient's Output-widget emulation wrote to the shell socket while awaiting
-the cell's reply on it). Each execution runs under :mod:`emseg_lib.watchdog` with a limit far
+the cell's reply on it). Each execution runs under :mod:`emseg_lib.infra.watchdog` with a limit far
 above its ~20 s, so a hang fails with the stacks of papermill and its kernel instead of
 stopping the test run.
 """
@@ -35,7 +35,7 @@ def test_threshold_notebook_runs_ten_times_without_a_hang(smoke_run, tmp_path):
     for run in range(RUNS):
         executed = tmp_path / f"05_run{run}.ipynb"
         execution = subprocess.run(
-            [sys.executable, "-m", "emseg_lib.watchdog", "--limit", str(LIMIT_S),
+            [sys.executable, "-m", "emseg_lib.infra.watchdog", "--limit", str(LIMIT_S),
              "--what", f"execution {run + 1} of {NOTEBOOK.name}", "--",
              "papermill", str(NOTEBOOK), str(executed), "--cwd", str(NOTEBOOK.parent),
              "--no-progress-bar", "-p", "profile", "smoke",

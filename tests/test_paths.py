@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emseg_lib import paths
+from emseg_lib.infra import paths
 
 
 @pytest.fixture(autouse=True)

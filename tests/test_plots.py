@@ -11,17 +11,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from emseg_lib import plots
-from emseg_lib.comparison import (
+from emseg_lib.errors import EmsegInputError
+from emseg_lib.experiments.transfer_sweep import EXPERIMENTS
+from emseg_lib.report import plots
+from emseg_lib.report.comparison import (
     THESIS_CROP,
     CropWindow,
     comparison_figures,
     crop_side,
     crop_windows,
 )
-from emseg_lib.errors import EmsegInputError
-from emseg_lib.experiments.transfer_sweep import EXPERIMENTS
-from emseg_lib.thesis_numbers import CURVE_COLOURS
+from emseg_lib.report.thesis_numbers import CURVE_COLOURS
 
 LONG = ("best.pt (epoch 0 of 2, lowest validation VOI under the CREMI protocol) · thesis method "
         "at sig_th 0.83 / edge_th 0.91 · SYNTHETIC EM volume (CREMI files absent) · profile "

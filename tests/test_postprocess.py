@@ -9,8 +9,6 @@ from scipy.special import expit
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data.labels import stack_slices
-from emseg_lib.evaluation import threshold_grid
-from emseg_lib.metrics import pixel_accuracy
 from emseg_lib.postprocess import (
     METHODS,
     flood_boundaries,
@@ -21,6 +19,8 @@ from emseg_lib.postprocess import (
     watershed_postprocess,
 )
 from emseg_lib.postprocess.thesis import region_interfaces
+from emseg_lib.scoring.evaluation import threshold_grid
+from emseg_lib.scoring.metrics import pixel_accuracy
 
 
 def _opened_membrane(gap_prob: float) -> np.ndarray:

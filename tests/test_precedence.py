@@ -10,8 +10,8 @@ import pytest
 
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.postprocess import get_method
+from emseg_lib.scoring.tuning import choose_agglomeration, choose_thresholds, learned_entry
 from emseg_lib.train import Checkpoint
-from emseg_lib.tuning import choose_agglomeration, choose_thresholds, learned_entry
 
 LEARNED = {"method": "thesis", "epoch": 4, "dims": 2, "protocol": "cremi", "split": "val",
            "thresholds": {"thesis": {"sig_th": 0.6, "edge_th": 0.7},

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emseg_lib.plots import segmentation_preview, slice_scores
-from emseg_lib.preview import PreviewSamples, preview_path, preview_slices, save_preview
+from emseg_lib.output.preview import PreviewSamples, preview_path, preview_slices, save_preview
+from emseg_lib.report.plots import segmentation_preview, slice_scores
 
 
 def test_preview_slices_are_evenly_spaced_and_kept_from_chunks():

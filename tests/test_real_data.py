@@ -17,11 +17,11 @@ from conftest import REAL_DATA_PLACES
 
 from emseg_lib.cli import main
 from emseg_lib.data import load_cremi, save_cremi, split_slices
-from emseg_lib.evaluation import score_volume
 from emseg_lib.fetch import DATASETS
-from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.output.pipeline import PROBABILITY_KEY
+from emseg_lib.scoring.evaluation import score_volume
+from emseg_lib.scoring.tuning import tune_thresholds
 from emseg_lib.train import load_checkpoint
-from emseg_lib.tuning import tune_thresholds
 
 
 def real_stack(name: str) -> Path:

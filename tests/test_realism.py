@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from emseg_lib import EmsegInputError
-from emseg_lib.realism import laplacian_pyramid, sliced_wasserstein
+from emseg_lib.scoring.realism import laplacian_pyramid, sliced_wasserstein
 
 
 def _crops(volume, n, seed):

@@ -7,7 +7,7 @@ import pytest
 from emseg_lib import EmsegInputError
 from emseg_lib.models import LEE2017_FILTERS
 from emseg_lib.profiles import PROFILES, get_profile
-from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH, threshold_grid
+from emseg_lib.report.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH, threshold_grid
 
 
 @pytest.mark.parametrize("model", ["unet2d", "unet3d"])

@@ -111,7 +111,7 @@ def test_an_unregistered_model_is_refused_by_emseg_train(tmp_path, capsys):
 
 def test_the_models_import_nothing_of_training():
     """models sits below train: loading pretrained weights reads the checkpoint file through
-    :mod:`emseg_lib.checkpoint_file`, not :mod:`emseg_lib.train`."""
+    :mod:`emseg_lib.infra.checkpoint_file`, not :mod:`emseg_lib.train`."""
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, emseg_lib.models.pretrained; print(*sorted(m for m "
          "in sys.modules if m.startswith(('emseg_lib.train', 'emseg_lib.experiments'))))"],

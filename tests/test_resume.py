@@ -1,5 +1,5 @@
 """Resuming whole-volume runs: ``emseg segment`` / ``postprocess`` stopped by Ctrl-C (or
-killed) keep their finished chunks beside the output (:mod:`emseg_lib.partial_results`); the
+killed) keep their finished chunks beside the output (:mod:`emseg_lib.output.partial_results`); the
 same command computes only the rest and writes what an uninterrupted run writes."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_lib import pipeline
 from emseg_lib.cli import main
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY
 from emseg_lib.models import UNet2D
-from emseg_lib.partial_results import PartialResults, partial_folder
+from emseg_lib.output import pipeline
+from emseg_lib.output.partial_results import PartialResults, partial_folder
 from emseg_lib.profiles import get_profile
 
 
@@ -132,7 +132,7 @@ def test_a_second_run_writing_the_same_output_is_refused_before_any_work(tmp_pat
     prob = _probabilities(tmp_path / "prob.h5")
     folder = partial_folder(tmp_path / "seg.h5")
     folder.mkdir()
-    holding = ("import sys; from emseg_lib.atomic import held_lock\n"
+    holding = ("import sys; from emseg_lib.infra.locks import held_lock\n"
                "with held_lock(sys.argv[1], str):\n    print('held', flush=True); sys.stdin.read()")
     other = subprocess.Popen([sys.executable, "-c", holding, str(folder / "lock")],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ import torch
 
 from emseg_lib import EmsegInputError
 from emseg_lib.data import AugmentConfig, EMCropDataset, split_slices
-from emseg_lib.device import pick_device
+from emseg_lib.infra.device import pick_device
 from emseg_lib.models import UNet2D, UNet3D
 from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig, fit, load_checkpoint
 from emseg_lib.train.loop import selection_voi

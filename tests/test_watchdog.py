@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from emseg_lib.watchdog import TIMED_OUT
+from emseg_lib.infra.watchdog import TIMED_OUT
 
 #: a parent that starts a child and both block for an hour (papermill and its kernel)
 HANGING = textwrap.dedent("""
@@ -26,7 +26,7 @@ HANGING = textwrap.dedent("""
 
 
 def _watchdog(limit: float, *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emseg_lib.watchdog", "--limit", str(limit),
+    return subprocess.run([sys.executable, "-m", "emseg_lib.infra.watchdog", "--limit", str(limit),
                            "--what", "the test command", "--", *command],
                           capture_output=True, text=True, timeout=600)
 

@@ -23,15 +23,16 @@ import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
-from emseg_lib.atomic import atomic_directory, remove_stale_temporaries
 from emseg_lib.cli import main
 from emseg_lib.data import LABELS_KEY, RAW_KEY, save_cremi, synthetic_em_volume
 from emseg_lib.data.formats import load_stack
 from emseg_lib.data.targets import instance_boundary
 from emseg_lib.data.zarr_store import open_zarr
+from emseg_lib.infra.atomic_files import atomic_directory
+from emseg_lib.infra.temporaries import remove_stale_temporaries
 from emseg_lib.models import UNet2D, model_spec
-from emseg_lib.partial_results import partial_folder
-from emseg_lib.pipeline import PROBABILITY_KEY
+from emseg_lib.output.partial_results import partial_folder
+from emseg_lib.output.pipeline import PROBABILITY_KEY
 from emseg_lib.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +311,7 @@ PAUSING = '''
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # also in a background job
 from pathlib import Path
-from emseg_lib import pipeline
+from emseg_lib.output import pipeline
 from emseg_lib.cli import main
 calls = []
 original = pipeline.segment_volume

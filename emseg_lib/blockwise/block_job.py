@@ -22,12 +22,12 @@ from emseg_lib.blockwise.grid import Block, BlockGrid
 from emseg_lib.blockwise.stitching import IdMap
 from emseg_lib.blockwise.work_folder import LOCAL, OUTPUT, BlockRecords
 from emseg_lib.data.volume_ref import VolumeRef
-from emseg_lib.metrics import segment_count
-from emseg_lib.parallel import SerialPool
-from emseg_lib.pipeline import Postprocessing, label_chunk
+from emseg_lib.infra.parallel import SerialPool
+from emseg_lib.output.pipeline import Postprocessing, label_chunk
+from emseg_lib.output.segmentation_output import AFFINITIES_NAME, LABELS_NAME, PROBABILITIES_NAME
 from emseg_lib.postprocess.agglomeration import Agglomeration
 from emseg_lib.profiles import Tiling
-from emseg_lib.segmentation_output import AFFINITIES_NAME, LABELS_NAME, PROBABILITIES_NAME
+from emseg_lib.scoring.metrics import segment_count
 
 #: a test's hook: a file whose presence makes the next block job exit abruptly after writing
 #: its chunks and before recording the block (as a killed worker); the job removes the file

@@ -30,16 +30,15 @@ from typing import Any
 import numpy as np
 import zarr
 
-from emseg_lib.atomic import atomic_directory
 from emseg_lib.blockwise.block_job import BlockJob, face_merges, relabel_block, run_block
 from emseg_lib.blockwise.cluster import Cluster, open_client
 from emseg_lib.blockwise.stitching import IdMap
 from emseg_lib.blockwise.work_folder import LOCAL, OUTPUT, WorkFolder
-from emseg_lib.pipeline import OutputSpec, SegmentationRun
-from emseg_lib.postprocess import get_method
-from emseg_lib.preview import PreviewSamples
-from emseg_lib.progress import progress_bar
-from emseg_lib.segmentation_output import (
+from emseg_lib.infra.atomic_files import atomic_directory
+from emseg_lib.infra.progress import progress_bar
+from emseg_lib.output.pipeline import OutputSpec, SegmentationRun
+from emseg_lib.output.preview import PreviewSamples
+from emseg_lib.output.segmentation_output import (
     AFFINITIES_NAME,
     LABELS_NAME,
     PROBABILITIES_NAME,
@@ -49,6 +48,7 @@ from emseg_lib.segmentation_output import (
     open_output,
     write_ome_metadata,
 )
+from emseg_lib.postprocess import get_method
 
 #: marks a work folder whose arrays are all created
 CREATED = "created"

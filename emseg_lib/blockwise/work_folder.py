@@ -3,7 +3,7 @@
 block is done.
 
 * ``job.json``, ``lock``: what decides the result, and the run writing the folder
-  (as :mod:`~emseg_lib.partial_results`: a second run is refused while one lives);
+  (as :mod:`~emseg_lib.output.partial_results`: a second run is refused while one lives);
 * ``output.zarr``: the OME-Zarr output being built, chunked by block; it takes the output's
   place only when every block is relabelled;
 * ``local.zarr``: each block's segment ids before they are made unique across the volume;
@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.partial_results import LOCK_FILE, canonical_job, same_job, write_job
+from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
+from emseg_lib.infra.locks import held_lock
+from emseg_lib.output.partial_results import LOCK_FILE, canonical_job, same_job, write_job
 
 OUTPUT, LOCAL = "output.zarr", "local.zarr"
 

@@ -22,7 +22,7 @@ from emseg_lib.postprocess.agglomeration import (
     CHANNEL_ORDERS,
     Agglomeration,
 )
-from emseg_lib.tuning import choose_agglomeration
+from emseg_lib.scoring.tuning import choose_agglomeration
 
 if TYPE_CHECKING:
     from emseg_lib.train.checkpoint import Checkpoint
@@ -146,10 +146,10 @@ def run_segment_affinities(args: argparse.Namespace, checkpoint: Checkpoint, mod
         tiling_profile,
         write_preview,
     )
-    from emseg_lib.device import pick_device
+    from emseg_lib.infra.device import pick_device
     from emseg_lib.models import model_entry, output_channels
+    from emseg_lib.output.segmentation_output import is_zarr_output
     from emseg_lib.profiles import get_profile
-    from emseg_lib.segmentation_output import is_zarr_output
 
     agglomeration, source = _agglomeration(args, checkpoint.learned, args.checkpoint)
     device = pick_device(args.device)

@@ -13,9 +13,9 @@ from emseg_lib.blockwise.grid import check_blocking
 from emseg_lib.cli.common import check_out_file
 from emseg_lib.cli.inputs import probability_reference, raw_reference
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.parallel import available_cores
-from emseg_lib.pipeline import output_bytes_bound
-from emseg_lib.segmentation_output import is_zarr_output
+from emseg_lib.infra.parallel import available_cores
+from emseg_lib.output.pipeline import output_bytes_bound
+from emseg_lib.output.segmentation_output import is_zarr_output
 
 #: blocks (z, y, x) of 3D post-processing when --block is not given
 BLOCK_3D = (64, 256, 256)
@@ -125,7 +125,7 @@ def run_segment_blockwise(args: argparse.Namespace) -> int:
         tiling_profile,
         write_preview,
     )
-    from emseg_lib.device import pick_device
+    from emseg_lib.infra.device import pick_device
     from emseg_lib.models import model_entry, model_target
     from emseg_lib.postprocess import postprocess_dims
     from emseg_lib.profiles import get_profile

@@ -16,23 +16,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from emseg_lib.atomic import (
-    check_name_lengths,
-    check_output,
-    remove_stale_temporaries,
-    restore_interrupted_swap,
-)
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY, EMVolume
 from emseg_lib.data.formats import describe, load_stack
 from emseg_lib.data.readers import HDF5_SUFFIXES
 from emseg_lib.data.validate import MIN_VOXEL_NM
 from emseg_lib.data.zarr_store import ZARR_SUFFIX, is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError, one_line
-from emseg_lib.parallel import available_cores, resolve_workers
-from emseg_lib.partial_results import partial_folder
+from emseg_lib.infra.output_checks import check_name_lengths, check_output
+from emseg_lib.infra.parallel import available_cores, resolve_workers
+from emseg_lib.infra.temporaries import remove_stale_temporaries, restore_interrupted_swap
+from emseg_lib.output.partial_results import partial_folder
+from emseg_lib.output.preview import preview_path
+from emseg_lib.output.segmentation_output import is_zarr_output
 from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
-from emseg_lib.preview import preview_path
-from emseg_lib.segmentation_output import is_zarr_output
 
 T = TypeVar("T")
 
@@ -177,11 +173,12 @@ def input_places(inputs: Sequence[Path | None]) -> list[Path]:
 def check_out_file(path: Path, inputs: Sequence[Path | None], overwrite: bool,
                    expected_bytes: int | None = None) -> None:
     """Check a segmentation output (``--out``) and its preview picture before any work: names
-    the file system takes (:func:`~emseg_lib.atomic.check_name_lengths`), not an input (also
-    not through a link, and a zarr store holding none), not existing unless ``overwrite``, an
+    the file system takes (:func:`~emseg_lib.infra.output_checks.check_name_lengths`), not an input
+    (also not through a link, and a zarr store holding none), not existing unless ``overwrite``, an
     ``.h5`` or ``.zarr`` name in a writable folder with room for ``expected_bytes``
-    (:func:`~emseg_lib.atomic.check_output`). A zarr store that a run stopped while replacing
-    it left aside is put back first (:func:`~emseg_lib.atomic.restore_interrupted_swap`)."""
+    (:func:`~emseg_lib.infra.output_checks.check_output`). A zarr store that a run stopped while
+    replacing it left aside is put back first
+    (:func:`~emseg_lib.infra.temporaries.restore_interrupted_swap`)."""
     check_name_lengths("--out", path, [path, preview_path(path), partial_folder(path)])
     given = input_places(inputs)
     if path.name.lower() in (*HDF5_SUFFIXES, ZARR_SUFFIX):  # '.h5': a hidden file, no suffix

@@ -1,6 +1,6 @@
 """``emseg evaluate``: score a segmentation against ground truth, with the notebooks' protocols
-(:func:`emseg_lib.evaluation.score_volume`): the means as JSON, the per-slice scores as CSV
-and their plot (:func:`emseg_lib.plots.slice_scores`) as PNG beside it."""
+(:func:`emseg_lib.scoring.evaluation.score_volume`): the means as JSON, the per-slice scores as CSV
+and their plot (:func:`emseg_lib.report.plots.slice_scores`) as PNG beside it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg_lib.atomic import atomic_write_text, check_name_lengths, check_output, held_lock
 from emseg_lib.cli.common import (
     add_overwrite_argument,
     add_resolution_argument,
@@ -25,10 +24,13 @@ from emseg_lib.data.cremi import LABELS_KEY
 from emseg_lib.data.id_volumes import read_ground_truth, read_segmentation
 from emseg_lib.data.zarr_store import is_zarr, split_zarr_path
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume
-from emseg_lib.metrics import SCORE_COLUMNS
-from emseg_lib.plots import slice_scores
-from emseg_lib.preview import save_preview
+from emseg_lib.infra.atomic_files import atomic_write_text
+from emseg_lib.infra.locks import held_lock
+from emseg_lib.infra.output_checks import check_name_lengths, check_output
+from emseg_lib.output.preview import save_preview
+from emseg_lib.report.plots import slice_scores
+from emseg_lib.scoring.evaluation import PROTOCOL_DESCRIPTIONS, PROTOCOLS, score_volume
+from emseg_lib.scoring.metrics import SCORE_COLUMNS
 
 
 def _scores_named_by(args: argparse.Namespace) -> tuple[str, Path]:
@@ -67,8 +69,8 @@ def scores_lock(json_path: Path) -> Path:
 
 @contextmanager
 def writing_scores(args: argparse.Namespace, json_path: Path) -> Iterator[None]:
-    """Check the three outputs (:func:`~emseg_lib.atomic.check_name_lengths`,
-    :func:`~emseg_lib.atomic.check_output`), then hold the
+    """Check the three outputs (:func:`~emseg_lib.infra.output_checks.check_name_lengths`,
+    :func:`~emseg_lib.infra.output_checks.check_output`), then hold the
     scores' lock (:func:`scores_lock`) for the block: a second ``evaluate`` writing the same
     JSON is refused while the first lives, and finds its outputs once it is done."""
     def check() -> None:

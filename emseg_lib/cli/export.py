@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emseg_lib.atomic import atomic_path, check_output
 from emseg_lib.cli.common import add_data_arguments, add_overwrite_argument
 from emseg_lib.cli.inputs import open_raw
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.infra.atomic_files import atomic_path
+from emseg_lib.infra.output_checks import check_output
 
 
 def run_export(args: argparse.Namespace) -> int:

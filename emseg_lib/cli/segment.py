@@ -26,28 +26,28 @@ from emseg_lib.cli.common import (
     write_output,
 )
 from emseg_lib.cli.inputs import open_probabilities, open_raw
-from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.partial_results import (
+from emseg_lib.infra.device import pick_device
+from emseg_lib.output.partial_results import (
     PartialResults,
     file_identity,
     finished_chunks,
     partial_bytes_bound,
     partial_folder,
 )
-from emseg_lib.pipeline import (
+from emseg_lib.output.pipeline import (
     PROBABILITY_KEY,
     OutputSpec,
     Postprocessing,
     SegmentationRun,
     output_bytes_bound,
 )
+from emseg_lib.output.preview import preview_path, save_preview
+from emseg_lib.output.segmentation_output import is_zarr_output
 from emseg_lib.postprocess import get_method, postprocess_dims
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS
-from emseg_lib.preview import preview_path, save_preview
 from emseg_lib.profiles import PROFILES, get_profile
-from emseg_lib.segmentation_output import is_zarr_output
-from emseg_lib.tuning import choose_thresholds
+from emseg_lib.scoring.tuning import choose_thresholds
 
 if TYPE_CHECKING:
     from emseg_lib.train.checkpoint import Checkpoint
@@ -79,7 +79,7 @@ NOT_IN_JOB = frozenset({"overwrite", "workers", "engine", "jobs"})
 def run_job(args: argparse.Namespace, post: Postprocessing | None, **decided: Any
             ) -> dict[str, Any]:
     """What decides the result of ``segment`` or ``postprocess``, for resuming an interrupted
-    run (:mod:`~emseg_lib.partial_results`): every argument but ``--overwrite`` and
+    run (:mod:`~emseg_lib.output.partial_results`): every argument but ``--overwrite`` and
     ``--workers``, the identity of every input file, the post-processing used and what the
     run decided itself (``decided``: the device, the 3D tiling)."""
     settings = {key: value for key, value in vars(args).items()
@@ -137,8 +137,8 @@ def _segment_inputs(args: argparse.Namespace) -> list[Path | None]:
 
 def write_preview(out: Path, run: SegmentationRun, what: str) -> None:
     """``OUT.preview.png``: the run's sample slices
-    (:func:`~emseg_lib.plots.segmentation_preview`)."""
-    from emseg_lib.plots import segmentation_preview
+    (:func:`~emseg_lib.report.plots.segmentation_preview`)."""
+    from emseg_lib.report.plots import segmentation_preview
 
     path = preview_path(out)
     title = f"{out.name}: {run.cells} segments in {run.slices} slices · {what}"
@@ -167,7 +167,7 @@ def run_segment(args: argparse.Namespace) -> int:
     and the data are read; the data are read once and checked before any work.
     """
     from emseg_lib.models import model_entry, model_target
-    from emseg_lib.pipeline import segment_to_file
+    from emseg_lib.output.pipeline import segment_to_file
     from emseg_lib.train.checkpoint import Checkpoint
 
     check_postprocess_arguments(args)
@@ -213,7 +213,7 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_postprocess(args: argparse.Namespace) -> int:
     """A probability volume from any network to a dense segmentation in ``args.out``, and
     its preview picture."""
-    from emseg_lib.pipeline import postprocess_to_file
+    from emseg_lib.output.pipeline import postprocess_to_file
 
     if args.affinities is not None or args.method in AFFINITY_METHODS:
         from emseg_lib.cli.affinities import run_affinities

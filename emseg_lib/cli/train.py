@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emseg_lib.atomic import atomic_write_text, check_not_input, remove_stale_temporaries
 from emseg_lib.cli.common import (
     add_data_arguments,
     check_workers,
@@ -23,11 +22,14 @@ from emseg_lib.data import DEFAULT_VAL_SHARE, EMVolume, SliceSplit, labelled_spl
 from emseg_lib.data.formats import describe
 from emseg_lib.data.splits import check_split_for_model, format_slices, parse_val_slices
 from emseg_lib.data.targets import TARGETS
-from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
-from emseg_lib.evaluation import PROTOCOL_DESCRIPTIONS
+from emseg_lib.infra.atomic_files import atomic_write_text
+from emseg_lib.infra.device import pick_device
+from emseg_lib.infra.output_checks import check_not_input
+from emseg_lib.infra.temporaries import remove_stale_temporaries
 from emseg_lib.models import trainable_entry, trainable_kinds
 from emseg_lib.profiles import PROFILES, Profile, get_profile
+from emseg_lib.scoring.evaluation import PROTOCOL_DESCRIPTIONS
 from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig
 from emseg_lib.train.loop import selection_voi
 from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS

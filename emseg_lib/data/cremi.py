@@ -18,7 +18,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from emseg_lib.atomic import atomic_path
 from emseg_lib.data.validate import (
     check_fits_in_memory,
     check_label_ids,
@@ -26,6 +25,7 @@ from emseg_lib.data.validate import (
     raw_as_uint8,
 )
 from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.infra.atomic_files import atomic_path
 
 RAW_KEY = "volumes/raw"
 LABELS_KEY = "volumes/labels/neuron_ids"
@@ -279,8 +279,8 @@ def save_cremi(volume: EMVolume, path: str | Path, *,
                attrs: Mapping[str, str | int | float] | None = None) -> Path:
     """Write ``volume`` to ``path`` in the CREMI layout (gzip-compressed); returns the path.
 
-    The file is written atomically (:func:`~emseg_lib.atomic.atomic_path`): an interrupted
-    write leaves any previous file at ``path`` as it was.
+    The file is written atomically (:func:`~emseg_lib.infra.atomic_files.atomic_path`): an
+    interrupted write leaves any previous file at ``path`` as it was.
 
     Args:
         attrs: further attributes of the file's root, written with it.

@@ -30,10 +30,10 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
-from emseg_lib.atomic import atomic_hdf5
 from emseg_lib.data.cremi import LABELS_KEY, RAW_KEY
 from emseg_lib.data.formats import membranes_to_instances
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.infra.atomic_files import atomic_hdf5
 
 MEMBRANES_KEY = "volumes/labels/membranes"
 VNC_RESOLUTION_NM = (50.0, 4.6, 4.6)
@@ -138,8 +138,8 @@ def write_cremi_arrays(arrays: Mapping[str, np.ndarray],
     """Write ``{dataset key: (Z, Y, X) array}`` to ``path`` atomically (gzip, attributes
     ``resolution`` in nm (z, y, x) and ``offset`` on each dataset); returns ``path``.
 
-    Written through :func:`~emseg_lib.atomic.atomic_hdf5`: ``path`` is never a half-written
-    file, and a full disk is an ``OSError`` naming ``path``.
+    Written through :func:`~emseg_lib.infra.atomic_files.atomic_hdf5`: ``path`` is never a
+    half-written file, and a full disk is an ``OSError`` naming ``path``.
     """
     path = Path(path)
     with atomic_hdf5(path) as output:

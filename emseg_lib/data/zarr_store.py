@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 import zarr
 
-from emseg_lib.atomic import ZARR_METADATA, restore_interrupted_swap
 from emseg_lib.data.cremi import LABELS_KEY, PROBABILITY_KEY, RAW_KEY
 from emseg_lib.data.validate import (
     check_fits_in_memory,
@@ -33,6 +32,8 @@ from emseg_lib.data.validate import (
     checked_resolution,
 )
 from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
+from emseg_lib.infra.output_checks import ZARR_METADATA
+from emseg_lib.infra.temporaries import restore_interrupted_swap
 
 ZARR_SUFFIX = ".zarr"
 #: what an array holds, for the keys tried when none is named

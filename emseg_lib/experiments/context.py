@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emseg_lib.data import EMVolume, open_volume
-from emseg_lib.device import pick_device
-from emseg_lib.paths import ProjectPaths, project_paths
+from emseg_lib.infra.device import pick_device
+from emseg_lib.infra.paths import ProjectPaths, project_paths
 from emseg_lib.profiles import Profile, get_profile
 
 
@@ -16,7 +16,7 @@ class NotebookContext:
     """A notebook's resolved settings.
 
     Attributes:
-        paths: data, figures, runs (:func:`~emseg_lib.paths.project_paths`).
+        paths: data, figures, runs (:func:`~emseg_lib.infra.paths.project_paths`).
         config: the profile's sizes.
         volume: the CREMI file, or the synthetic volume when it is absent.
         caption: provenance for titles and captions (says SYNTHETIC when it is).

@@ -9,16 +9,16 @@ import pandas as pd
 from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
-from emseg_lib.device import seed_everything
-from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
-from emseg_lib.evaluation import protocol_scores
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.experiments.supervised import KINDS, SplitPrediction, predict_split
-from emseg_lib.metrics import count_merges
+from emseg_lib.infra.device import seed_everything
+from emseg_lib.infra.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.models import UNet2D
 from emseg_lib.models.pair_discriminator import PairDiscriminator
 from emseg_lib.postprocess import THESIS_EDGE_TH, THESIS_SIG_TH, label_cells
 from emseg_lib.profiles import Profile
+from emseg_lib.scoring.evaluation import protocol_scores
+from emseg_lib.scoring.metrics import count_merges
 from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint
 from emseg_lib.train.adversarial import SegmentationAdversary
 
@@ -83,7 +83,7 @@ def adversarial_comparison(volume: EMVolume, profile: Profile, runs_dir: str | P
 
     Uses the transfer sweep's schedule (``profile.transfer``: short runs on small crops) and
     the profile's UNet2D width. Scores the whole validation split. ``engine``: where the
-    (seed, training) runs go (:class:`~emseg_lib.engine.Engine` or its string; default
+    (seed, training) runs go (:class:`~emseg_lib.infra.engine.Engine` or its string; default
     inline); each resumes from its own folder, so the table is the same on any engine.
 
     Returns:

@@ -12,15 +12,15 @@ from torch import nn
 from emseg_lib.data import EMVolume, split_slices
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.data.masks import MASK_KINDS, MaskKind
-from emseg_lib.device import seed_everything
-from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.experiments.identity import experiment_identity
+from emseg_lib.infra.device import seed_everything
+from emseg_lib.infra.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.models import model_spec
 from emseg_lib.models.boundless import BoundlessDiscriminator, BoundlessGenerator, composite
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
 from emseg_lib.profiles import Profile
-from emseg_lib.realism import sliced_wasserstein
-from emseg_lib.thesis_numbers import BOUNDLESS_FINAL_LOSSES
+from emseg_lib.report.thesis_numbers import BOUNDLESS_FINAL_LOSSES
+from emseg_lib.scoring.realism import sliced_wasserstein
 from emseg_lib.train.boundless import BoundlessConfig, train_boundless
 from emseg_lib.train.checkpoint import save_checkpoint
 from emseg_lib.train.stylegan import StyleGANConfig, train_stylegan
@@ -143,7 +143,7 @@ def run_boundless(volume: EMVolume, mask_kind: MaskKind, profile: Profile,
 def _boundless_job(volume: EMVolume | VolumeFile, mask_kind: MaskKind, profile: Profile,
                    run_dir: Path, seed: int, device: str | None, extractor: nn.Module | None
                    ) -> tuple[BoundlessGenerator, pd.DataFrame]:
-    """One mask's run as a job of :func:`~emseg_lib.engine.run_jobs`; the generator comes
+    """One mask's run as a job of :func:`~emseg_lib.infra.engine.run_jobs`; the generator comes
     back on the CPU (the job's GPU is its own)."""
     generator, history = run_boundless(job_volume(volume), mask_kind, profile, run_dir,
                                        seed=seed, device=device, extractor=extractor,
@@ -159,7 +159,7 @@ def run_boundless_masks(volume: EMVolume, profile: Profile, runs_dir: str | Path
     """:func:`run_boundless` for every mask kind, in ``runs_dir/boundless_<kind>``.
 
     Args:
-        engine: where the three runs go (:class:`~emseg_lib.engine.Engine` or its string;
+        engine: where the three runs go (:class:`~emseg_lib.infra.engine.Engine` or its string;
             default inline, one after the other here). Each run resumes from its folder, so
             the results are the same on any engine; off-line generators come back on the CPU.
 

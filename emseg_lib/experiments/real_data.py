@@ -17,10 +17,8 @@ import numpy as np
 import pandas as pd
 
 from emseg_lib.data import EMVolume, load_cremi
-from emseg_lib.evaluation import score_volume
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.fetch import DATASETS
-from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.models import model_entry
 from emseg_lib.postprocess import (
     DEFAULT_METHOD,
@@ -33,13 +31,15 @@ from emseg_lib.postprocess import (
 )
 from emseg_lib.postprocess.agglomeration import AFFINITY_METHODS, segment_affinities
 from emseg_lib.profiles import Profile
-from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
-from emseg_lib.tuning import (
+from emseg_lib.scoring.evaluation import score_volume
+from emseg_lib.scoring.metrics import SCORE_COLUMNS
+from emseg_lib.scoring.tuning import (
     choose_agglomeration,
     choose_thresholds,
     tune_agglomeration,
     tune_thresholds,
 )
+from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
 
 
 def real_stack_paths(folder: str | Path) -> dict[str, Path]:

@@ -21,15 +21,14 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from emseg_lib.atomic import atomic_path
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, SliceSplit, thesis_split
 from emseg_lib.data.fingerprint import array_sha256
 from emseg_lib.data.splits import check_split_for_model
-from emseg_lib.device import seed_everything
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.evaluation import evaluate_slices, threshold_grid
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
+from emseg_lib.infra.atomic_files import atomic_path
+from emseg_lib.infra.device import seed_everything
 from emseg_lib.models import (
     model_entry,
     model_target,
@@ -39,16 +38,17 @@ from emseg_lib.models import (
 )
 from emseg_lib.postprocess import postprocess_dims
 from emseg_lib.profiles import Profile, UNetSchedule
-from emseg_lib.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
-from emseg_lib.train import BEST, Checkpoint, TrainConfig, fit
-from emseg_lib.train.checkpoint import weights_sha256
-from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
-from emseg_lib.tuning import (
+from emseg_lib.report.thesis_numbers import GRID_EDGE_DELTA, GRID_SIG_TH
+from emseg_lib.scoring.evaluation import evaluate_slices, threshold_grid
+from emseg_lib.scoring.tuning import (
     checkpoint_entry,
     tune_agglomeration,
     tune_all,
     tuned_before_seed_area,
 )
+from emseg_lib.train import BEST, Checkpoint, TrainConfig, fit
+from emseg_lib.train.checkpoint import weights_sha256
+from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
 
 #: folder of a run holding its saved split probabilities
 PREDICTIONS = "predictions"
@@ -192,7 +192,7 @@ def learn_postprocessing(checkpoint: str | Path | Checkpoint, volume: EMVolume,
     ``z_split`` says which slices validate (default the thesis's split).
 
     The checkpoint's network predicts the whole validation split; each method's grid is
-    scored by CREMI-protocol VOI (:func:`~emseg_lib.tuning.tune_all`), per slice for 2D
+    scored by CREMI-protocol VOI (:func:`~emseg_lib.scoring.tuning.tune_all`), per slice for 2D
     networks and per volume for 3D ones (per slice on anisotropic stacks, as ``emseg
     segment`` post-processes them: :func:`~emseg_lib.postprocess.postprocess_dims`); the
     result goes into the checkpoint under ``"postprocess"``. A checkpoint already tuned at its
@@ -202,7 +202,7 @@ def learn_postprocessing(checkpoint: str | Path | Checkpoint, volume: EMVolume,
         checkpoint: the file, or the :class:`~emseg_lib.train.Checkpoint` already read.
 
     Returns:
-        The stored entry (:func:`~emseg_lib.tuning.checkpoint_entry`).
+        The stored entry (:func:`~emseg_lib.scoring.tuning.checkpoint_entry`).
     """
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = Checkpoint.read(checkpoint)

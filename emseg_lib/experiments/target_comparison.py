@@ -20,13 +20,11 @@ import pandas as pd
 
 from emseg_lib.data import EMVolume
 from emseg_lib.data.targets import TARGETS
-from emseg_lib.evaluation import score_volume
 from emseg_lib.experiments.supervised import (
     SplitPrediction,
     predict_split,
     train_unet,
 )
-from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.models import model_entry
 from emseg_lib.postprocess import postprocess_dims, segment_volume
 from emseg_lib.postprocess.agglomeration import (
@@ -35,7 +33,9 @@ from emseg_lib.postprocess.agglomeration import (
     segment_affinities,
 )
 from emseg_lib.profiles import Profile
-from emseg_lib.tuning import choose_agglomeration, choose_thresholds
+from emseg_lib.scoring.evaluation import score_volume
+from emseg_lib.scoring.metrics import SCORE_COLUMNS
+from emseg_lib.scoring.tuning import choose_agglomeration, choose_thresholds
 
 #: the post-processing methods compared for each target
 TARGET_METHODS = {"boundaries": ("seeded", "thesis"), "affinities": tuple(AFFINITY_METHODS)}

@@ -20,17 +20,17 @@ import pandas as pd
 from scipy import stats
 
 from emseg_lib.data import AugmentConfig, EMCropDataset, EMVolume, split_slices
-from emseg_lib.device import seed_everything
-from emseg_lib.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.gans import GENERATOR_WEIGHTS
 from emseg_lib.experiments.identity import experiment_identity
 from emseg_lib.inference import predict_volume
+from emseg_lib.infra.device import seed_everything
+from emseg_lib.infra.engine import ENGINE_FOLDER, Engine, VolumeFile, for_jobs, job_volume, run_jobs
+from emseg_lib.infra.progress import progress_bar
 from emseg_lib.models.pretrained import BoundlessSegmenter, freeze_first, load_pretrained
 from emseg_lib.postprocess import THESIS_EDGE_TH, THESIS_SIG_TH, watershed_postprocess
 from emseg_lib.profiles import Profile
-from emseg_lib.progress import progress_bar
-from emseg_lib.thesis_numbers import TRANSFER
+from emseg_lib.report.thesis_numbers import TRANSFER
 from emseg_lib.train import BEST, TrainConfig, fit, model_from_checkpoint
 from emseg_lib.train.boundless import BoundlessConfig
 
@@ -147,7 +147,7 @@ def run_transfer(spec: TransferSpec, volume: EMVolume, profile: Profile, run_dir
 def _transfer_job(spec: TransferSpec, volume: EMVolume | VolumeFile, profile: Profile,
                   run_dir: Path, weights_dir: str | Path, seed: int, device: str | None
                   ) -> pd.DataFrame:
-    """One run of the sweep, as a job of :func:`~emseg_lib.engine.run_jobs`."""
+    """One run of the sweep, as a job of :func:`~emseg_lib.infra.engine.run_jobs`."""
     return run_transfer(spec, job_volume(volume), profile, run_dir, weights_dir, seed=seed,
                         device=device)
 
@@ -159,7 +159,7 @@ def run_sweep(volume: EMVolume, profile: Profile, runs_dir: str | Path,
     """Train every distinct configuration of :data:`EXPERIMENTS` for every profile seed.
 
     Args:
-        engine: where the runs go (:class:`~emseg_lib.engine.Engine` or its string, e.g.
+        engine: where the runs go (:class:`~emseg_lib.infra.engine.Engine` or its string, e.g.
             ``"local:2"``; default inline, one after the other here). Each run resumes from
             ``runs_dir/<configuration>/seed<seed>``, so the results are the same on any engine.
 

@@ -8,7 +8,7 @@ given to the generator with an all-zero mask (nothing unknown) and the ones-chan
 The 17 *layers* of the thesis's counting are the 16 gated convolutions and the output conv;
 :func:`freeze_first` freezes the first ``n`` and :func:`load_pretrained` copies the first ``n``
 from a trained generator (``generator.pt`` written by notebook 04, a verified checkpoint of
-:mod:`emseg_lib.checkpoint_file`), leaving the rest as initialised.
+:mod:`emseg_lib.infra.checkpoint_file`), leaving the rest as initialised.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from emseg_lib.checkpoint_file import load_checkpoint
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.infra.checkpoint_file import load_checkpoint
 from emseg_lib.models.boundless import N_SEGMENTATION_LAYERS as N_LAYERS
 from emseg_lib.models.boundless import BoundlessSegmenter
 
@@ -57,7 +57,7 @@ def read_generator_weights(path: str | Path) -> dict[str, Any]:
 
     Raises:
         EmsegInputError: the file is missing, not a verified emseg checkpoint (see
-            :func:`~emseg_lib.checkpoint_file.load_checkpoint`), or holds another network.
+            :func:`~emseg_lib.infra.checkpoint_file.load_checkpoint`), or holds another network.
     """
     path = Path(path)
     if not path.is_file():

@@ -71,7 +71,7 @@ class PostprocessMethod:
         summary: one line for help texts.
         defaults: thresholds used when nothing was learned (e.g. ``emseg postprocess``) and
             the slices are segmented one by one (2D).
-        grid: values tried by :func:`~emseg_lib.tuning.tune_thresholds`, one tuple per grid
+        grid: values tried by :func:`~emseg_lib.scoring.tuning.tune_thresholds`, one tuple per grid
             axis; the first axis is the :attr:`outer` one.
         has_boundaries: its :meth:`labels` leave 0 on boundaries (``keep_boundaries`` keeps
             them; otherwise they are flooded from the segments).

@@ -9,7 +9,7 @@ import numpy as np
 
 from emseg_lib.data.labels import stack_slices
 from emseg_lib.errors import EmsegInputError, check_ndim
-from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
+from emseg_lib.infra.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
 from emseg_lib.postprocess.methods import get_method
 
 
@@ -44,7 +44,7 @@ def segment_volume(prob: np.ndarray, method: str,
         keep_boundaries: keep label 0 on the thesis method's boundaries.
         start: every id is greater than this (chunked volumes continue from the last id).
         workers: processes for the slices (None = every core); ignored when ``pool`` given.
-        pool: a running :func:`~emseg_lib.parallel.worker_pool` to reuse across calls.
+        pool: a running :func:`~emseg_lib.infra.parallel.worker_pool` to reuse across calls.
 
     Returns:
         ``int64`` ``(Z, Y, X)`` ids; no 0 unless ``keep_boundaries``.

@@ -2,7 +2,7 @@
 
 A run directory holds ``last.pt``, ``best.pt``, ``history.csv`` and ``run.json``
 (:mod:`emseg_lib.train.runs`). Each checkpoint is a verified file of
-:mod:`emseg_lib.checkpoint_file` (whose :func:`save_checkpoint`, :func:`load_checkpoint`,
+:mod:`emseg_lib.infra.checkpoint_file` (whose :func:`save_checkpoint`, :func:`load_checkpoint`,
 :func:`annotate_checkpoint` and checksums this module re-exports) holding, besides the
 network, what its writer needs to resume: ``optimizer``, ``scheduler``, ``epoch``,
 ``history``, ``torch_rng``, ``config`` and ``identity`` (:func:`~emseg_lib.train.fit`);
@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from emseg_lib.checkpoint_file import (
+from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.infra.checkpoint_file import (
     annotate_checkpoint,
     annotated,
     content_sha256,
@@ -30,7 +31,6 @@ from emseg_lib.checkpoint_file import (
     save_checkpoint,
     weights_sha256,
 )
-from emseg_lib.errors import EmsegInputError, one_line
 from emseg_lib.models import MODELS, build_model
 
 LAST = "last.pt"
@@ -75,8 +75,8 @@ class Checkpoint:
     @property
     def learned(self) -> dict[str, Any] | None:
         """The post-processing learned on the validation split, checked
-        (:func:`~emseg_lib.tuning.learned_entry`); None when nothing was learned."""
-        from emseg_lib.tuning import learned_entry
+        (:func:`~emseg_lib.scoring.tuning.learned_entry`); None when nothing was learned."""
+        from emseg_lib.scoring.tuning import learned_entry
 
         return learned_entry(self.state.get("postprocess"), self.path)
 
@@ -86,7 +86,7 @@ class Checkpoint:
         return model_from_state(dict(self.state), self.path)
 
     def annotate(self, key: str, value: Any) -> Checkpoint:
-        """:func:`~emseg_lib.checkpoint_file.annotated`: the entry ``key`` added and written,
+        """:func:`~emseg_lib.infra.checkpoint_file.annotated`: the entry ``key`` added and written,
         without reading the file again; the checkpoint with it."""
         return Checkpoint(self.path, annotated(self.path, dict(self.state), key, value))
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from emseg_lib.data.sampling import EpochSampledDataset, EpochSampler
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.parallel import available_cores
+from emseg_lib.infra.parallel import available_cores
 
 #: most DataLoader worker processes chosen automatically
 MAX_AUTO_WORKERS = 8

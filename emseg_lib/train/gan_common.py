@@ -12,9 +12,9 @@ import torch
 from matplotlib import image as mpl_image
 from torch import nn
 
-from emseg_lib.atomic import atomic_path
 from emseg_lib.data.gan_datasets import GanCropDataset
 from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.infra.atomic_files import atomic_path
 from emseg_lib.models import model_spec
 from emseg_lib.train.checkpoint import LAST, load_checkpoint, save_checkpoint
 from emseg_lib.train.feed import epoch_loader

@@ -3,7 +3,7 @@
 BCEWithLogits loss, Adam (lr 0.01, betas 0.9/0.999, eps 0.01), ReduceLROnPlateau on the
 validation loss (factor 0.5, patience 5, at most 4 reductions). Each epoch is validated with
 pixel accuracy, VOI before/after watershed, VOI split/merge and adapted Rand error
-(:mod:`emseg_lib.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
+(:mod:`emseg_lib.scoring.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
 every epoch and a run resumes from it, if it is the same run (:mod:`emseg_lib.train.runs`).
 A time budget (:attr:`TrainConfig.minutes`) ends training after the epoch during which it ran
 out; the progress bar shows the validation VOI under the CREMI protocol, the one ``best.pt``
@@ -31,13 +31,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from emseg_lib.data.datasets import EMCropDataset
-from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
-from emseg_lib.evaluation import evaluate_slices
+from emseg_lib.infra.device import pick_device
+from emseg_lib.infra.parallel import ProcessPool, SerialPool, available_cores, worker_pool
+from emseg_lib.infra.progress import progress_bar
 from emseg_lib.models import model_entry, model_spec
-from emseg_lib.parallel import ProcessPool, SerialPool, available_cores, worker_pool
 from emseg_lib.postprocess import UNTUNED_EDGE_TH, UNTUNED_SIG_TH
-from emseg_lib.progress import progress_bar
+from emseg_lib.scoring.evaluation import evaluate_slices
 from emseg_lib.train.adversarial import SegmentationAdversary
 from emseg_lib.train.checkpoint import (
     BEST,
@@ -127,12 +127,12 @@ def _slice_scores(job: tuple[np.ndarray, np.ndarray], sig_th: float, edge_th: fl
 
 
 def _affinity_scores(job: tuple[np.ndarray, np.ndarray], pixel_nm: float) -> list[dict]:
-    """CREMI-protocol scores (:func:`~emseg_lib.evaluation.score_volume`) of each labelled
+    """CREMI-protocol scores (:func:`~emseg_lib.scoring.evaluation.score_volume`) of each labelled
     slice of one validation crop: its affinities ``(C, D, H, W)`` (or ``(C, H, W)``)
     agglomerated with waterz at its default threshold, against its ids ``(D, H, W)`` (or
     ``(H, W)``); named as :func:`_slice_scores` names them (``cremi_voi_split``, ...)."""
-    from emseg_lib.evaluation import score_volume
     from emseg_lib.postprocess.agglomeration import segment_affinities
+    from emseg_lib.scoring.evaluation import score_volume
 
     affinities, labels = job
     if affinities.ndim == 3:  # 2D: one slice

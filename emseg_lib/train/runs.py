@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from emseg_lib import __version__
-from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
 from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
+from emseg_lib.infra.locks import held_lock
 from emseg_lib.train.checkpoint import HISTORY, LAST, load_checkpoint
 
 RUN_FILE = "run.json"
@@ -101,8 +102,8 @@ def check_recorded_model(run_dir: str | Path, name: str) -> None:
 
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold ``run_dir/train.lock`` for the ``with`` block (:func:`~emseg_lib.atomic.held_lock`);
-    yields the lock file's path.
+    """Hold ``run_dir/train.lock`` for the ``with`` block
+    (:func:`~emseg_lib.infra.locks.held_lock`); yields the lock file's path.
 
     Raises:
         EmsegInputError: another live process holds the lock (the message names the folder

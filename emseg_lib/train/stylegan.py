@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from emseg_lib.data.gan_datasets import GanCropDataset
-from emseg_lib.device import pick_device
 from emseg_lib.errors import EmsegInputError, TrainingInterrupted
+from emseg_lib.infra.device import pick_device
+from emseg_lib.infra.progress import progress_bar
 from emseg_lib.models.stylegan import StyleDiscriminator, StyleGenerator
-from emseg_lib.progress import progress_bar
 from emseg_lib.train.feed import resolve_loader_workers
 from emseg_lib.train.gan_common import (
     SAMPLES,

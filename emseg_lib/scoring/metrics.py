@@ -12,8 +12,8 @@
 Ground-truth label 0 is ignored by default (CREMI; ``ignore_gt_background=False`` scores it as
 one more segment). Predicted label 0 (our boundary pixels) is, by default, scored as one more
 segment; ``ignore_seg_background=True`` drops those pixels from scoring.
-:mod:`emseg_lib.evaluation` combines these into the thesis and CREMI protocols. VOI and adapted
-Rand error come from one contingency table of the scored pixels (:func:`contingency`, a
+:mod:`emseg_lib.scoring.evaluation` combines these into the thesis and CREMI protocols. VOI and
+adapted Rand error come from one contingency table of the scored pixels (:func:`contingency`, a
 ``bincount``), equal to scikit-image's to rounding (1e-12).
 """
 

@@ -16,7 +16,7 @@ last (recorded in ``runs/LAST_PROFILE``), else ``quick``: a notebook opened afte
 ``./run_all.sh --profile smoke --real-data DIR`` finds that run's checkpoints and real stacks
 and resumes instead of training.
 
-``python -m emseg_lib.paths --root ROOT [--profile P] [--real-data DIR] [--record]`` prints
+``python -m emseg_lib.infra.paths --root ROOT [--profile P] [--real-data DIR] [--record]`` prints
 the paths as shell assignments for ``run_all.sh`` (``--record`` also records the profile and
 the real-data folder as the last ones run).
 """
@@ -29,7 +29,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from emseg_lib.atomic import atomic_write_text
+from emseg_lib.infra.atomic_files import atomic_write_text
 from emseg_lib.profiles import PROFILES, get_profile, profile_names
 
 DEFAULT_PROFILE = "quick"
@@ -108,7 +108,7 @@ def record_last_run(paths: ProjectPaths) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the paths as shell assignments (``root=... profile=... data=...``)."""
-    parser = argparse.ArgumentParser(prog="python -m emseg_lib.paths")
+    parser = argparse.ArgumentParser(prog="python -m emseg_lib.infra.paths")
     parser.add_argument("--root", type=Path)
     parser.add_argument("--profile", choices=profile_names())
     parser.add_argument("--real-data", type=Path)

@@ -38,15 +38,15 @@ from skimage.segmentation import expand_labels
 
 from emseg_lib.data.targets import cell_target, instance_boundary
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities, check_same_shape
-from emseg_lib.metrics import (
+from emseg_lib.infra.parallel import parallel_map
+from emseg_lib.postprocess import flood_boundaries, get_method, label_cells, watershed_postprocess
+from emseg_lib.postprocess.methods import BEFORE_WATERSHED
+from emseg_lib.scoring.metrics import (
     SCORE_COLUMNS,
     SegmentationScores,
     cremi_boundary_mask,
     segmentation_scores,
 )
-from emseg_lib.parallel import parallel_map
-from emseg_lib.postprocess import flood_boundaries, get_method, label_cells, watershed_postprocess
-from emseg_lib.postprocess.methods import BEFORE_WATERSHED
 
 CREMI_BORDER_NM = 25.0
 
@@ -212,12 +212,12 @@ def score_grid(prob: np.ndarray, gt_ids: np.ndarray, method: GridMethod, *, pixe
                workers: int | None = 1) -> pd.DataFrame:
     """Per-slice scores of every point of ``method``'s grid: the one grid-scoring engine.
 
-    Learned thresholds (:func:`~emseg_lib.tuning.tune_thresholds`,
-    :func:`~emseg_lib.tuning.tune_agglomeration`), the thesis tables (:func:`threshold_grid`)
-    and training validation score through it. The ground truth is built once per slice
-    (:func:`ground_truths`); each outer grid value of each slice (2D) or of the volume (3D)
-    is one job for ``workers`` processes, and the rows come back in order, so the table does
-    not depend on the number of workers.
+    Learned thresholds (:func:`~emseg_lib.scoring.tuning.tune_thresholds`,
+    :func:`~emseg_lib.scoring.tuning.tune_agglomeration`), the thesis tables
+    (:func:`threshold_grid`) and training validation score through it. The ground truth is built
+    once per slice (:func:`ground_truths`); each outer grid value of each slice (2D) or of the
+    volume (3D) is one job for ``workers`` processes, and the rows come back in order, so the table
+    does not depend on the number of workers.
 
     Args:
         prob: ``(Z, Y, X)`` cell probabilities, or ``(C, Z, Y, X)`` affinities (``dims`` 3).
@@ -234,7 +234,7 @@ def score_grid(prob: np.ndarray, gt_ids: np.ndarray, method: GridMethod, *, pixe
 
     Returns:
         One row per (grid point, labelled slice, protocol): ``slice``, ``protocol``, the
-        grid point's thresholds, then :data:`~emseg_lib.metrics.SCORE_COLUMNS`.
+        grid point's thresholds, then :data:`~emseg_lib.scoring.metrics.SCORE_COLUMNS`.
 
     Raises:
         EmsegInputError: shapes that differ, an unknown protocol, or no labelled slice.

@@ -4,7 +4,7 @@ Ctrl-C or killed resumes where it stopped (``emseg segment`` and ``emseg postpro
 They live in a hidden folder beside the output ``NAME``, ``.NAME.partial/``:
 
 * ``job.json``: everything that decides the result (the inputs' identities, the settings);
-* ``lock``: held by the run writing the folder (:func:`~emseg_lib.atomic.held_lock`: a second
+* ``lock``: held by the run writing the folder (:func:`~emseg_lib.infra.locks.held_lock`: a second
   run is refused while it lives; a killed run's lock is taken over);
 * ``z000016.npz``: one file per finished chunk, named by its first slice, written atomically
   (a chunk file is complete or absent): the chunk's segment ids before they are made unique
@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from emseg_lib.atomic import atomic_path, atomic_write_text, held_lock
 from emseg_lib.errors import EmsegInputError, EmsegWarning, one_line
+from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
+from emseg_lib.infra.locks import held_lock
 
 JOB_FILE, LOCK_FILE = "job.json", "lock"
 

@@ -2,9 +2,9 @@
 
 Every table is written twice, as ``NAME.csv`` and ``NAME.md`` (Markdown, via pandas/tabulate,
 with its caption above and a sentence on how to read it below); every figure as ``NAME.png``.
-Each file is written atomically (:func:`~emseg_lib.atomic.atomic_path`), so an interrupted
-notebook never leaves half a file. Inside a Jupyter kernel the saved figure and the table are
-also shown in the notebook, so an executed notebook holds every figure and table it wrote.
+Each file is written atomically (:func:`~emseg_lib.infra.atomic_files.atomic_path`), so an
+interrupted notebook never leaves half a file. Inside a Jupyter kernel the saved figure and the
+table are also shown in the notebook, so an executed notebook holds every figure and table it wrote.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from emseg_lib.atomic import atomic_path, atomic_write_text
+from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
 
 
 def in_notebook() -> bool:

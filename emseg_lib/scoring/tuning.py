@@ -2,7 +2,7 @@
 
 :func:`tune_thresholds` scores every point of a method's grid
 (:attr:`~emseg_lib.postprocess.PostprocessMethod.grid`) on every slice (the one grid-scoring
-engine, :func:`~emseg_lib.evaluation.score_grid`) and keeps the point
+engine, :func:`~emseg_lib.scoring.evaluation.score_grid`) and keeps the point
 with the lowest mean VOI (ties: lower adapted Rand error). :func:`tune_all` does so for every
 method; its result is what ``best.pt`` stores under ``"postprocess"`` and what ``emseg
 segment`` uses unless thresholds are given.
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from emseg_lib.errors import EmsegInputError, check_ndim, check_same_shape
-from emseg_lib.evaluation import GridMethod, score_grid
-from emseg_lib.metrics import SCORE_COLUMNS
 from emseg_lib.postprocess import DEFAULT_METHOD, METHODS, get_method
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
+from emseg_lib.scoring.evaluation import GridMethod, score_grid
+from emseg_lib.scoring.metrics import SCORE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class TuningResult:
 
 
 def _best(method: str, keys: list[str], grid: pd.DataFrame) -> TuningResult:
-    """The grid point of ``grid`` (per-slice rows of :func:`~emseg_lib.evaluation.score_grid`)
-    with the lowest mean VOI over the slices (ties: lower adapted Rand error)."""
+    """The grid point of ``grid`` (per-slice rows of
+    :func:`~emseg_lib.scoring.evaluation.score_grid`) with the lowest mean VOI over the slices
+    (ties: lower adapted Rand error)."""
     means = grid.groupby(keys)[list(SCORE_COLUMNS)].mean().reset_index()
     best = means.sort_values(["voi", "arand"], kind="stable").iloc[0]
     return TuningResult(method, {k: float(best[k]) for k in keys},
@@ -55,7 +56,7 @@ def tune_thresholds(prob: np.ndarray, gt_ids: np.ndarray, method: str, *, pixel_
                     dims: int = 2, resolution: Sequence[float] | None = None,
                     workers: int | None = 1) -> TuningResult:
     """The thresholds of ``method`` with the lowest mean CREMI-protocol VOI on a split
-    (every point of its grid scored by :func:`~emseg_lib.evaluation.score_grid`).
+    (every point of its grid scored by :func:`~emseg_lib.scoring.evaluation.score_grid`).
 
     Args:
         prob: ``(Z, Y, X)`` cell probabilities of the validation split.
@@ -78,7 +79,7 @@ def tune_thresholds(prob: np.ndarray, gt_ids: np.ndarray, method: str, *, pixel_
 
 def _split_grid(prob: np.ndarray, gt_ids: np.ndarray, method: GridMethod, **kwargs: Any
                 ) -> pd.DataFrame:
-    """:func:`~emseg_lib.evaluation.score_grid` of a validation split (CREMI protocol)."""
+    """:func:`~emseg_lib.scoring.evaluation.score_grid` of a validation split (CREMI protocol)."""
     gt_ids = np.asarray(gt_ids, dtype=np.int64)
     if not np.any(gt_ids):
         raise EmsegInputError("the validation split has no labelled slice to tune on")

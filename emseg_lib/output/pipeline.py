@@ -5,9 +5,9 @@ A volume is processed ``chunk_slices`` slices at a time: network inference (:fun
 whole slices for 2D networks, overlapping tiles with z context for 3D ones) or reading a
 probability map (:func:`postprocess_to_file`), then post-processing (per slice in parallel
 worker processes, or per chunk in 3D), and the results written
-(:func:`~emseg_lib.segmentation_output.open_output`) before the next chunk is read. Only one
+(:func:`~emseg_lib.output.segmentation_output.open_output`) before the next chunk is read. Only one
 chunk's data, probabilities and labels are held at once, and a few slices for the preview
-(:class:`~emseg_lib.preview.PreviewSamples`). The inputs may be arrays or array-likes read
+(:class:`~emseg_lib.output.preview.PreviewSamples`). The inputs may be arrays or array-likes read
 by slicing (h5py datasets, zarr arrays).
 """
 
@@ -25,15 +25,15 @@ from torch import nn
 from emseg_lib.data.cremi import PROBABILITY_KEY as PROBABILITY_KEY
 from emseg_lib.errors import EmsegInputError, check_probabilities
 from emseg_lib.inference import predict_volume
-from emseg_lib.metrics import segment_count
+from emseg_lib.infra.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
+from emseg_lib.infra.progress import progress_bar
 from emseg_lib.models import model_entry
-from emseg_lib.parallel import ProcessPool, SerialPool, resolve_workers, worker_pool
-from emseg_lib.partial_results import PartialResults
+from emseg_lib.output.partial_results import PartialResults
+from emseg_lib.output.preview import PreviewSamples, SliceSample
+from emseg_lib.output.segmentation_output import is_zarr_output, open_output
 from emseg_lib.postprocess import get_method, segment_volume
-from emseg_lib.preview import PreviewSamples, SliceSample
 from emseg_lib.profiles import Tiling
-from emseg_lib.progress import progress_bar
-from emseg_lib.segmentation_output import is_zarr_output, open_output
+from emseg_lib.scoring.metrics import segment_count
 
 #: ``(z0, z1) -> (prob, image)``: a chunk's cell probability and the image it came from
 ChunkSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -196,7 +196,7 @@ def output_bytes_bound(shape: tuple[int, int, int], zarr: bool = False) -> int:
     uint64 labels and float32 probabilities, uncompressed (gzip usually writes far less);
     an OME-Zarr output (``zarr``) may hold a float32 image besides.
 
-    For :func:`~emseg_lib.atomic.check_output`'s ``expected_bytes``.
+    For :func:`~emseg_lib.infra.output_checks.check_output`'s ``expected_bytes``.
     """
     n_voxels = int(np.prod(shape, dtype=np.int64))
     per_voxel = np.dtype(np.uint64).itemsize + np.dtype(np.float32).itemsize
@@ -215,10 +215,10 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
     dense unless ``post.keep_boundaries``) and ``volumes/predictions/cell_probability``
     (float32), both with the ``resolution`` attribute (nm, ``(z, y, x)``). ``*.zarr``: an
     OME-Zarr image of ``raw`` with the labels, and the probabilities if ``spec`` asks
-    (:mod:`~emseg_lib.segmentation_output`). The output appears at ``out_path`` only when
+    (:mod:`~emseg_lib.output.segmentation_output`). The output appears at ``out_path`` only when
     complete; an existing one there is replaced, so check the location first with
-    :func:`~emseg_lib.atomic.check_output`. With ``partial`` (entered), finished chunks are
-    kept there and those an interrupted earlier run kept are not computed again.
+    :func:`~emseg_lib.infra.output_checks.check_output`. With ``partial`` (entered), finished
+    chunks are kept there and those an interrupted earlier run kept are not computed again.
     """
     if len(raw.shape) != 3:
         raise EmsegInputError(f"raw data must be (Z, Y, X), got shape {raw.shape}")

@@ -1,5 +1,5 @@
 """A picture of a whole-volume result: a few evenly spaced slices kept while the volume is
-segmented (:class:`PreviewSamples`), drawn by :func:`~emseg_lib.plots.segmentation_preview`
+segmented (:class:`PreviewSamples`), drawn by :func:`~emseg_lib.report.plots.segmentation_preview`
 and written beside the output as ``NAME.preview.png`` (:func:`save_preview`)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from emseg_lib.atomic import atomic_path
+from emseg_lib.infra.atomic_files import atomic_path
 
 PREVIEW_SLICES = 3
 

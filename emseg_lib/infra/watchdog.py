@@ -1,13 +1,13 @@
 """A time limit for a command that can hang (a notebook under papermill), failing loudly.
 
-``python -m emseg_lib.watchdog --limit S --what NAME -- COMMAND ...`` runs ``COMMAND`` in a
+``python -m emseg_lib.infra.watchdog --limit S --what NAME -- COMMAND ...`` runs ``COMMAND`` in a
 process group of its own and waits for it. Its exit code is passed on. If it is still running
 after ``S`` seconds, the Python stack of every process of the group (papermill and its kernel)
 is printed with ``py-spy dump``, the group is killed, and the watchdog says what it waited for
 and exits with 124 (as ``timeout`` does). Ctrl-C or SIGTERM stops the whole group (exit 130 /
 143), so no kernel is left behind. ``run_all.sh`` wraps every notebook in it. With ``--record
 FILE`` it appends a JSON line to ``FILE`` when the command ends: its wall time, exit code and
-the peak resident memory of its largest process (:mod:`emseg_lib.work_record`).
+the peak resident memory of its largest process (:mod:`emseg_lib.infra.work_record`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from emseg_lib.work_record import append_record, peak_host_mb
+from emseg_lib.infra.work_record import append_record, peak_host_mb
 
 TIMED_OUT = 124
 
@@ -96,7 +96,7 @@ def run_with_limit(command: Sequence[str], limit_s: float, what: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emseg_lib.watchdog", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m emseg_lib.infra.watchdog", description=__doc__)
     parser.add_argument("--limit", type=float, required=True, help="seconds before it is a hang")
     parser.add_argument("--what", required=True, help="what runs, for the messages")
     parser.add_argument("--record", default=None,

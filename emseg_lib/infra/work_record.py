@@ -2,7 +2,7 @@
 memory.
 
 When ``EMSEG_RECORD_FILE`` names a file, every finished progress bar
-(:func:`~emseg_lib.progress.progress_bar` in log mode, as ``run_all.sh`` runs the notebooks)
+(:func:`~emseg_lib.infra.progress.progress_bar` in log mode, as ``run_all.sh`` runs the notebooks)
 appends one JSON line to it: ``{"desc", "items", "seconds", "peak_host_mb", "peak_gpu_mb"}``
 (peaks of the process so far). The watchdog that runs each notebook appends the notebook's own
 line (wall time, the peak resident memory of its largest process). Nothing is recorded when

@@ -7,7 +7,7 @@ every :func:`progress_bar` writes a line instead — at the start, then at most 
 the estimated time left, to stderr or, when ``EMSEG_PROGRESS_FILE`` names a file, appended to
 that file (``run_all.sh`` shows it on the console as it grows). Nested bars (``leave=False``)
 stay silent then. A finished bar is also recorded when ``EMSEG_RECORD_FILE`` is set
-(:mod:`emseg_lib.work_record`, for ``run_all.sh --dry-run``).
+(:mod:`emseg_lib.infra.work_record`, for ``run_all.sh --dry-run``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from emseg_lib.work_record import record_work
+from emseg_lib.infra.work_record import record_work
 
 
 def _format_seconds(seconds: float) -> str:
@@ -86,7 +86,7 @@ class LogBar:
         self.postfix = ", ".join(f"{key}={value}" for key, value in values.items())
 
     def close(self) -> None:
-        """Record the finished work (:mod:`emseg_lib.work_record`; the last line was printed
+        """Record the finished work (:mod:`emseg_lib.infra.work_record`; the last line was printed
         by :meth:`update`)."""
         if not self.closed:
             self.closed = True

@@ -3,7 +3,8 @@ layout, or an OME-Zarr image for napari and neuroglancer (an output named ``*.za
 
 :func:`open_output` gives a :class:`SegmentationOutput` whose :meth:`~SegmentationOutput.write`
 takes one range of slices at a time; the output appears at its path only when complete
-(:func:`~emseg_lib.atomic.atomic_hdf5`, :func:`~emseg_lib.atomic.atomic_directory`).
+(:func:`~emseg_lib.infra.atomic_files.atomic_hdf5`,
+:func:`~emseg_lib.infra.atomic_files.atomic_directory`).
 
 The OME-Zarr layout (NGFF 0.4 on zarr v2 by default, 0.5 on zarr v3), every array with axes
 z, y, x in nanometres and the voxel size as its scale::
@@ -29,9 +30,10 @@ from typing import Protocol
 import numpy as np
 import zarr
 
-from emseg_lib.atomic import atomic_directory, atomic_hdf5, interrupts_deferred
 from emseg_lib.data.cremi import AFFINITIES_KEY, LABELS_KEY, PROBABILITY_KEY
 from emseg_lib.data.zarr_store import ZARR_SUFFIX
+from emseg_lib.infra.atomic_files import atomic_directory, atomic_hdf5
+from emseg_lib.infra.interrupts import interrupts_deferred
 
 #: the OME-Zarr label image of the segment ids, and the probability image, in a ``.zarr``
 LABELS_NAME, PROBABILITIES_NAME = "neuron_ids", "probabilities"

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from emseg_lib.display import overlay
 from emseg_lib.errors import EmsegInputError
-from emseg_lib.plots import probability_difference, segmentation_difference, single_image
-from emseg_lib.thesis_numbers import COMPARISON_NUMBERS, file_stem
+from emseg_lib.report.display import overlay
+from emseg_lib.report.plots import probability_difference, segmentation_difference, single_image
+from emseg_lib.report.thesis_numbers import COMPARISON_NUMBERS, file_stem
 
 #: the thesis's crop edge (px)
 THESIS_CROP = 256
@@ -100,7 +100,7 @@ def comparison_figures(raw: np.ndarray, probs: Mapping[str, np.ndarray],
                        side: int = THESIS_CROP) -> dict[str, Figure]:
     """Figures 5.18-5.29, keyed by their file stem (``fig5_18_comparison_input`` ...).
 
-    For each entry of :data:`~emseg_lib.thesis_numbers.COMPARISON_NUMBERS` and each window
+    For each entry of :data:`~emseg_lib.report.thesis_numbers.COMPARISON_NUMBERS` and each window
     of :func:`crop_windows`: the input crop, both networks' segmentation overlays (or
     probability maps) and where they differ.
 

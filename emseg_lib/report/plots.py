@@ -3,7 +3,7 @@ segmentation panels, 2D/3D comparisons, transfer-learning examples, GAN losses, 
 whole-volume results, per-slice scores).
 
 Each function returns a :class:`matplotlib.figure.Figure` and never saves or shows it; the
-notebook decides (:func:`~emseg_lib.reporting.save_figure` does both). A figure carries a short
+notebook decides (:func:`~emseg_lib.report.saving.save_figure` does both). A figure carries a short
 ``title`` (its number and a few words) above its panels and a ``caption`` below them: what the
 data is (e.g. :attr:`EMVolume.caption`, so a figure made from synthetic data says so), which
 checkpoint, thresholds and profile; both are wrapped to the figure's width
@@ -22,10 +22,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from emseg_lib.display import color_labels, overlay
-from emseg_lib.metrics import segment_count
-from emseg_lib.preview import SliceSample
-from emseg_lib.thesis_numbers import CURVE_COLOURS
+from emseg_lib.output.preview import SliceSample
+from emseg_lib.report.display import color_labels, overlay
+from emseg_lib.report.thesis_numbers import CURVE_COLOURS
+from emseg_lib.scoring.metrics import segment_count
 
 CURVES = {
     "accuracy": ("Pixel accuracy", "pixel accuracy (fraction)",
@@ -202,9 +202,9 @@ def probability_and_segmentation(raw: np.ndarray, prob: np.ndarray, seg: np.ndar
 
 def curve_colours(labels: Sequence[str], thesis: Mapping[str, str] = CURVE_COLOURS
                   ) -> dict[str, str]:
-    """A colour per curve label: the thesis's (:data:`~emseg_lib.thesis_numbers.CURVE_COLOURS`)
-    where its caption names one, else the next tab10 colour that no label of the figure has
-    from the thesis (repeating after ten)."""
+    """A colour per curve label: the thesis's
+    (:data:`~emseg_lib.report.thesis_numbers.CURVE_COLOURS`) where its caption names one, else the
+    next tab10 colour that no label of the figure has from the thesis (repeating after ten)."""
     taken = {thesis[label] for label in labels if label in thesis}
     free = cycle([colour for colour in TAB10 if colour not in taken] or TAB10)
     return {label: thesis[label] if label in thesis else next(free) for label in labels}
@@ -392,10 +392,10 @@ def drawable(text: str) -> str:
 def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
     """A whole-volume result at a few slices: one row per slice with the raw data (when it
     was segmented), the cell probability and the segmentation over the raw data (else over
-    the probability), coloured with :func:`~emseg_lib.display.overlay`.
+    the probability), coloured with :func:`~emseg_lib.report.display.overlay`.
 
     Args:
-        samples: the slices (:class:`~emseg_lib.preview.SliceSample`: ``(Y, X)`` arrays).
+        samples: the slices (:class:`~emseg_lib.output.preview.SliceSample`: ``(Y, X)`` arrays).
         title: what the volume is and where the result went (drawn as given,
             :func:`drawable`).
     """
@@ -424,7 +424,7 @@ def segmentation_preview(samples: Sequence[SliceSample], title: str) -> Figure:
 def slice_scores(table: pd.DataFrame, title: str) -> Figure:
     """VOI split and merge (bits, left axis) and the adapted Rand error (right axis) per
     slice, from a per-slice score table (columns ``slice``, ``voi_split``, ``voi_merge``,
-    ``arand``; :func:`~emseg_lib.evaluation.score_volume`), titled ``title`` as given
+    ``arand``; :func:`~emseg_lib.scoring.evaluation.score_volume`), titled ``title`` as given
     (:func:`drawable`)."""
     figure = Figure(figsize=(7, 4), layout="constrained")
     ax = figure.subplots()

@@ -16,8 +16,8 @@ later by :func:`annotate_checkpoint` (e.g. ``postprocess``).
 
 Files are read with ``torch.load(weights_only=True)``: a file holding anything else, such
 as a pickled object whose ``__reduce__`` would run code, is refused before any of it runs;
-they are written atomically (:func:`~emseg_lib.atomic.atomic_stream`). This module knows no
-network, so that the models (:mod:`emseg_lib.models.pretrained`) read weights through it
+they are written atomically (:func:`~emseg_lib.infra.atomic_files.atomic_stream`). This module
+knows no network, so that the models (:mod:`emseg_lib.models.pretrained`) read weights through it
 without importing training.
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from emseg_lib.atomic import atomic_stream
 from emseg_lib.errors import EmsegInputError, one_line
+from emseg_lib.infra.atomic_files import atomic_stream
 
 FORMAT = "emseg-checkpoint"
 VERSION = 2

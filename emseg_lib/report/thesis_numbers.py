@@ -62,7 +62,7 @@ COMPARISON_NUMBERS = (
 
 #: curve colours the thesis's captions name, by curve label (figures 5.46 and 5.47: blue all
 #: random, red all pretrained, green 8 random frozen, orange 8 pretrained frozen + 9 random);
-#: :func:`~emseg_lib.plots.seed_band_curves` draws every figure's curves in them
+#: :func:`~emseg_lib.report.plots.seed_band_curves` draws every figure's curves in them
 CURVE_COLOURS = {
     "all random": "tab:blue",
     "all pretrained": "tab:red",

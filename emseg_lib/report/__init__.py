@@ -1,0 +1,2 @@
+"""Figures, tables and the thesis's published numbers for the notebooks.
+"""

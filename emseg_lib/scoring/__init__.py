@@ -1,0 +1,3 @@
+"""Scores against ground truth: metrics, the evaluation protocols and the one grid-scoring engine,
+thresholds learned by score, GAN realism.
+"""
