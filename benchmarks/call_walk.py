@@ -7,8 +7,10 @@ Usage::
 Trains a UNet2D for one epoch on a small synthetic stack (smoke profile, CPU), then runs
 ``emseg segment`` on it under a tracer that records every call from one ``emseg_lib`` file to
 another (a *move*). Reported: the files visited, the distinct moves (caller file -> callee
-file), and the moves *back up* (into a file the walk had already left, i.e. a caller
-calling back into a module above it in the walk). Fewer files and moves mean a reader
+file), the moves *back up* (into a file the walk had already left, i.e. a caller calling back
+into a module above it in the walk), and the moves that carry the parsed command-line
+arguments (an ``argparse.Namespace`` among the callee's arguments: how far the flags travel
+into the code). Fewer files and moves mean a reader
 following the arguments opens fewer files. Calls inside one file, and calls into other
 packages, are not moves. The walk counts what runs, so it is the same on every machine.
 """
@@ -44,6 +46,7 @@ def walk(args: list[str]) -> dict[str, object]:
     """Run ``emseg ARGS`` under the tracer; the files, moves and moves back up."""
     order: list[str] = []
     moves: set[tuple[str, str]] = set()
+    carrying: set[tuple[str, str]] = set()
 
     def tracer(frame, event, _arg):
         if event != "call":
@@ -53,6 +56,8 @@ def walk(args: list[str]) -> dict[str, object]:
         if callee is None or caller is None or callee == caller:
             return None
         moves.add((caller, callee))
+        if any(isinstance(value, argparse.Namespace) for value in frame.f_locals.values()):
+            carrying.add((caller, callee))
         if callee not in order:
             order.append(callee)
         if caller not in order:
@@ -70,6 +75,8 @@ def walk(args: list[str]) -> dict[str, object]:
     first_seen = {name: index for index, name in enumerate(order)}
     back_up = {(a, b) for a, b in moves if first_seen[b] < first_seen[a]}
     return {"files": len(order), "moves": len(moves), "moves_back_up": len(back_up),
+            "moves_carrying_arguments": len(carrying),
+            "files_carrying_arguments": sorted({b for _, b in carrying}),
             "files_in_order": order}
 
 
@@ -93,7 +100,9 @@ def main_(argv: list[str] | None = None) -> int:
                        str(root / "raw.tif"), "--out", str(root / "seg.h5"), "--device", "cpu",
                        "--workers", "1"])
     print(f"emseg segment: {result['files']} files, {result['moves']} distinct moves between "
-          f"them, {result['moves_back_up']} back up")
+          f"them, {result['moves_back_up']} back up; {result['moves_carrying_arguments']} "
+          f"moves carry the parsed arguments, into "
+          f"{len(result['files_carrying_arguments'])} files")
     if options.out is not None:
         options.out.mkdir(parents=True, exist_ok=True)
         (options.out / "call_walk.json").write_text(json.dumps(result, indent=1) + "\n")
