@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from emseg_lib import EmsegInputError, pipeline
+from emseg_lib import EmsegInputError
 from emseg_lib.models import UNet2D
+from emseg_lib.output import pipeline
 from emseg_lib.profiles import get_profile
 
 POST = pipeline.Postprocessing("seeded", workers=1)
