@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -61,7 +61,25 @@ def is_zarr_output(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ZARR_SUFFIX
 
 
-class _Hdf5Output:
+class _SliceArrays:
+    """The arrays both output formats hold: ids, and the cell probability and affinities
+    when the output stores them (None otherwise)."""
+
+    _labels: Any
+    _prob: Any
+    _affinities: Any
+
+    def _write_arrays(self, z0: int, labels: np.ndarray, prob: np.ndarray,
+                      affinities: np.ndarray | None) -> None:
+        z1 = z0 + len(labels)
+        self._labels[z0:z1] = labels
+        if self._prob is not None:
+            self._prob[z0:z1] = prob
+        if self._affinities is not None:
+            self._affinities[:, z0:z1] = affinities
+
+
+class _Hdf5Output(_SliceArrays):
     def __init__(self, output, shape: tuple[int, int, int],
                  resolution: tuple[float, float, float], probabilities: bool,
                  affinity_channels: int = 0) -> None:
@@ -82,13 +100,8 @@ class _Hdf5Output:
 
     def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray,
               affinities: np.ndarray | None = None) -> None:
-        z1 = z0 + len(labels)
         with interrupts_deferred():  # HDF5 writes through Python calls: let it finish
-            self._labels[z0:z1] = labels
-            if self._prob is not None:
-                self._prob[z0:z1] = prob
-            if self._affinities is not None:
-                self._affinities[:, z0:z1] = affinities
+            self._write_arrays(z0, labels, prob, affinities)
 
     def flush(self) -> None:
         self._output.flush()
@@ -103,7 +116,7 @@ def _compressor(zarr_format: int):
     return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 
-class OmeZarrOutput:
+class OmeZarrOutput(_SliceArrays):
     """An OME-Zarr output being written (see the module docstring); ``chunks`` ``(z, y, x)``
     default to one slice deep and :data:`ZARR_TILE` wide. :meth:`finish` writes its
     metadata."""
@@ -133,14 +146,9 @@ class OmeZarrOutput:
 
     def write(self, z0: int, labels: np.ndarray, prob: np.ndarray, image: np.ndarray,
               affinities: np.ndarray | None = None) -> None:
-        z1 = z0 + len(labels)
         with interrupts_deferred():  # zarr writes in a background thread: let it finish
-            self._image[z0:z1] = image
-            self._labels[z0:z1] = labels
-            if self._prob is not None:
-                self._prob[z0:z1] = prob
-            if self._affinities is not None:
-                self._affinities[:, z0:z1] = affinities
+            self._image[z0:z0 + len(labels)] = image
+            self._write_arrays(z0, labels, prob, affinities)
 
     def flush(self) -> None:
         """Every chunk is stored as it is written."""
