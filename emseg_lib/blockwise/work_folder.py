@@ -28,10 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from emseg_lib.errors import EmsegInputError
 from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
-from emseg_lib.infra.locks import held_lock
-from emseg_lib.output.partial_results import LOCK_FILE, canonical_job, same_job, write_job
+from emseg_lib.output.partial_results import (
+    LOCK_FILE,
+    canonical_job,
+    hold_folder,
+    same_job,
+    write_job,
+)
 
 OUTPUT, LOCAL = "output.zarr", "local.zarr"
 
@@ -105,11 +109,8 @@ class WorkFolder:
         self._lock = ExitStack()
 
     def __enter__(self) -> WorkFolder:
-        if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
-            raise EmsegInputError(f"{self.out}: {self.folder} is in the way of the blockwise "
-                                  "work folder; remove it")
-        self.folder.mkdir(exist_ok=True)
-        self._lock.enter_context(held_lock(self.folder / LOCK_FILE, self._refusal))
+        hold_folder(self.out, self.folder, "the blockwise work folder", self._refusal,
+                    self._lock)
         if same_job(self.folder, self.job):
             self.kept = BlockRecords(self.folder).count()
         else:

@@ -24,7 +24,7 @@ import os
 import shutil
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +59,21 @@ def file_identity(path: str | Path) -> dict[str, Any]:
             stat = (Path(parent) / name).stat()
             size, latest, files = size + stat.st_size, max(latest, stat.st_mtime_ns), files + 1
     return {"path": str(path), "bytes": size, "mtime_ns": latest, "files": files}
+
+
+def hold_folder(out: Path, folder: Path, what: str, refusal: Callable[[str, str], str],
+                stack: ExitStack) -> None:
+    """Create ``folder`` (``what`` kept beside the output ``out``) and hold its lock file
+    (:func:`~emseg_lib.infra.locks.held_lock`, refused by ``refusal``) until ``stack``
+    closes.
+
+    Raises:
+        EmsegInputError: a file or link is in the folder's way, or another live run holds it.
+    """
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise EmsegInputError(f"{out}: {folder} is in the way of {what}; remove it")
+    folder.mkdir(exist_ok=True)
+    stack.enter_context(held_lock(folder / LOCK_FILE, refusal))
 
 
 def canonical_job(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,11 +128,7 @@ class PartialResults:
         self._lock = ExitStack()
 
     def __enter__(self) -> PartialResults:
-        if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
-            raise EmsegInputError(f"{self.out}: {self.folder} is in the way of the partial "
-                                  "results; remove it")
-        self.folder.mkdir(exist_ok=True)
-        self._lock.enter_context(held_lock(self.folder / LOCK_FILE, self._refusal))
+        hold_folder(self.out, self.folder, "the partial results", self._refusal, self._lock)
         try:
             self._take_or_discard()
         except BaseException:
