@@ -31,6 +31,7 @@ import tifffile
 import emseg_lib
 from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
+from emseg_lib.infra.atomic_files import atomic_write_text
 
 PACKAGE = Path(emseg_lib.__file__).parent
 
@@ -105,7 +106,7 @@ def main_(argv: list[str] | None = None) -> int:
           f"{len(result['files_carrying_arguments'])} files")
     if options.out is not None:
         options.out.mkdir(parents=True, exist_ok=True)
-        (options.out / "call_walk.json").write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(options.out / "call_walk.json", json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -29,6 +29,7 @@ import pytest
 
 from emseg_lib.data.targets import affinities as affinity_target
 from emseg_lib.data.targets import cell_target, instance_boundary
+from emseg_lib.infra.atomic_files import atomic_write_text
 from emseg_lib.scoring.evaluation import threshold_grid
 from emseg_lib.scoring.tuning import checkpoint_entry, tune_agglomeration, tune_all
 from emseg_lib.train.loop import _affinity_scores, _slice_scores
@@ -56,7 +57,7 @@ def _noisy_affinities(gt: np.ndarray) -> np.ndarray:
 def _check_json(name: str, value: dict) -> None:
     path = GOLDEN / name
     if UPDATE:
-        path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
     _nested_equal(json.loads(json.dumps(value)), json.loads(path.read_text()))
 
 
@@ -79,7 +80,7 @@ def test_threshold_grid_table_is_pinned(fixed_map):
     table = threshold_grid(prob, gt, [0.73, 0.8, 0.9], [0.0, 0.02, 0.05, 0.1], pixel_nm=4.0)
     path = GOLDEN / "threshold_grid.csv"
     if UPDATE:
-        table.to_csv(path, index=False)
+        atomic_write_text(path, table.to_csv(index=False))
     pinned = pd.read_csv(path)
     pd.testing.assert_frame_equal(table.reset_index(drop=True), pinned, check_dtype=False,
                                   rtol=1e-9, atol=1e-12)
