@@ -249,9 +249,10 @@ def rule_picks(maps: Sequence[Map]) -> dict[tuple[str, str, float, float], list[
             for smooth_nm in SMOOTH_NM:
                 smoothed = smooth(p, smooth_px_of(m, smooth_nm))
                 for name, rule in RULES.items():
+                    levels = rule.levels(smoothed)
                     for f in rule.candidates:
                         picks.setdefault((m.name, name, f, smooth_nm), []).append(
-                            _grid_index(rule.bind(f)(smoothed)))
+                            _grid_index(rule.threshold_at(levels, f)))
     return picks
 
 

@@ -49,19 +49,28 @@ def _voi(seg: np.ndarray, labels: np.ndarray) -> float:
 
 def test_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
     labels, clean = cells
-    confident = 0.02 + 0.96 * clean  # membranes at 0.02, cells at 0.98
-    dull = 0.1 + 0.6 * clean  # membranes at 0.1, cells at 0.7: nothing reaches 0.95
+    confident = 0.98 * clean  # cells at 0.98
+    dull = 0.7 * clean  # cells at 0.7: nothing reaches 0.95
     seg_confident = segment_volume(confident, "seeded", SEEDED.thresholds())
     seg_dull = segment_volume(dull, "seeded", SEEDED.thresholds())
     np.testing.assert_array_equal(seg_dull, seg_confident)
     derived = [SEEDED.derive(p, SEEDED.thresholds())["seed_th"] for p in (confident[0],
                                                                           dull[0])]
-    assert derived[1] == pytest.approx(0.1 + 0.6 * (derived[0] - 0.02) / 0.96, abs=1e-5)
+    assert derived[1] == pytest.approx(derived[0] * 0.7 / 0.98, abs=1e-5)
     assert _voi(seg_dull, labels) < 0.3
     # the old fixed default finds no seed on the dull map: one segment per slice
     fixed = segment_volume(dull, "seeded", {"seed_th": 0.95, "smooth_px": 1.0})
     assert [len(np.unique(s)) for s in fixed] == [1, 1, 1]
     assert _voi(fixed, labels) > 5 * _voi(seg_dull, labels)
+
+
+def test_a_map_with_raised_membranes_still_gets_its_cells(cells):
+    """The issue's dull map: membranes at 0.1, cells at 0.7 (an offset as well as a gain)."""
+    labels, clean = cells
+    raised = segment_volume(0.1 + 0.6 * clean, "seeded", SEEDED.thresholds())
+    confident = segment_volume(0.98 * clean, "seeded", SEEDED.thresholds())
+    assert _voi(raised, labels) < 0.3
+    assert _voi(raised, labels) < _voi(confident, labels) + 0.05
 
 
 def test_derived_threshold_is_the_default_rule_on_the_smoothed_map(cells):
@@ -77,6 +86,13 @@ def test_range_rule_lies_between_the_map_levels(cells):
     _, clean = cells
     lo, hi = np.percentile(clean[0], [1, 99])
     assert RULES["range"].bind(0.25)(clean[0]) == pytest.approx(lo + 0.25 * (hi - lo))
+
+
+def test_scale_rule_is_a_fraction_of_the_top_level(cells):
+    _, clean = cells
+    hi = np.percentile(clean[0], 99)
+    assert RULES["scale"].bind(0.5)(clean[0]) == pytest.approx(0.5 * hi)
+    assert RULES["scale"].bind(0.5)(0.5 * clean[0]) == pytest.approx(0.25 * hi)
 
 
 def test_smoothing_is_a_length_in_nm_whatever_the_pixel_size(cells):

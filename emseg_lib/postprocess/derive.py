@@ -3,18 +3,25 @@
 A fixed ``seed_th`` suits one network's confidence only: 0.95 was best on one network's map
 of the VNC stack, but a map whose cells reach 0.7 has no pixel above 0.95 (each slice becomes
 one segment), and a less confident network's cells lose their seeds and are flooded by their
-neighbours. Each rule here places ``seed_th`` between the map's own membrane and interior
-levels, measured on the smoothed map (per slice in 2D, per volume in 3D):
+neighbours. Each rule here places ``seed_th`` by the map's own levels, measured on the
+smoothed map (per slice in 2D, per volume in 3D):
 
+* ``scale`` — ``f hi``, ``hi`` the 99th percentile (the level the network reaches inside
+  cells): seeds are where the map is within ``1 - f`` of its own top;
 * ``range`` — ``lo + f (hi - lo)``, ``lo`` and ``hi`` the 1st and 99th percentiles;
 * ``otsu`` — ``otsu + f (hi - otsu)``, Otsu's threshold between membrane and interior;
 * ``fixed`` — ``f`` itself, whatever the map (the old behaviour, for comparison).
 
-``range`` and ``otsu`` move with the map: the same cells at another contrast (``a p + b``,
-``a > 0``) get the same seeds, so the same segmentation. The free parameter ``f`` of each rule
-was chosen by ``benchmarks/generalisation.py`` leaving one stack out at a time (never on the
-stack it is scored on); :data:`DEFAULT_RULE` and :data:`DEFAULT_FRACTION` are what it chose on
-every stack (README, "Defaults on stacks nobody tuned on"), with the smoothing
+``scale`` moves with the map's gain: the same cells at another contrast (``a p``, ``a > 0``)
+get the same seeds, so the same segmentation; ``range`` and ``otsu`` also follow an offset
+(``a p + b``). ``scale`` ignores the membrane level on purpose: a briefly trained network's
+membranes stay high (FIB-SEM after 4 epochs: 1st percentile 0.36, against 0.0 on VNC), yet
+the saddles between its cells lie at the same fraction of the top as on a confident map, and
+``range`` cuts too high there (README, "Defaults on stacks nobody tuned on").
+
+The free parameter ``f`` of each rule was chosen by ``benchmarks/generalisation.py`` leaving
+one stack out at a time (never on the stack it is scored on); :data:`DEFAULT_RULE` and
+:data:`DEFAULT_FRACTION` are what it chose on every stack, with the smoothing
 :data:`DEFAULT_SMOOTH_NM` and the smallest seed :data:`DEFAULT_MIN_SEED_NM2`, both in nm so
 that they mean the same in the tissue whatever the pixel size (:func:`default_smooth_px`,
 :func:`default_min_seed_px`).
@@ -38,43 +45,60 @@ def map_levels(smoothed: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _range_threshold(smoothed: np.ndarray, fraction: float) -> float:
-    lo, hi = map_levels(smoothed)
-    return lo + fraction * (hi - lo)
-
-
-def _otsu_threshold(smoothed: np.ndarray, fraction: float) -> float:
+def _otsu_levels(smoothed: np.ndarray) -> tuple[float, float]:
+    """``(otsu, hi)``: Otsu's threshold of the smoothed map and its 99th percentile (``hi``
+    twice when the map is flat)."""
     _, hi = map_levels(smoothed)
     if hi <= float(smoothed.min()):
-        return hi
-    otsu = float(threshold_otsu(smoothed))
-    return otsu + fraction * (hi - otsu)
+        return hi, hi
+    return float(threshold_otsu(smoothed)), hi
 
 
-def _fixed_threshold(_smoothed: np.ndarray, value: float) -> float:
+def _between(levels: tuple[float, ...], fraction: float) -> float:
+    low, high = levels
+    return low + fraction * (high - low)
+
+
+def _scaled(levels: tuple[float, ...], fraction: float) -> float:
+    return fraction * levels[1]
+
+
+def _no_levels(_smoothed: np.ndarray) -> tuple[float, ...]:
+    return ()
+
+
+def _itself(_levels: tuple[float, ...], value: float) -> float:
     return value
 
 
 @dataclass(frozen=True)
 class SeedRule:
-    """A way to derive ``seed_th`` from a smoothed map, with one free parameter.
+    """A way to derive ``seed_th`` from a smoothed map, with one free parameter: the map's
+    levels are measured once (:attr:`levels`), then placed by the parameter (:attr:`place`).
 
     Attributes:
         name: the rule's name.
         formula: how ``seed_th`` follows from the map and the parameter ``f``.
         candidates: the parameter values the leave-one-stack-out benchmark compares.
-        threshold: ``(smoothed map, f) -> seed_th``.
+        levels: ``smoothed map -> its levels`` (a tuple of floats).
+        place: ``(levels, f) -> seed_th`` (before clipping to [0, 1]).
     """
 
     name: str
     formula: str
     candidates: tuple[float, ...]
-    threshold: Callable[[np.ndarray, float], float]
+    levels: Callable[[np.ndarray], tuple[float, ...]]
+    place: Callable[[tuple[float, ...], float], float]
+
+    def threshold_at(self, levels: tuple[float, ...], value: float) -> float:
+        """``seed_th`` in [0, 1] of a map with ``levels`` (:attr:`levels`) at parameter
+        ``value``."""
+        return float(np.clip(self.place(levels, value), 0.0, 1.0))
 
     def bind(self, value: float) -> Callable[[np.ndarray], float]:
         """The rule at parameter ``value``: ``smoothed map -> seed_th`` in [0, 1]."""
         def derive(smoothed: np.ndarray) -> float:
-            return float(np.clip(self.threshold(smoothed, value), 0.0, 1.0))
+            return self.threshold_at(self.levels(smoothed), value)
         return derive
 
     def describe(self, value: float) -> str:
@@ -82,10 +106,10 @@ class SeedRule:
 
 
 #: the rule and parameter the seeded method uses (chosen leaving one stack out; see above)
-DEFAULT_RULE, DEFAULT_FRACTION = "range", 0.85
+DEFAULT_RULE, DEFAULT_FRACTION = "scale", 0.8
 #: the seeded method's smoothing sigma in nm in the plane (chosen with the rule): a sigma in
 #: pixels would smooth a 4.6 nm stack half as much, in the tissue, as a 10 nm one
-DEFAULT_SMOOTH_NM = 5.0
+DEFAULT_SMOOTH_NM = 2.5
 #: the in-plane pixel size assumed for a map that comes without one (CREMI's 4 nm, as the
 #: command line's default ``--resolution 40 4 4``)
 ASSUMED_PIXEL_NM = 4.0
@@ -119,12 +143,17 @@ def default_min_seed_px(sampling: Sequence[float] | None) -> int:
     """:data:`DEFAULT_MIN_SEED_NM2` in pixels of ``sampling`` (:func:`pixel_nm_of`)."""
     return min_seed_px_of(DEFAULT_MIN_SEED_NM2, pixel_nm_of(sampling))
 
-_FRACTIONS = tuple(round(v, 2) for v in np.arange(0.05, 0.96, 0.05))
+
+def _steps(first: float, last: float) -> tuple[float, ...]:
+    return tuple(round(float(v), 2) for v in np.arange(first, last + 0.001, 0.02))
+
+
 RULES: dict[str, SeedRule] = {
+    "scale": SeedRule("scale", "seed_th = f hi, hi = 99th percentile", _steps(0.5, 0.98),
+                      map_levels, _scaled),
     "range": SeedRule("range", "seed_th = lo + f (hi - lo), lo/hi = 1st/99th percentile",
-                      _FRACTIONS, _range_threshold),
+                      _steps(0.3, 0.98), map_levels, _between),
     "otsu": SeedRule("otsu", "seed_th = otsu + f (hi - otsu), hi = 99th percentile",
-                     _FRACTIONS, _otsu_threshold),
-    "fixed": SeedRule("fixed", "seed_th = f", (*_FRACTIONS, 0.97, 0.98, 0.99),
-                      _fixed_threshold),
+                     _steps(0.0, 0.98), _otsu_levels, _between),
+    "fixed": SeedRule("fixed", "seed_th = f", _steps(0.4, 0.98), _no_levels, _itself),
 }
