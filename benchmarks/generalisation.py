@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -425,7 +426,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "generalisation.csv", table.to_csv(index=False))
     atomic_write_text(args.out / "rule_selection.csv", selections.to_csv(index=False))
-    machine = f"{platform.processor() or platform.machine()}, {len(maps)} maps"
+    machine = (f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU), "
+               f"{len(maps)} maps")
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
             f"{args.profile}, epochs {args.epochs}; CREMI protocol, test splits.\n\n"
             + markdown(table))

@@ -26,6 +26,7 @@ from emseg_lib.postprocess.derive import (
     RULES,
     default_min_seed_px,
     default_smooth_px,
+    most_seeds_threshold,
 )
 from emseg_lib.profiles import get_profile
 from emseg_lib.scoring.evaluation import GroundTruth, cremi_scores
@@ -93,6 +94,23 @@ def test_scale_rule_is_a_fraction_of_the_top_level(cells):
     hi = np.percentile(clean[0], 99)
     assert RULES["scale"].bind(0.5)(clean[0]) == pytest.approx(0.5 * hi)
     assert RULES["scale"].bind(0.5)(0.5 * clean[0]) == pytest.approx(0.25 * hi)
+
+
+def test_in_3d_the_cut_with_the_most_seeds_keeps_cells_apart_through_z():
+    """Two cells side by side in a thick volume; the membrane between them is weak (0.85) in
+    one slice only. Below 0.85 their seeds meet in that slice and merge in every slice."""
+    volume = np.full((6, 32, 64), 0.3, dtype=np.float32)
+    volume[:, 4:28, 4:30] = volume[:, 4:28, 34:60] = 1.0
+    volume[3, 4:28, 30:34] = 0.85
+    assert most_seeds_threshold(volume, 1) == pytest.approx(0.86)
+    thresholds = SEEDED.derive(volume, {"smooth_px": 0.0, "min_seed_px": 1.0})
+    assert thresholds["seed_th"] == pytest.approx(0.86)
+    seg = SEEDED.segment(volume, SEEDED.thresholds({"smooth_px": 0.0, "min_seed_px": 1.0}))
+    assert seg[0, 16, 10] != seg[0, 16, 50] and seg[3, 16, 10] != seg[3, 16, 50]
+    # the 2D rule on the same volume cuts at 0.8 of its top: the two seeds touch in slice 3
+    low = SEEDED.segment(volume, {"seed_th": RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(
+        volume), "smooth_px": 0.0, "min_seed_px": 1.0})
+    assert low[0, 16, 10] == low[0, 16, 50]
 
 
 def test_smoothing_is_a_length_in_nm_whatever_the_pixel_size(cells):

@@ -12,6 +12,12 @@ smoothed map (per slice in 2D, per volume in 3D):
 * ``otsu`` — ``otsu + f (hi - otsu)``, Otsu's threshold between membrane and interior;
 * ``fixed`` — ``f`` itself, whatever the map (the old behaviour, for comparison).
 
+A volume segmented in 3D is another matter: a seed region that touches its neighbour in any
+one slice merges the two cells in every slice, so the thicker the volume the higher the cut
+must be (``benchmarks/results/real_data/seeded_3d_thickness.md``). There
+:func:`most_seeds_threshold` takes the cut with the most 3D seeds: below it seeds merge
+through z, above it they vanish. It has no free parameter.
+
 ``scale`` moves with the map's gain: the same cells at another contrast (``a p``, ``a > 0``)
 get the same seeds, so the same segmentation; ``range`` and ``otsu`` also follow an offset
 (``a p + b``). ``scale`` ignores the membrane level on purpose: a briefly trained network's
@@ -34,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from skimage.filters import threshold_otsu
+
+from emseg_lib.postprocess.morphology import label
 
 #: percentiles of the smoothed map taken as its membrane (lo) and interior (hi) levels
 LO_PERCENTILE, HI_PERCENTILE = 1.0, 99.0
@@ -119,6 +127,21 @@ ASSUMED_PIXEL_NM = 4.0
 #: rule): 16 pixels, the old fixed size, was 340 nm² at 4.6 nm but 1600 nm² at 10 nm, and on
 #: the finer stack the spurious small seeds it kept split cells
 DEFAULT_MIN_SEED_NM2 = 3200.0
+
+
+#: the seed_th values :func:`most_seeds_threshold` counts seeds at
+MOST_SEEDS_GRID = tuple(round(float(v), 2) for v in np.arange(0.5, 0.981, 0.02))
+
+
+def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int) -> float:
+    """The ``seed_th`` of :data:`MOST_SEEDS_GRID` at which ``smoothed`` (a ``(Z, Y, X)``
+    volume, or any shape) has the most seeds (face-connected components above it) of at
+    least ``min_seed_px`` voxels; the lowest such on ties."""
+    counts = []
+    for seed_th in MOST_SEEDS_GRID:
+        sizes = np.bincount(label(smoothed > seed_th, 1).ravel())[1:]
+        counts.append(int(np.count_nonzero(sizes >= min_seed_px)))
+    return MOST_SEEDS_GRID[int(np.argmax(counts))]
 
 
 def pixel_nm_of(sampling: Sequence[float] | None) -> float:

@@ -32,6 +32,7 @@ from emseg_lib.postprocess.derive import (
     RULES,
     default_min_seed_px,
     default_smooth_px,
+    most_seeds_threshold,
 )
 from emseg_lib.postprocess.seeded import (
     seeded_watershed,
@@ -260,6 +261,8 @@ class SeededMethod(PostprocessMethod):
         min_seed_px = thresholds.get("min_seed_px", default_min_seed_px(sampling))
         if "seed_th" in thresholds:
             seed_th = thresholds["seed_th"]
+        elif prob.ndim == 3:
+            seed_th = most_seeds_threshold(smooth(prob, smooth_px, sampling), min_seed_px)
         else:
             seed_th = RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smooth(prob, smooth_px,
                                                                         sampling))
@@ -298,7 +301,7 @@ METHODS: dict[str, PostprocessMethod] = {
         grid={"smooth_px": (0.0, 1.0, 2.0),
               "seed_th": (*_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
         derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
-                 + " of the smoothed map (per slice; per volume in 3D)",
+                 + " of each smoothed slice; in 3D the cut with the most 3D seeds",
                  "smooth_px": f"a sigma of {DEFAULT_SMOOTH_NM:g} nm over the in-plane pixel "
                               "size (the file's resolution or --resolution)",
                  "min_seed_px": f"seeds smaller than {DEFAULT_MIN_SEED_NM2:g} nm² dropped: "
