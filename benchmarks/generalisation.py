@@ -119,13 +119,16 @@ def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
 
 
 def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profile_name: str,
-              workers: int | None) -> list[Map]:
-    """Train each stack's UNet2D to each budget (resuming) and predict its test split; each
-    map is kept in ``work/maps/`` (a run resumed past a budget cannot give its map again)."""
+              workers: int | None, seed: int = 0) -> list[Map]:
+    """Train each stack's UNet2D to each budget (resuming; training seed ``seed``) and predict
+    its test split; each map is kept in ``work/maps/`` (a run resumed past a budget cannot
+    give its map again)."""
     maps = []
     for stack, path in stacks.items():
         profile = get_profile(profile_name)
         source = {"stack file": str(Path(path).resolve()), "profile": profile_name}
+        if seed:
+            source["seed"] = str(seed)
         volume = None
         run_dir = work / f"{stack}_unet2d"
         for epochs in sorted(budgets):
@@ -138,8 +141,8 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
             plan = dataclasses.replace(profile.unet2d, epochs=epochs)
             budget_profile = dataclasses.replace(profile, unet2d=plan)
             started = time.perf_counter()
-            trained = train_unet("unet2d", volume, budget_profile, run_dir, workers=workers,
-                                 progress=False)
+            trained = train_unet("unet2d", volume, budget_profile, run_dir, seed=seed,
+                                 workers=workers, progress=False)
             history_s = float(trained.history["epoch_s"].sum())
             test = predict_split(trained.model, volume, "test", budget_profile, progress=False,
                                  cache_dir=run_dir)
@@ -416,11 +419,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generalisation"))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed of every map (another seed: a replicate; give "
+                             "it its own --work)")
     args = parser.parse_args()
     stacks = dict(item.split("=", 1) for item in args.stack)
     started = time.perf_counter()
     maps = make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
-                     args.profile, args.workers)
+                     args.profile, args.workers, args.seed)
     grids, counts = map_grids(maps, args.workers, args.work)
     table, selections = leave_one_out(maps, grids, counts)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -429,7 +435,8 @@ def main() -> None:
     machine = (f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU), "
                f"{len(maps)} maps")
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
-            f"{args.profile}, epochs {args.epochs}; CREMI protocol, test splits.\n\n"
+            f"{args.profile}, epochs {args.epochs}, training seed {args.seed}; CREMI "
+            "protocol, test splits.\n\n"
             + markdown(table))
     atomic_write_text(args.out / "generalisation.md", text + "\n")
     atomic_write_text(args.out / "stacks.json", json.dumps(stacks, indent=2) + "\n")
