@@ -9,7 +9,9 @@ Usage::
 1. **Maps.** On every stack a UNet2D is trained (quick profile, the thesis's split
    proportions) for each budget of ``--epochs`` (one run, resumed to the next budget), and
    its ``best.pt`` predicts the test split: a briefly trained network gives a less confident
-   map, a longer one a confident map. Run folders and predictions are kept in ``--work``
+   map, a longer one a confident map. With several ``--seed`` values each seed trains its
+   own set of maps (replicates: the same stacks and budgets, another draw of the network),
+   and every step below uses all of them. Run folders and predictions are kept in ``--work``
    (a rerun resumes from them), with each run's training seconds.
 2. **Grid.** On every map, each test slice is segmented by the seeded method at every
    point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times the smallest seed in nm²,
@@ -90,13 +92,15 @@ class Map:
     gt: np.ndarray
     pixel_nm: float
     learned: dict
+    seed: int = 0
+    folder: Path = Path(".")  # the --work folder of its seed (maps/, grids/)
 
     @property
     def name(self) -> str:
-        return f"{self.stack} e{self.epochs}"
+        return f"{self.stack} e{self.epochs}" + (f" s{self.seed}" if self.seed else "")
 
 
-def _cached_map(path: Path, source: dict[str, str]) -> Map | None:
+def _cached_map(path: Path, source: dict[str, str], seed: int, folder: Path) -> Map | None:
     """The map kept at ``path``, None if none; one made from another stack file or profile
     (``source``) is refused."""
     if not path.exists():
@@ -107,7 +111,7 @@ def _cached_map(path: Path, source: dict[str, str]) -> Map | None:
             raise SystemExit(f"{path} was made from {meta.get('source')}, not {source}: "
                              "give another --work or remove it")
         return Map(meta["stack"], meta["epochs"], meta["train_s"], saved["prob"], saved["gt"],
-                   meta["pixel_nm"], meta["learned"])
+                   meta["pixel_nm"], meta["learned"], seed, folder)
 
 
 def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
@@ -118,11 +122,18 @@ def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
         np.savez(out, prob=m.prob, gt=m.gt, meta=json.dumps(meta))
 
 
+def seed_folder(work: Path, seed: int) -> Path:
+    """The folder of the maps trained with ``seed``: ``work`` itself for seed 0, else
+    ``work/seed<N>``."""
+    return work if seed == 0 else work / f"seed{seed}"
+
+
 def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profile_name: str,
               workers: int | None, seed: int = 0) -> list[Map]:
     """Train each stack's UNet2D to each budget (resuming; training seed ``seed``) and predict
-    its test split; each map is kept in ``work/maps/`` (a run resumed past a budget cannot
-    give its map again)."""
+    its test split; each map is kept in ``maps/`` of :func:`seed_folder` (a run resumed past a
+    budget cannot give its map again)."""
+    work = seed_folder(work, seed)
     maps = []
     for stack, path in stacks.items():
         profile = get_profile(profile_name)
@@ -133,7 +144,7 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
         run_dir = work / f"{stack}_unet2d"
         for epochs in sorted(budgets):
             cache = work / "maps" / f"{stack}_e{epochs}.npz"
-            if (cached := _cached_map(cache, source)) is not None:
+            if (cached := _cached_map(cache, source, seed, work)) is not None:
                 maps.append(cached)
                 continue
             if volume is None:
@@ -149,7 +160,7 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
             print(f"{stack}: {epochs} epochs ({history_s:.0f} s of training; this call "
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
             maps.append(Map(stack, epochs, history_s, test.prob, test.gt, test.pixel_nm,
-                            trained.postprocess))
+                            trained.postprocess, seed, work))
             _cache_map(maps[-1], cache, source)
     return maps
 
@@ -208,7 +219,7 @@ def _grid_axes() -> str:
                        "seed_th": SEED_GRID})
 
 
-def map_grids(maps: Sequence[Map], workers: int | None, work: Path
+def map_grids(maps: Sequence[Map], workers: int | None
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``{map name: (slices, len(SMOOTH_NM), len(SEED_AREA_NM2), len(SEED_GRID)) VOI}`` of
     the labelled test slices, and the same of their seed counts. Each map's grids are kept in
@@ -216,8 +227,8 @@ def map_grids(maps: Sequence[Map], workers: int | None, work: Path
     unchanged, so trying another rule costs no grid."""
     grids, counts = {}, {}
     for m in maps:
-        cache = work / "grids" / f"{m.stack}_e{m.epochs}.npz"
-        map_file = work / "maps" / f"{m.stack}_e{m.epochs}.npz"
+        cache = m.folder / "grids" / f"{m.stack}_e{m.epochs}.npz"
+        map_file = m.folder / "maps" / f"{m.stack}_e{m.epochs}.npz"
         made_from = f"{_grid_axes()} {map_file.stat().st_mtime_ns}"
         if cache.exists():
             with np.load(cache) as saved:
@@ -419,15 +430,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generalisation"))
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0,
-                        help="training seed of every map (another seed: a replicate; give "
-                             "it its own --work)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="training seeds: one set of maps each (replicates, kept in "
+                             "WORK/seed<N> beside seed 0's), all of them used together")
     args = parser.parse_args()
     stacks = dict(item.split("=", 1) for item in args.stack)
     started = time.perf_counter()
-    maps = make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
-                     args.profile, args.workers, args.seed)
-    grids, counts = map_grids(maps, args.workers, args.work)
+    maps = [m for seed in args.seed
+            for m in make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
+                               args.profile, args.workers, seed)]
+    grids, counts = map_grids(maps, args.workers)
     table, selections = leave_one_out(maps, grids, counts)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "generalisation.csv", table.to_csv(index=False))
@@ -435,7 +447,7 @@ def main() -> None:
     machine = (f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU), "
                f"{len(maps)} maps")
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
-            f"{args.profile}, epochs {args.epochs}, training seed {args.seed}; CREMI "
+            f"{args.profile}, epochs {args.epochs}, training seeds {args.seed}; CREMI "
             "protocol, test splits.\n\n"
             + markdown(table))
     atomic_write_text(args.out / "generalisation.md", text + "\n")

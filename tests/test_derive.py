@@ -50,28 +50,19 @@ def _voi(seg: np.ndarray, labels: np.ndarray) -> float:
 
 def test_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
     labels, clean = cells
-    confident = 0.98 * clean  # cells at 0.98
-    dull = 0.7 * clean  # cells at 0.7: nothing reaches 0.95
+    confident = 0.02 + 0.96 * clean  # membranes at 0.02, cells at 0.98
+    dull = 0.1 + 0.6 * clean  # membranes at 0.1, cells at 0.7: nothing reaches 0.95
     seg_confident = segment_volume(confident, "seeded", SEEDED.thresholds())
     seg_dull = segment_volume(dull, "seeded", SEEDED.thresholds())
     np.testing.assert_array_equal(seg_dull, seg_confident)
     derived = [SEEDED.derive(p, SEEDED.thresholds())["seed_th"] for p in (confident[0],
                                                                           dull[0])]
-    assert derived[1] == pytest.approx(derived[0] * 0.7 / 0.98, abs=1e-5)
+    assert derived[1] == pytest.approx(0.1 + 0.6 * (derived[0] - 0.02) / 0.96, abs=1e-5)
     assert _voi(seg_dull, labels) < 0.3
     # the old fixed default finds no seed on the dull map: one segment per slice
     fixed = segment_volume(dull, "seeded", {"seed_th": 0.95, "smooth_px": 1.0})
     assert [len(np.unique(s)) for s in fixed] == [1, 1, 1]
     assert _voi(fixed, labels) > 5 * _voi(seg_dull, labels)
-
-
-def test_a_map_with_raised_membranes_still_gets_its_cells(cells):
-    """The issue's dull map: membranes at 0.1, cells at 0.7 (an offset as well as a gain)."""
-    labels, clean = cells
-    raised = segment_volume(0.1 + 0.6 * clean, "seeded", SEEDED.thresholds())
-    confident = segment_volume(0.98 * clean, "seeded", SEEDED.thresholds())
-    assert _voi(raised, labels) < 0.3
-    assert _voi(raised, labels) < _voi(confident, labels) + 0.05
 
 
 def test_derived_threshold_is_the_default_rule_on_the_smoothed_map(cells):
@@ -107,9 +98,8 @@ def test_in_3d_the_cut_with_the_most_seeds_keeps_cells_apart_through_z():
     assert thresholds["seed_th"] == pytest.approx(0.86)
     seg = SEEDED.segment(volume, SEEDED.thresholds({"smooth_px": 0.0, "min_seed_px": 1.0}))
     assert seg[0, 16, 10] != seg[0, 16, 50] and seg[3, 16, 10] != seg[3, 16, 50]
-    # the 2D rule on the same volume cuts at 0.8 of its top: the two seeds touch in slice 3
-    low = SEEDED.segment(volume, {"seed_th": RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(
-        volume), "smooth_px": 0.0, "min_seed_px": 1.0})
+    # a cut below the weak spot: the seeds touch in slice 3, the cells merge in every slice
+    low = SEEDED.segment(volume, {"seed_th": 0.8, "smooth_px": 0.0, "min_seed_px": 1.0})
     assert low[0, 16, 10] == low[0, 16, 50]
 
 
