@@ -92,8 +92,8 @@ class Map:
     gt: np.ndarray
     pixel_nm: float
     learned: dict
-    seed: int = 0
-    folder: Path = Path(".")  # the --work folder of its seed (maps/, grids/)
+    seed: int
+    folder: Path  # the --work folder of its seed (maps/, grids/)
 
     @property
     def name(self) -> str:

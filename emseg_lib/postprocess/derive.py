@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from emseg_lib.postprocess.morphology import label
+from emseg_lib.postprocess.seeded import seeds_from_interior
 
 #: percentiles of the smoothed map taken as its membrane (lo) and interior (hi) levels
 LO_PERCENTILE, HI_PERCENTILE = 1.0, 99.0
@@ -127,8 +127,14 @@ ASSUMED_PIXEL_NM = 4.0
 DEFAULT_MIN_SEED_NM2 = 3200.0
 
 
+def grid_steps(first: float, last: float, step: float) -> tuple[float, ...]:
+    """``first, first + step, ..., last`` (``last`` included), rounded to 4 decimals: the
+    threshold grids of the methods and rules."""
+    return tuple(round(float(v), 4) for v in np.arange(first, last + step / 2, step))
+
+
 #: the seed_th values :func:`most_seeds_threshold` counts seeds at
-MOST_SEEDS_GRID = tuple(round(float(v), 2) for v in np.arange(0.5, 0.981, 0.02))
+MOST_SEEDS_GRID = grid_steps(0.5, 0.98, 0.02)
 
 
 def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int) -> float:
@@ -137,7 +143,7 @@ def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int) -> float:
     least ``min_seed_px`` voxels; the lowest such on ties."""
     counts = []
     for seed_th in MOST_SEEDS_GRID:
-        sizes = np.bincount(label(smoothed > seed_th, 1).ravel())[1:]
+        sizes = np.bincount(seeds_from_interior(smoothed, seed_th, 1).ravel())[1:]
         counts.append(int(np.count_nonzero(sizes >= min_seed_px)))
     return MOST_SEEDS_GRID[int(np.argmax(counts))]
 
@@ -165,16 +171,12 @@ def default_min_seed_px(sampling: Sequence[float] | None) -> int:
     return min_seed_px_of(DEFAULT_MIN_SEED_NM2, pixel_nm_of(sampling))
 
 
-def _steps(first: float, last: float) -> tuple[float, ...]:
-    return tuple(round(float(v), 2) for v in np.arange(first, last + 0.001, 0.02))
-
-
 RULES: dict[str, SeedRule] = {
-    "scale": SeedRule("scale", "seed_th = f hi, hi = 99th percentile", _steps(0.5, 0.98),
-                      map_levels, _scaled),
+    "scale": SeedRule("scale", "seed_th = f hi, hi = 99th percentile",
+                      grid_steps(0.5, 0.98, 0.02), map_levels, _scaled),
     "range": SeedRule("range", "seed_th = lo + f (hi - lo), lo/hi = 1st/99th percentile",
-                      _steps(0.3, 0.98), map_levels, _between),
+                      grid_steps(0.3, 0.98, 0.02), map_levels, _between),
     "otsu": SeedRule("otsu", "seed_th = otsu + f (hi - otsu), hi = 99th percentile",
-                     _steps(0.0, 0.98), _otsu_levels, _between),
-    "fixed": SeedRule("fixed", "seed_th = f", _steps(0.4, 0.98), _no_levels, _itself),
+                     grid_steps(0.0, 0.98, 0.02), _otsu_levels, _between),
+    "fixed": SeedRule("fixed", "seed_th = f", grid_steps(0.4, 0.98, 0.02), _no_levels, _itself),
 }

@@ -32,6 +32,7 @@ from emseg_lib.postprocess.derive import (
     RULES,
     default_min_seed_px,
     default_smooth_px,
+    grid_steps,
     most_seeds_threshold,
 )
 from emseg_lib.postprocess.seeded import (
@@ -286,20 +287,16 @@ class SeededMethod(PostprocessMethod):
                    watershed_from_seeds(smoothed, seeds))
 
 
-def _steps(first: float, last: float, step: float) -> tuple[float, ...]:
-    return tuple(round(float(v), 4) for v in np.arange(first, last + step / 2, step))
-
-
 METHODS: dict[str, PostprocessMethod] = {
     "thesis": ThesisMethod(
         "thesis", "the thesis's watershed (sig_th, edge_th), boundaries flooded afterwards",
         defaults={"sig_th": THESIS_SIG_TH, "edge_th": THESIS_EDGE_TH},
-        grid={"sig_th": _steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
+        grid={"sig_th": grid_steps(0.3, 0.95, 0.05), "edge_delta": (0.0, 0.02, 0.05, 0.1)}),
     "seeded": SeededMethod(
         "seeded", "seeded watershed on the smoothed probability (seed_th, smooth_px)",
         defaults={},
         grid={"smooth_px": (0.0, 1.0, 2.0),
-              "seed_th": (*_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
+              "seed_th": (*grid_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
         derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
                  + " of each smoothed slice; in 3D the cut with the most 3D seeds",
                  "smooth_px": f"a sigma of {DEFAULT_SMOOTH_NM:g} nm over the in-plane pixel "
@@ -311,7 +308,7 @@ DEFAULT_METHOD = "seeded"
 #: the thesis tables' labelling before watershed ("VOI before"; not a user's method)
 BEFORE_WATERSHED = ThresholdMethod(
     "before watershed", "connected cells above sig_th, before the thesis's watershed",
-    defaults={"sig_th": THESIS_SIG_TH}, grid={"sig_th": _steps(0.3, 0.95, 0.05)})
+    defaults={"sig_th": THESIS_SIG_TH}, grid={"sig_th": grid_steps(0.3, 0.95, 0.05)})
 
 
 def get_method(name: str) -> PostprocessMethod:
