@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--target", choices=TARGETS, default="boundaries",
                         help="what the network predicts (affinities: scored with waterz and mws)")
     parser.add_argument("--affinity-loss", choices=AFFINITY_LOSSES, default=DEFAULT_AFFINITY_LOSS)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed (a replicate network; not 0: NAME ends in _s<seed>)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
@@ -72,11 +74,13 @@ def main() -> None:
         profile = entry.with_schedule(profile, plan)
     start = time.perf_counter()
     results = real_data_results(args.model, load_cremi(args.stack), profile, args.run_dir,
-                                device=args.device, workers=args.workers, target=args.target,
+                                seed=args.seed, device=args.device, workers=args.workers,
+                                target=args.target,
                                 affinity_loss=args.affinity_loss)
     seconds = time.perf_counter() - start
     suffix = "" if args.target == "boundaries" else f"_affinities_{args.affinity_loss}"
-    name = f"{args.stack.stem}_{args.model}{suffix}_{args.profile}_e{plan.epochs}"
+    replicate = f"_s{args.seed}" if args.seed else ""
+    name = f"{args.stack.stem}_{args.model}{suffix}_{args.profile}_e{plan.epochs}{replicate}"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{name}.csv", results.to_csv(index=False))
     table = markdown(results)
