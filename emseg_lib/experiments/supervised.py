@@ -49,6 +49,7 @@ from emseg_lib.scoring.tuning import (
 from emseg_lib.train import BEST, Checkpoint, TrainConfig, fit
 from emseg_lib.train.checkpoint import weights_sha256
 from emseg_lib.train.losses import DEFAULT_AFFINITY_LOSS
+from emseg_lib.train.recipes import THESIS_RECIPE, get_recipe
 
 #: folder of a run holding its saved split probabilities
 PREDICTIONS = "predictions"
@@ -134,8 +135,8 @@ def train_unet(kind: str, volume: EMVolume, profile: Profile, run_dir: str | Pat
                seed: int = 0, device: str | None = None, workers: int | None = None,
                progress: bool = True, z_split: SliceSplit | None = None,
                minutes: float | None = None, tensorboard: bool = True,
-               target: str = "boundaries", affinity_loss: str = DEFAULT_AFFINITY_LOSS
-               ) -> TrainingRun:
+               target: str = "boundaries", affinity_loss: str = DEFAULT_AFFINITY_LOSS,
+               recipe: str = THESIS_RECIPE) -> TrainingRun:
     """Train (or resume) one network, then learn its post-processing thresholds.
 
     The run is identified by the volume's fingerprint, ``seed``, the profile's name and
@@ -160,6 +161,9 @@ def train_unet(kind: str, volume: EMVolume, profile: Profile, run_dir: str | Pat
             identity).
         affinity_loss: an affinity network's loss
             (:attr:`~emseg_lib.train.TrainConfig.affinity_loss`).
+        recipe: a key of :data:`~emseg_lib.train.recipes.RECIPES`: Adam's step and the
+            boundary loss (default the thesis's, as the notebooks use; ``emseg train`` passes
+            its own; part of the run's identity).
 
     Raises:
         EmsegInputError: see :func:`fit`.
@@ -174,7 +178,7 @@ def train_unet(kind: str, volume: EMVolume, profile: Profile, run_dir: str | Pat
     config = TrainConfig(epochs=plan.epochs, batch_size=plan.batch_size, device=device,
                          num_workers=profile.num_workers, minutes=minutes,
                          tensorboard=tensorboard, target=target,
-                         affinity_loss=affinity_loss)
+                         affinity_loss=affinity_loss, **get_recipe(recipe).config_fields())
     history = fit(model, train, val, config, run_dir, progress=progress,
                   run_identity=identity)
     best = Checkpoint.read(Path(run_dir) / BEST)

@@ -1,6 +1,7 @@
 """The supervised training loop shared by UNet2D and UNet3D (thesis 3.2.5, 3.2.6, 4.3.2).
 
-BCEWithLogits loss, Adam (lr 0.01, betas 0.9/0.999, eps 0.01), ReduceLROnPlateau on the
+By default the thesis's recipe: BCEWithLogits loss, Adam (lr 0.01, betas 0.9/0.999, eps
+0.01); ``emseg train`` uses another (:mod:`emseg_lib.train.recipes`). ReduceLROnPlateau on the
 validation loss (factor 0.5, patience 5, at most 4 reductions). Each epoch is validated with
 pixel accuracy, VOI before/after watershed, VOI split/merge and adapted Rand error
 (:mod:`emseg_lib.scoring.evaluation`). The history goes to ``history.csv``; ``last.pt`` is written
@@ -47,7 +48,13 @@ from emseg_lib.train.checkpoint import (
     save_checkpoint,
 )
 from emseg_lib.train.feed import Placement, epoch_loader, resolve_loader_workers
-from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS
+from emseg_lib.train.losses import (
+    AFFINITY_LOSSES,
+    BOUNDARY_LOSSES,
+    DEFAULT_AFFINITY_LOSS,
+    THESIS_BOUNDARY_LOSS,
+    LossFunction,
+)
 from emseg_lib.train.runs import check_identity, training_run, write_history
 from emseg_lib.train.tensorboard_log import TrainingLog
 
@@ -75,7 +82,7 @@ class TrainConfig:
         amp: bf16 autocast of the forward pass and loss on CUDA (never on the CPU).
         tensorboard: write TensorBoard event files of every epoch to ``run_dir/tensorboard``
             (:mod:`emseg_lib.train.tensorboard_log`).
-        target: ``"boundaries"`` (the thesis's cell map, plain binary cross-entropy) or
+        target: ``"boundaries"`` (the thesis's cell map, loss :attr:`boundary_loss`) or
             ``"affinities"`` (loss :attr:`affinity_loss`; each validation crop's affinities
             agglomerated with waterz at its default threshold and scored per slice under the
             CREMI protocol: the ``val_cremi_*`` columns, with no thesis-protocol ones).
@@ -83,6 +90,10 @@ class TrainConfig:
             :data:`~emseg_lib.train.losses.AFFINITY_LOSSES`: ``dice`` (default, the soft Dice
             of torch-em on the edges that cross a boundary) or ``balanced_bce`` (Lee et al.'s
             class-balanced cross-entropy per channel).
+        boundary_loss: a boundary network's loss, a key of
+            :data:`~emseg_lib.train.losses.BOUNDARY_LOSSES`: ``bce`` (the thesis's, default),
+            ``balanced_bce`` or ``bce_dice`` (:mod:`emseg_lib.train.recipes` sets it with
+            ``lr`` and ``eps``).
     """
 
     epochs: int | None = 10
@@ -102,6 +113,7 @@ class TrainConfig:
     tensorboard: bool = True
     target: str = "boundaries"
     affinity_loss: str = DEFAULT_AFFINITY_LOSS
+    boundary_loss: str = THESIS_BOUNDARY_LOSS
 
 
 def selection_voi(row: dict[str, float]) -> float:
@@ -145,7 +157,7 @@ def _affinity_scores(job: tuple[np.ndarray, np.ndarray], pixel_nm: float) -> lis
                          ).to_dict("records")
 
 
-def _validate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, placement: Placement,
+def _validate(model: nn.Module, loader: DataLoader, loss_fn: LossFunction, placement: Placement,
               config: TrainConfig, pool: SerialPool | ProcessPool) -> dict[str, float]:
     """Validation loss, accuracy and the mean per-slice scores (slices scored in ``pool``;
     an affinity network's crops agglomerated first, :func:`_affinity_scores`)."""
@@ -191,7 +203,9 @@ def _identity(model: nn.Module, config: TrainConfig, adversary: SegmentationAdve
               run_identity: dict[str, Any] | None) -> dict[str, Any]:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE
                 and not (config.target == "boundaries"  # as runs from before targets
-                         and k in ("target", "affinity_loss"))}
+                         and k in ("target", "affinity_loss"))
+                and not (k == "boundary_loss"  # as runs from before boundary losses
+                         and (config.target != "boundaries" or v == THESIS_BOUNDARY_LOSS))}
     adversarial = None if adversary is None else {
         "weight": adversary.weight, "discriminator": type(adversary.discriminator).__name__,
         "config": getattr(adversary.discriminator, "config", None)}
@@ -259,6 +273,9 @@ def fit(
     if config.affinity_loss not in AFFINITY_LOSSES:
         raise EmsegInputError(f"affinity_loss must be one of {', '.join(AFFINITY_LOSSES)}, got "
                               f"{config.affinity_loss!r}")
+    if config.boundary_loss not in BOUNDARY_LOSSES:
+        raise EmsegInputError(f"boundary_loss must be one of {', '.join(BOUNDARY_LOSSES)}, got "
+                              f"{config.boundary_loss!r}")
     run_dir = Path(run_dir)
     with training_run(run_dir, _identity(model, config, adversary, run_identity)) as identity:
         if not resume and (run_dir / LAST).exists():
@@ -278,7 +295,7 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
     if adversary is not None:
         adversary.to(device)
     loss_fn = (AFFINITY_LOSSES[config.affinity_loss] if config.target == "affinities"
-               else nn.BCEWithLogitsLoss())
+               else BOUNDARY_LOSSES[config.boundary_loss])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
                                  eps=config.eps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -354,7 +371,7 @@ def _train(model: nn.Module, train_set: EMCropDataset, val_set: EMCropDataset,
 
 
 def _epoch(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
-           loss_fn: nn.Module, optimizer: torch.optim.Optimizer, placement: Placement,
+           loss_fn: LossFunction, optimizer: torch.optim.Optimizer, placement: Placement,
            config: TrainConfig, epoch: int, adversary: SegmentationAdversary | None,
            progress: bool, pool: SerialPool | ProcessPool) -> dict[str, float]:
     """Train one epoch and validate; returns the history row (without the scheduler step).

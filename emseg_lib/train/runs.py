@@ -84,15 +84,22 @@ def check_identity(run_dir: Path, source: str, stored: Any, identity: dict[str, 
     )
 
 
+def recorded_identity(run_dir: str | Path) -> Any:
+    """The identity recorded in ``run_dir``'s ``run.json``, None when there is none.
+
+    Raises:
+        EmsegInputError: the record cannot be read.
+    """
+    run_dir = Path(run_dir)
+    record = run_dir / RUN_FILE
+    return _recorded_identity(record, run_dir) if record.is_file() else None
+
+
 def check_recorded_model(run_dir: str | Path, name: str) -> None:
     """Raise when the ``run.json`` of ``run_dir`` records a network other than ``name`` (a
     :data:`~emseg_lib.models.MODELS` name), as :func:`check_identity` would once training
     starts; cheap, so that callers can check before any data is read."""
-    run_dir = Path(run_dir)
-    record = run_dir / RUN_FILE
-    if not record.is_file():
-        return
-    stored = _recorded_identity(record, run_dir)
+    stored = recorded_identity(run_dir)
     spec = stored.get("model_spec") if isinstance(stored, dict) else None
     recorded = spec.get("name") if isinstance(spec, dict) else None
     if recorded is not None:

@@ -1,0 +1,123 @@
+"""Training recipes of boundary networks: the losses, the thesis's recipe kept exact for the
+notebooks, ``emseg train --recipe`` and runs trained with another recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from emseg_lib.cli import main
+from emseg_lib.data import synthetic_em_volume
+from emseg_lib.train import TrainConfig
+from emseg_lib.train.losses import BOUNDARY_LOSSES, THESIS_BOUNDARY_LOSS, bce_dice_loss, bce_loss
+from emseg_lib.train.recipes import (
+    DEFAULT_RECIPE,
+    RECIPES,
+    THESIS_RECIPE,
+    get_recipe,
+    recorded_recipe,
+)
+
+
+def _cells_and_membranes() -> torch.Tensor:
+    """A ``(1, 1, 16, 16)`` cell map (1 = cell interior) with a membrane cross."""
+    target = torch.ones(1, 1, 16, 16)
+    target[..., 7:9, :] = 0.0
+    target[..., :, 7:9] = 0.0
+    return target
+
+
+def test_the_dice_term_weighs_a_missed_membrane_as_much_as_the_cells():
+    target = _cells_and_membranes()
+    right = torch.where(target > 0, 20.0, -20.0)
+    assert bce_dice_loss(right, target) < 1e-6
+    no_membrane = torch.full_like(target, 20.0)  # "cell" everywhere: every membrane missed
+    # the cross-entropy of a quarter of the pixels wrong, plus the whole Dice term
+    assert bce_dice_loss(no_membrane, target) == pytest.approx(
+        float(bce_loss(no_membrane, target)) + 1.0, abs=1e-4)
+
+
+def test_the_thesis_recipe_is_the_training_loops_default():
+    """The notebooks train with :class:`TrainConfig`'s defaults: they are the thesis's."""
+    thesis = get_recipe(THESIS_RECIPE)
+    config = TrainConfig()
+    assert (config.lr, config.eps, config.boundary_loss) == (thesis.lr, thesis.eps,
+                                                             THESIS_BOUNDARY_LOSS)
+    assert thesis.boundary_loss == THESIS_BOUNDARY_LOSS
+    assert DEFAULT_RECIPE in RECIPES and DEFAULT_RECIPE != THESIS_RECIPE
+    for recipe in RECIPES.values():
+        assert recipe.boundary_loss in BOUNDARY_LOSSES
+        settings = {k: v for k, v in dataclasses.asdict(
+            TrainConfig(**recipe.config_fields())).items()
+            if not (k == "boundary_loss" and v == THESIS_BOUNDARY_LOSS)}
+        assert recorded_recipe(settings) == recipe.name
+    assert recorded_recipe({"lr": 0.5, "eps": 0.01}) is None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe_stack")
+    volume = synthetic_em_volume((6, 96, 96), seed=3)
+    tifffile.imwrite(root / "raw.tif", volume.raw, photometric="minisblack")
+    tifffile.imwrite(root / "labels.tif", volume.labels.astype(np.uint32),
+                     photometric="minisblack")
+    return root
+
+
+def _train(stack, out, capsys, *extra):
+    code = main([str(a) for a in ["train", "--model", "unet2d", "--data", stack / "raw.tif",
+                                  "--labels", stack / "labels.tif", "--out", out, "--profile",
+                                  "smoke", "--epochs", "1", "--device", "cpu", "--workers", "1",
+                                  "--no-tensorboard", *extra]])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _identity_config(run) -> dict:
+    return json.loads((run / "run.json").read_text())["identity"]["config"]
+
+
+def test_emseg_train_uses_its_recipe_and_resumes_only_with_it(tmp_path, stack, capsys):
+    run = tmp_path / "run"
+    code, out, err = _train(stack, run, capsys)
+    assert code == 0, err
+    recipe = RECIPES[DEFAULT_RECIPE]
+    assert f"recipe: {recipe.name} ({recipe.summary}); emseg train's default" in out
+    assert json.loads((run / "summary.json").read_text())["recipe"] == recipe.name
+    settings = _identity_config(run)
+    assert (settings["lr"], settings["eps"], settings["boundary_loss"]) == (
+        recipe.lr, recipe.eps, recipe.boundary_loss)
+
+    code, out, err = _train(stack, run, capsys, "--recipe", THESIS_RECIPE)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (f"was trained with --recipe {recipe.name}" in err
+            and f"pass --recipe {recipe.name} to resume it" in err)
+
+
+def test_a_thesis_recipe_run_keeps_the_identity_of_runs_from_before_recipes(tmp_path, stack,
+                                                                             capsys):
+    """A thesis-recipe run records no ``boundary_loss`` (as every run before recipes), and
+    resuming it without ``--recipe thesis`` is refused with one line before any data is read."""
+    run = tmp_path / "run"
+    code, out, err = _train(stack, run, capsys, "--recipe", THESIS_RECIPE)
+    assert code == 0, err
+    assert f"recipe: {THESIS_RECIPE} (" in out and "emseg train's default" not in out
+    assert "boundary_loss" not in _identity_config(run)
+    code, out, err = _train(stack, run, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"pass --recipe {THESIS_RECIPE} to resume it" in err
+    assert "shape (6, 96, 96)" not in out  # refused before the data was read
+
+
+def test_a_recipe_for_an_affinity_network_is_one_line(tmp_path, capsys):
+    assert main(["train", "--model", "unet2d", "--target", "affinities", "--recipe",
+                 DEFAULT_RECIPE, "--data", str(tmp_path / "none.h5"), "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--recipe {DEFAULT_RECIPE}: only with --target" in err
+    assert not (tmp_path / "run").exists()
