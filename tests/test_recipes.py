@@ -82,12 +82,12 @@ def _identity_config(run) -> dict:
     return json.loads((run / "run.json").read_text())["identity"]["config"]
 
 
-def test_emseg_train_uses_its_recipe_and_resumes_only_with_it(tmp_path, stack, capsys):
+def test_emseg_train_uses_its_recipe_and_refuses_another_for_a_run(tmp_path, stack, capsys):
     run = tmp_path / "run"
     code, out, err = _train(stack, run, capsys)
     assert code == 0, err
     recipe = RECIPES[DEFAULT_RECIPE]
-    assert f"recipe: {recipe.name} ({recipe.summary}); emseg train's default" in out
+    assert f"recipe: {recipe.name} ({recipe.summary}; emseg train's default" in out
     assert json.loads((run / "summary.json").read_text())["recipe"] == recipe.name
     settings = _identity_config(run)
     assert (settings["lr"], settings["eps"], settings["boundary_loss"]) == (
@@ -97,21 +97,22 @@ def test_emseg_train_uses_its_recipe_and_resumes_only_with_it(tmp_path, stack, c
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert (f"was trained with --recipe {recipe.name}" in err
             and f"pass --recipe {recipe.name} to resume it" in err)
+    assert "shape (6, 96, 96)" not in out  # refused before the data was read
 
 
-def test_a_thesis_recipe_run_keeps_the_identity_of_runs_from_before_recipes(tmp_path, stack,
-                                                                             capsys):
-    """A thesis-recipe run records no ``boundary_loss`` (as every run before recipes), and
-    resuming it without ``--recipe thesis`` is refused with one line before any data is read."""
+def test_a_run_resumes_with_its_own_recipe(tmp_path, stack, capsys):
+    """A thesis-recipe run records no ``boundary_loss`` (as every run before recipes), and the
+    same command without ``--recipe`` resumes it as it was trained, and says so."""
     run = tmp_path / "run"
     code, out, err = _train(stack, run, capsys, "--recipe", THESIS_RECIPE)
     assert code == 0, err
-    assert f"recipe: {THESIS_RECIPE} (" in out and "emseg train's default" not in out
+    assert f"recipe: {THESIS_RECIPE} (" in out and "; --recipe)" in out
     assert "boundary_loss" not in _identity_config(run)
-    code, out, err = _train(stack, run, capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"pass --recipe {THESIS_RECIPE} to resume it" in err
-    assert "shape (6, 96, 96)" not in out  # refused before the data was read
+    code, out, err = _train(stack, run, capsys, "--epochs", "2")
+    assert code == 0, err
+    assert f"recipe: {THESIS_RECIPE} (" in out and f"as the run in {run} was trained" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recipe"] == THESIS_RECIPE and summary["epochs"] == 2
 
 
 def test_a_recipe_for_an_affinity_network_is_one_line(tmp_path, capsys):

@@ -64,7 +64,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
     check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
     check_run_dir(out)
     check_recorded_model(out, args.model)
-    check_recorded_recipe(args)
+    training_recipe(args)  # a clash with the run in --out refused before any data is read
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
@@ -74,27 +74,41 @@ def check_run_folder(args: argparse.Namespace) -> None:
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
 
 
-def training_recipe(args: argparse.Namespace) -> TrainingRecipe:
-    """``--recipe``, or the default of ``--target``: :data:`DEFAULT_RECIPE` for a boundary
-    network, the thesis's for an affinity network (whose loss is ``--affinity-loss``)."""
+def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
+    """The recipe this command trains with, and a few words on why: ``--recipe``; else the
+    recipe of the run in ``--out`` (resumed as it was trained; runs from before ``--recipe``
+    used the thesis's); else :data:`DEFAULT_RECIPE` for a boundary network, the thesis's for an
+    affinity network (whose loss is ``--affinity-loss``). Cheap: reads ``run.json`` alone.
+
+    Raises:
+        EmsegInputError: ``--recipe`` names another recipe than the run in ``--out`` was
+            trained with.
+    """
+    recorded = recorded_recipe_of(args.out) if args.target == "boundaries" else None
     if args.recipe is not None:
-        return RECIPES[args.recipe]
-    return RECIPES[DEFAULT_RECIPE if args.target == "boundaries" else THESIS_RECIPE]
+        if recorded not in (None, args.recipe):
+            raise EmsegInputError(
+                f"{args.out}: this run was trained with --recipe {recorded} "
+                f"({RECIPES[recorded].summary}), not {args.recipe}; leave --recipe out or pass "
+                f"--recipe {recorded} to resume it, or use another output folder (--out)")
+        return RECIPES[args.recipe], "--recipe"
+    if recorded is not None:
+        return RECIPES[recorded], f"as the run in {args.out} was trained"
+    if args.target != "boundaries":
+        return RECIPES[THESIS_RECIPE], "an affinity network's"
+    return RECIPES[DEFAULT_RECIPE], (
+        "emseg train's default, measured better per CPU-minute on three real stacks; "
+        f"--recipe {THESIS_RECIPE} trains as the thesis did")
 
 
-def check_recorded_recipe(args: argparse.Namespace) -> None:
-    """Raise when ``--out`` holds a run trained with another recipe than this command's,
-    naming the ``--recipe`` that resumes it (runs from before ``--recipe`` used the
-    thesis's); cheap, before any data is read."""
-    stored = recorded_identity(args.out)
+def recorded_recipe_of(run_dir: Path) -> str | None:
+    """The recipe of the boundary-network run recorded in ``run_dir`` (None: no run, an
+    affinity run, or settings no recipe matches)."""
+    stored = recorded_identity(run_dir)
     settings = stored.get("config") if isinstance(stored, dict) else None
     if not isinstance(settings, dict) or settings.get("target", "boundaries") != "boundaries":
-        return
-    was, now = recorded_recipe(settings), training_recipe(args)
-    if was is not None and was != now.name:
-        raise EmsegInputError(f"{args.out}: this run was trained with --recipe {was} "
-                              f"({RECIPES[was].summary}), not {now.name}; pass --recipe {was} "
-                              "to resume it, or use another output folder (--out)")
+        return None
+    return recorded_recipe(settings)
 
 
 #: the most ``--epochs`` (the thesis trained 300; more is a typo that would run for ever)
@@ -189,12 +203,9 @@ def run(args: argparse.Namespace) -> int:
     z_split = split_labelled_slices(volume, args.labels or args.data, args.val_slices)
     check_crops_fit(args, volume.shape, z_split)
     print(z_split.describe())
-    recipe = training_recipe(args)
+    recipe, why = training_recipe(args)
     if args.target == "boundaries":
-        print(f"recipe: {recipe.name} ({recipe.summary})"
-              + (f"; emseg train's default, measured better per CPU-minute on three real "
-                 f"stacks; --recipe {THESIS_RECIPE} trains as the thesis did"
-                 if recipe.name == DEFAULT_RECIPE else ""))
+        print(f"recipe: {recipe.name} ({recipe.summary}; {why})")
     profile = get_profile(args.profile)
     entry = trainable_entry(args.model)
     plan = entry.schedule(profile)
