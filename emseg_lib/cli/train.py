@@ -97,7 +97,8 @@ def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     if args.target != "boundaries":
         return RECIPES[THESIS_RECIPE], "an affinity network's"
     return RECIPES[DEFAULT_RECIPE], (
-        "emseg train's default, measured better per CPU-minute on three real stacks; "
+        "emseg train's default, better than the thesis's per CPU-minute on three real stacks, "
+        "each left out in turn; "
         f"--recipe {THESIS_RECIPE} trains as the thesis did")
 
 
@@ -315,8 +316,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--recipe", choices=RECIPES, default=None,
                        help="with --target boundaries, how the network is trained: "
                             + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
-                            + f". Default {DEFAULT_RECIPE} (measured better per CPU-minute "
-                            "on three real stacks; the notebooks train as the thesis did)")
+                            + f". Default {DEFAULT_RECIPE} (better than the thesis's per "
+                            "CPU-minute on three real stacks, each left out in turn; the "
+                            "notebooks train as the thesis did)")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same data, seed, "
