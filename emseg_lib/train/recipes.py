@@ -56,8 +56,8 @@ RECIPES: dict[str, TrainingRecipe] = {
 #: the notebooks' recipe (the thesis's, exactly)
 THESIS_RECIPE = "thesis"
 #: ``emseg train``'s recipe for a boundary network: chosen on two real stacks, it beat the
-#: thesis's on the third, for each stack left out (UNet2D, quick, 35 epochs, CPU, two training
-#: seeds; test VOI 0.91 / 0.66 / 0.84 of the thesis recipe's on FIB-SEM / SNEMI / VNC:
+#: thesis's on the third, for each stack left out (UNet2D, quick, 35 epochs, CPU, three training
+#: seeds; test VOI 0.92 / 0.55 / 0.76 of the thesis recipe's on FIB-SEM / SNEMI / VNC:
 #: ``benchmarks/results/train_recipes/``)
 DEFAULT_RECIPE = "dice"
 
