@@ -52,9 +52,10 @@ from emseg_lib.train.runs import (
 SUMMARY = "summary.json"
 
 
-def check_run_folder(args: argparse.Namespace) -> None:
+def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
-    an emseg run, writable, and not in use by another trainer.
+    an emseg run, writable, and not in use by another trainer; return the recipe to train
+    with and why (:func:`training_recipe`, which the run in ``--out`` may decide).
 
     A run folder's network must be ``--model``; the rest of its identity (data, seed,
     profile, architecture) is checked when training starts
@@ -64,7 +65,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
     check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
     check_run_dir(out)
     check_recorded_model(out, args.model)
-    training_recipe(args)  # a clash with the run in --out refused before any data is read
+    recipe = training_recipe(args)
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
@@ -72,6 +73,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
     for name in (LAST, BEST, HISTORY, RUN_FILE, SUMMARY):
         for stale in remove_stale_temporaries(out / name):
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
+    return recipe
 
 
 def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
@@ -197,14 +199,13 @@ def run(args: argparse.Namespace) -> int:
     from emseg_lib.experiments.supervised import describe_postprocess, train_unet
 
     check_train_arguments(args)
-    check_run_folder(args)
+    recipe, why = check_run_folder(args)
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
     z_split = split_labelled_slices(volume, args.labels or args.data, args.val_slices)
     check_crops_fit(args, volume.shape, z_split)
     print(z_split.describe())
-    recipe, why = training_recipe(args)
     if args.target == "boundaries":
         print(f"recipe: {recipe.name} ({recipe.summary}; {why})")
     profile = get_profile(args.profile)

@@ -38,15 +38,6 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
-def soft_dice(cut: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """The soft Dice coefficient per channel, ``2 sum(p t) / (sum(p²) + sum(t²))`` (the form
-    of torch-em's ``DiceLoss``), ``(C,)`` from ``(N, C, ...)`` probabilities and 0/1 truth."""
-    dims = [d for d in range(truth.ndim) if d != 1]
-    overlap = (cut * truth).sum(dim=dims)
-    size = (cut * cut).sum(dim=dims) + (truth * truth).sum(dim=dims)
-    return 2 * overlap / size.clamp_min(1e-6)
-
-
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The thesis's loss of a boundary network: plain binary cross-entropy of the logits.
 
@@ -57,15 +48,15 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus ``1 -`` the soft Dice coefficient of the membrane (``1 -``
-    cell probability, the rare class), as torch-em and pytorch_connectomics combine them: the
-    Dice term weighs the thin membranes as much as the cells.
+    """Binary cross-entropy plus :func:`dice_loss`, which on a cell map is ``1 -`` the soft
+    Dice coefficient of the membrane (``1 -`` cell probability, the rare class), as torch-em
+    and pytorch_connectomics combine them: the Dice term weighs the thin membranes as much as
+    the cells.
 
     Args:
         logits, target: ``(N, 1, ...)``; target 0/1 (1 = cell interior).
     """
-    membrane = 1 - torch.sigmoid(logits.float())
-    return bce_loss(logits, target) + 1 - soft_dice(membrane, 1 - target.float()).mean()
+    return bce_loss(logits, target) + dice_loss(logits, target)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -77,7 +68,12 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Args:
         logits, target: ``(N, C, ...)``; target 0/1 (1 = same segment).
     """
-    return 1 - soft_dice(1 - torch.sigmoid(logits.float()), 1 - target.float()).mean()
+    cut = 1 - torch.sigmoid(logits.float())
+    truth = 1 - target.float()
+    dims = [d for d in range(truth.ndim) if d != 1]
+    overlap = (cut * truth).sum(dim=dims)
+    size = (cut * cut).sum(dim=dims) + (truth * truth).sum(dim=dims)
+    return 1 - (2 * overlap / size.clamp_min(1e-6)).mean()
 
 
 #: the losses an affinity network can be trained with, by name; the first, the default, is
