@@ -11,7 +11,8 @@ Usage::
    its ``best.pt`` predicts the test split: a briefly trained network gives a less confident
    map, a longer one a confident map. With several ``--seed`` values each seed trains its
    own set of maps (replicates: the same stacks and budgets, another draw of the network),
-   and every step below uses all of them. Run folders and predictions are kept in ``--work``
+   and with several ``--recipe`` values (:mod:`emseg_lib.train.recipes`) each recipe too;
+   every step below uses all of them. Run folders and predictions are kept in ``--work``
    (a rerun resumes from them), with each run's training seconds.
 2. **Grid.** On every map, each test slice is segmented by the seeded method at every
    point of a grid (smoothing sigma in nm, :data:`SMOOTH_NM`, times the smallest seed in nm²,
@@ -56,6 +57,7 @@ from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_
 from emseg_lib.profiles import get_profile
 from emseg_lib.scoring.evaluation import score_grid, score_volume
 from emseg_lib.scoring.metrics import SCORE_COLUMNS
+from emseg_lib.train.recipes import RECIPES, THESIS_RECIPE
 
 #: the fine seed_th grid every map is scored on (the oracle's and the rules' lookup grid)
 SEED_GRID = tuple(round(v, 2) for v in np.arange(0.40, 0.985, 0.02))
@@ -93,14 +95,17 @@ class Map:
     pixel_nm: float
     learned: dict
     seed: int
-    folder: Path  # the --work folder of its seed (maps/, grids/)
+    folder: Path  # the --work folder of its seed and recipe (maps/, grids/)
+    recipe: str = THESIS_RECIPE
 
     @property
     def name(self) -> str:
-        return f"{self.stack} e{self.epochs}" + (f" s{self.seed}" if self.seed else "")
+        return (f"{self.stack} e{self.epochs}" + (f" s{self.seed}" if self.seed else "")
+                + ("" if self.recipe == THESIS_RECIPE else f" {self.recipe}"))
 
 
-def _cached_map(path: Path, source: dict[str, str], seed: int, folder: Path) -> Map | None:
+def _cached_map(path: Path, source: dict[str, str], seed: int, folder: Path,
+                recipe: str) -> Map | None:
     """The map kept at ``path``, None if none; one made from another stack file or profile
     (``source``) is refused."""
     if not path.exists():
@@ -111,7 +116,7 @@ def _cached_map(path: Path, source: dict[str, str], seed: int, folder: Path) -> 
             raise SystemExit(f"{path} was made from {meta.get('source')}, not {source}: "
                              "give another --work or remove it")
         return Map(meta["stack"], meta["epochs"], meta["train_s"], saved["prob"], saved["gt"],
-                   meta["pixel_nm"], meta["learned"], seed, folder)
+                   meta["pixel_nm"], meta["learned"], seed, folder, recipe)
 
 
 def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
@@ -122,29 +127,33 @@ def _cache_map(m: Map, path: Path, source: dict[str, str]) -> None:
         np.savez(out, prob=m.prob, gt=m.gt, meta=json.dumps(meta))
 
 
-def seed_folder(work: Path, seed: int) -> Path:
-    """The folder of the maps trained with ``seed``: ``work`` itself for seed 0, else
-    ``work/seed<N>``."""
+def seed_folder(work: Path, seed: int, recipe: str = THESIS_RECIPE) -> Path:
+    """The folder of the maps trained with ``seed`` and ``recipe``: ``work`` itself for seed 0
+    of the thesis's recipe, else ``work[/<recipe>][/seed<N>]``."""
+    if recipe != THESIS_RECIPE:
+        work = work / recipe
     return work if seed == 0 else work / f"seed{seed}"
 
 
 def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profile_name: str,
-              workers: int | None, seed: int = 0) -> list[Map]:
-    """Train each stack's UNet2D to each budget (resuming; training seed ``seed``) and predict
-    its test split; each map is kept in ``maps/`` of :func:`seed_folder` (a run resumed past a
-    budget cannot give its map again)."""
-    work = seed_folder(work, seed)
+              workers: int | None, seed: int = 0, recipe: str = THESIS_RECIPE) -> list[Map]:
+    """Train each stack's UNet2D to each budget (resuming; training seed ``seed``, training
+    recipe ``recipe``) and predict its test split; each map is kept in ``maps/`` of
+    :func:`seed_folder` (a run resumed past a budget cannot give its map again)."""
+    work = seed_folder(work, seed, recipe)
     maps = []
     for stack, path in stacks.items():
         profile = get_profile(profile_name)
         source = {"stack file": str(Path(path).resolve()), "profile": profile_name}
         if seed:
             source["seed"] = str(seed)
+        if recipe != THESIS_RECIPE:
+            source["recipe"] = recipe
         volume = None
         run_dir = work / f"{stack}_unet2d"
         for epochs in sorted(budgets):
             cache = work / "maps" / f"{stack}_e{epochs}.npz"
-            if (cached := _cached_map(cache, source, seed, work)) is not None:
+            if (cached := _cached_map(cache, source, seed, work, recipe)) is not None:
                 maps.append(cached)
                 continue
             if volume is None:
@@ -153,14 +162,14 @@ def make_maps(stacks: dict[str, Path], budgets: Sequence[int], work: Path, profi
             budget_profile = dataclasses.replace(profile, unet2d=plan)
             started = time.perf_counter()
             trained = train_unet("unet2d", volume, budget_profile, run_dir, seed=seed,
-                                 workers=workers, progress=False)
+                                 workers=workers, progress=False, recipe=recipe)
             history_s = float(trained.history["epoch_s"].sum())
             test = predict_split(trained.model, volume, "test", budget_profile, progress=False,
                                  cache_dir=run_dir)
-            print(f"{stack}: {epochs} epochs ({history_s:.0f} s of training; this call "
-                  f"{time.perf_counter() - started:.0f} s)", flush=True)
+            print(f"{stack}: {epochs} epochs, recipe {recipe} ({history_s:.0f} s of training; "
+                  f"this call {time.perf_counter() - started:.0f} s)", flush=True)
             maps.append(Map(stack, epochs, history_s, test.prob, test.gt, test.pixel_nm,
-                            trained.postprocess, seed, work))
+                            trained.postprocess, seed, work, recipe))
             _cache_map(maps[-1], cache, source)
     return maps
 
@@ -433,12 +442,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
                         help="training seeds: one set of maps each (replicates, kept in "
                              "WORK/seed<N> beside seed 0's), all of them used together")
+    parser.add_argument("--recipe", nargs="+", default=[THESIS_RECIPE], choices=list(RECIPES),
+                        help="training recipes: one set of maps each (kept in WORK/<recipe> "
+                             "but the thesis's), all of them used together")
     args = parser.parse_args()
     stacks = dict(item.split("=", 1) for item in args.stack)
     started = time.perf_counter()
-    maps = [m for seed in args.seed
+    maps = [m for recipe in args.recipe for seed in args.seed
             for m in make_maps({k: Path(v) for k, v in stacks.items()}, args.epochs, args.work,
-                               args.profile, args.workers, seed)]
+                               args.profile, args.workers, seed, recipe)]
     grids, counts = map_grids(maps, args.workers)
     table, selections = leave_one_out(maps, grids, counts)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -447,7 +459,8 @@ def main() -> None:
     machine = (f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU), "
                f"{len(maps)} maps")
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
-            f"{args.profile}, epochs {args.epochs}, training seeds {args.seed}; CREMI "
+            f"{args.profile}, epochs {args.epochs}, training seeds {args.seed}, recipes "
+            f"{args.recipe}; CREMI "
             "protocol, test splits.\n\n"
             + markdown(table))
     atomic_write_text(args.out / "generalisation.md", text + "\n")

@@ -159,10 +159,12 @@ def main() -> None:
                 atomic_write_text(table, runs.to_csv(index=False))
     runs = runs[runs["epochs"].astype(int) == args.epochs]
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
+    seeds = "; ".join(f"{recipe} {sorted(set(group['seed'].astype(int)))}"
+                      for recipe, group in runs.groupby("recipe"))
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
-            f"{args.profile}, {args.epochs} epochs per run, training seeds "
-            f"{sorted(runs['seed'].unique().tolist())}; CREMI protocol, test splits, VOI "
-            "(mean per slice; seeds averaged).\n\n" + markdown(runs, leave_one_out(runs)))
+            f"{args.profile}, {args.epochs} epochs per run, training seeds by recipe: {seeds}; "
+            "CREMI protocol, test splits, VOI (mean per slice; seeds averaged).\n\n"
+            + markdown(runs, leave_one_out(runs)))
     atomic_write_text(args.out / "train_recipes.md", text + "\n")
     print(text)
 

@@ -3,7 +3,6 @@ notebooks, ``emseg train --recipe`` and runs trained with another recipe."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -13,12 +12,15 @@ import torch
 
 from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
+from emseg_lib.models import build_model
 from emseg_lib.train import TrainConfig
+from emseg_lib.train.loop import _identity
 from emseg_lib.train.losses import BOUNDARY_LOSSES, THESIS_BOUNDARY_LOSS, bce_dice_loss, bce_loss
 from emseg_lib.train.recipes import (
     DEFAULT_RECIPE,
     RECIPES,
     THESIS_RECIPE,
+    default_recipe,
     get_recipe,
     recorded_recipe,
 )
@@ -37,9 +39,26 @@ def test_the_dice_term_weighs_a_missed_membrane_as_much_as_the_cells():
     right = torch.where(target > 0, 20.0, -20.0)
     assert bce_dice_loss(right, target) < 1e-6
     no_membrane = torch.full_like(target, 20.0)  # "cell" everywhere: every membrane missed
-    # the cross-entropy of a quarter of the pixels wrong, plus the whole Dice term
+    # the cross-entropy of the membrane pixels (23 %) wrong, plus the whole Dice term
     assert bce_dice_loss(no_membrane, target) == pytest.approx(
         float(bce_loss(no_membrane, target)) + 1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("loss", sorted(BOUNDARY_LOSSES))
+def test_every_boundary_loss_takes_3d_batches_and_batches_without_membrane(loss):
+    """``(N, 1, Z, Y, X)`` logits give one finite number and finite gradients, also when the
+    batch holds no membrane at all (the Dice term is then 1, with no gradient)."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 3, 8, 8, requires_grad=True)
+    for target in (torch.randint(0, 2, (2, 1, 3, 8, 8)).float(), torch.ones(2, 1, 3, 8, 8)):
+        value = BOUNDARY_LOSSES[loss](logits, target)
+        value.backward()
+        assert value.ndim == 0 and torch.isfinite(value)
+        assert torch.isfinite(logits.grad).all()
+        logits.grad = None
+    logits, all_cells = logits.detach(), torch.ones(2, 1, 3, 8, 8)
+    assert float(bce_dice_loss(logits, all_cells)) == pytest.approx(
+        float(bce_loss(logits, all_cells)) + 1.0, abs=1e-5)
 
 
 def test_the_thesis_recipe_is_the_training_loops_default():
@@ -50,11 +69,15 @@ def test_the_thesis_recipe_is_the_training_loops_default():
                                                              THESIS_BOUNDARY_LOSS)
     assert thesis.boundary_loss == THESIS_BOUNDARY_LOSS
     assert DEFAULT_RECIPE in RECIPES and DEFAULT_RECIPE != THESIS_RECIPE
+    # only the UNet2D's recipe was measured; the UNet3D trains as the thesis did
+    assert (default_recipe("unet2d"), default_recipe("unet3d")) == (DEFAULT_RECIPE,
+                                                                     THESIS_RECIPE)
+    model = build_model({"name": "unet2d", "config": {}})
     for recipe in RECIPES.values():
         assert recipe.boundary_loss in BOUNDARY_LOSSES
-        settings = {k: v for k, v in dataclasses.asdict(
-            TrainConfig(**recipe.config_fields())).items()
-            if not (k == "boundary_loss" and v == THESIS_BOUNDARY_LOSS)}
+        # what the training loop records in run.json, read back
+        identity = _identity(model, TrainConfig(**recipe.config_fields()), None, None)
+        settings = json.loads(json.dumps(identity))["config"]
         assert recorded_recipe(settings) == recipe.name
     assert recorded_recipe({"lr": 0.5, "eps": 0.01}) is None
 
@@ -82,11 +105,21 @@ def _identity_config(run) -> dict:
     return json.loads((run / "run.json").read_text())["identity"]["config"]
 
 
-def test_emseg_train_uses_its_recipe_and_refuses_another_for_a_run(tmp_path, stack, capsys):
+def test_emseg_train_uses_its_recipe_and_refuses_another_for_a_run(tmp_path, stack, capsys,
+                                                                    monkeypatch):
+    recipe = RECIPES[DEFAULT_RECIPE]
+    calls = []
+
+    def spy(logits, target):
+        calls.append(tuple(logits.shape))
+        return loss(logits, target)
+
+    loss = BOUNDARY_LOSSES[recipe.boundary_loss]
+    monkeypatch.setitem(BOUNDARY_LOSSES, recipe.boundary_loss, spy)
     run = tmp_path / "run"
     code, out, err = _train(stack, run, capsys)
     assert code == 0, err
-    recipe = RECIPES[DEFAULT_RECIPE]
+    assert calls, f"the training loop never called the {recipe.name} recipe's loss"
     assert f"recipe: {recipe.name} ({recipe.summary}; emseg train's default" in out
     assert json.loads((run / "summary.json").read_text())["recipe"] == recipe.name
     settings = _identity_config(run)
@@ -98,6 +131,11 @@ def test_emseg_train_uses_its_recipe_and_refuses_another_for_a_run(tmp_path, sta
     assert (f"was trained with --recipe {recipe.name}" in err
             and f"pass --recipe {recipe.name} to resume it" in err)
     assert "shape (6, 96, 96)" not in out  # refused before the data was read
+
+    code, out, err = _train(stack, run, capsys, "--target", "affinities")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "predicting boundaries" in err and "pass --target boundaries to resume it" in err
+    assert "shape (6, 96, 96)" not in out
 
 
 def test_a_run_resumes_with_its_own_recipe(tmp_path, stack, capsys):

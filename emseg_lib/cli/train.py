@@ -34,16 +34,18 @@ from emseg_lib.train import BEST, HISTORY, LAST, TrainConfig
 from emseg_lib.train.loop import selection_voi
 from emseg_lib.train.losses import AFFINITY_LOSSES, DEFAULT_AFFINITY_LOSS
 from emseg_lib.train.recipes import (
-    DEFAULT_RECIPE,
+    DEFAULT_RECIPES,
     RECIPES,
     THESIS_RECIPE,
     TrainingRecipe,
+    default_recipe,
     recorded_recipe,
 )
 from emseg_lib.train.runs import (
     LOCK_FILE,
     RUN_FILE,
     check_recorded_model,
+    check_recorded_target,
     check_run_dir,
     recorded_identity,
     run_lock,
@@ -57,14 +59,15 @@ def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     an emseg run, writable, and not in use by another trainer; return the recipe to train
     with and why (:func:`training_recipe`, which the run in ``--out`` may decide).
 
-    A run folder's network must be ``--model``; the rest of its identity (data, seed,
-    profile, architecture) is checked when training starts
+    A run folder's network must be ``--model`` and predict ``--target``; the rest of its
+    identity (data, seed, profile, architecture) is checked when training starts
     (:func:`~emseg_lib.train.runs.training_run`), once the data are loaded.
     """
     out = args.out
     check_not_input(out, [p for p in (args.data, args.labels) if p is not None])
     check_run_dir(out)
     check_recorded_model(out, args.model)
+    check_recorded_target(out, args.target)
     recipe = training_recipe(args)
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
@@ -79,8 +82,9 @@ def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
 def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     """The recipe this command trains with, and a few words on why: ``--recipe``; else the
     recipe of the run in ``--out`` (resumed as it was trained; runs from before ``--recipe``
-    used the thesis's); else :data:`DEFAULT_RECIPE` for a boundary network, the thesis's for an
-    affinity network (whose loss is ``--affinity-loss``). Cheap: reads ``run.json`` alone.
+    used the thesis's); else :func:`~emseg_lib.train.recipes.default_recipe` of ``--model`` for
+    a boundary network, the thesis's for an affinity network (whose loss is
+    ``--affinity-loss``). Cheap: reads ``run.json`` alone.
 
     Raises:
         EmsegInputError: ``--recipe`` names another recipe than the run in ``--out`` was
@@ -98,10 +102,15 @@ def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
         return RECIPES[recorded], f"as the run in {args.out} was trained"
     if args.target != "boundaries":
         return RECIPES[THESIS_RECIPE], "an affinity network's"
-    return RECIPES[DEFAULT_RECIPE], (
-        "emseg train's default, better than the thesis's per CPU-minute on three real stacks, "
-        "each left out in turn; "
-        f"--recipe {THESIS_RECIPE} trains as the thesis did")
+    default = default_recipe(args.model)
+    if default == THESIS_RECIPE:
+        return RECIPES[default], (
+            f"emseg train's default for {args.model}: the other recipes were measured for "
+            f"{', '.join(DEFAULT_RECIPES)} only")
+    return RECIPES[default], (
+        f"emseg train's default for {args.model}, better than the thesis's per CPU-minute on "
+        "three real stacks, each left out in turn (UNet2D, quick profile, about 2.5 "
+        f"CPU-minutes); --recipe {THESIS_RECIPE} trains as the thesis did")
 
 
 def recorded_recipe_of(run_dir: Path) -> str | None:
@@ -228,7 +237,10 @@ def run(args: argparse.Namespace) -> int:
     stopped_by = ("time budget" if args.minutes is not None
                   and (epochs is None or len(history) < epochs) else "epochs")
     summary = {
-        "model": args.model, "profile": args.profile, "recipe": recipe.name,
+        "model": args.model, "profile": args.profile,
+        # an affinity network's loss is --affinity-loss; it has no recipe
+        **({"recipe": recipe.name} if args.target == "boundaries" else
+           {"recipe": None, "affinity_loss": args.affinity_loss or DEFAULT_AFFINITY_LOSS}),
         "epochs": int(len(history)),
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "data": describe(volume), "seconds": round(time.perf_counter() - started, 1),
@@ -317,13 +329,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--recipe", choices=RECIPES, default=None,
                        help="with --target boundaries, how the network is trained: "
                             + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
-                            + f". Default {DEFAULT_RECIPE} (better than the thesis's per "
-                            "CPU-minute on three real stacks, each left out in turn; the "
-                            "notebooks train as the thesis did)")
+                            + ". Default: "
+                            + ", ".join(f"{r} for {m}" for m, r in DEFAULT_RECIPES.items())
+                            + " (better than the thesis's per CPU-minute on three real stacks, "
+                            "each left out in turn: UNet2D, quick profile, about 2.5 "
+                            f"CPU-minutes), {THESIS_RECIPE} for any other network (not "
+                            "measured); a run in --out resumes with its own recipe. The "
+                            "notebooks train as the thesis did")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
-                       help="run folder: new, empty, or a run to resume (same data, seed, "
-                            "profile and split)")
+                       help="run folder: new, empty, or a run to resume (same network, "
+                            "target, data, seed, profile, split and recipe)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     train.add_argument("--epochs", type=int,
                        help="override the profile's epochs (with --minutes: whichever comes "

@@ -107,6 +107,21 @@ def check_recorded_model(run_dir: str | Path, name: str) -> None:
                        {"model_spec": {"name": name}})
 
 
+def check_recorded_target(run_dir: str | Path, target: str) -> None:
+    """Raise when the ``run.json`` of ``run_dir`` records a network that predicts another
+    ``target`` (``"boundaries"`` or ``"affinities"``; runs from before targets predict
+    boundaries and record none); cheap, so that callers can check before any data is read."""
+    stored = recorded_identity(run_dir)
+    settings = stored.get("config") if isinstance(stored, dict) else None
+    if not isinstance(settings, dict):
+        return
+    recorded = settings.get("target", "boundaries")
+    if recorded != target:
+        raise EmsegInputError(f"{run_dir}: this run trained a network predicting {recorded} "
+                              f"(--target {recorded}), not {target}; pass --target {recorded} "
+                              "to resume it, or use another output folder (--out)")
+
+
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
     """Hold ``run_dir/train.lock`` for the ``with`` block
