@@ -23,8 +23,9 @@ Usage::
    (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f``, its smoothing in nm
    and its seed area in nm² are chosen together on the maps of the *other* stacks (lowest
    mean of VOI / oracle VOI), then the rule is scored on the left-out stack's maps, exactly.
-   Beside it: the fixed 0.95 / ``smooth_px`` 1 / 16-pixel seeds of earlier releases and the
-   thesis method at 0.83 / 0.91, both also without tuning. Last, each rule's parameters
+   Beside it: the library's default as it ships (what ``emseg postprocess`` does without
+   thresholds), the fixed 0.95 / ``smooth_px`` 1 / 16-pixel seeds of earlier releases and the
+   thesis method at 0.83 / 0.91, all without tuning on the map. Last, each rule's parameters
    chosen on every stack: what the library ships.
 4. **End to end**: each run's thresholds learned on its validation split (what ``emseg
    segment`` uses after ``emseg train``), with the training seconds.
@@ -51,7 +52,14 @@ from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH
-from emseg_lib.postprocess.derive import RULES, min_seed_px_of
+from emseg_lib.postprocess.derive import (
+    DEFAULT_FRACTION,
+    DEFAULT_MIN_SEED_NM2,
+    DEFAULT_RULE,
+    DEFAULT_SMOOTH_NM,
+    RULES,
+    min_seed_px_of,
+)
 from emseg_lib.postprocess.methods import LEGACY_MIN_SEED_PX
 from emseg_lib.postprocess.seeded import seeds_from_interior, smooth, watershed_from_seeds
 from emseg_lib.profiles import get_profile
@@ -306,6 +314,10 @@ def select_parameters(name: str, maps: Sequence[Map], grids: dict[str, np.ndarra
     return _best_choice(maps, grids, RULES[name].candidates, mean_voi)
 
 
+#: the seeded method's derived default as :mod:`emseg_lib.postprocess.derive` ships it (scored
+#: through the library's own path, :meth:`~emseg_lib.postprocess.methods.SeededMethod.derive`)
+SHIPPED = (f"{RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)}, smooth {DEFAULT_SMOOTH_NM:g} "
+           f"nm, seeds >= {DEFAULT_MIN_SEED_NM2:g} nm²")
 #: offsets (grid steps) of the "most seeds" candidate from the seed_th with the most seeds
 MOST_SEEDS_OFFSETS = (-2, -1, 0, 1)
 MOST_SEEDS = ("most seeds: seed_th = the grid value where the mean number of seeds over the "
@@ -401,6 +413,10 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray],
                                     f"seeds >= {LEGACY_MIN_SEED_PX:g} px",
                          **exact_scores(m, seeded_at(lambda _s: OLD_DEFAULT, OLD_SMOOTH_PX,
                                                      round(LEGACY_MIN_SEED_PX)))})
+            rows.append({**base, "row": "library default (no thresholds given)",
+                         "setting": f"seeded, derived: {SHIPPED}",
+                         **exact_scores(m, lambda p, nm=m.pixel_nm: METHODS["seeded"].segment(
+                             p, {}, sampling=(nm, nm)))})
             rows.append({**base, "row": "thesis method 0.83 / 0.91",
                          "setting": f"thesis, sig_th {THESIS_SIG_TH}, edge_th {THESIS_EDGE_TH}",
                          **exact_scores(m, lambda p: METHODS["thesis"].segment(
@@ -418,6 +434,34 @@ def leave_one_out(maps: Sequence[Map], grids: dict[str, np.ndarray],
     selections.append(_selection_row("none (every stack)", "most seeds",
                                      select_most_seeds(maps, grids, counts)))
     return pd.DataFrame(rows), pd.DataFrame(selections)
+
+
+#: the summary table's columns: (heading, the start of the rows' ``row`` it shows)
+SUMMARY_COLUMNS = (("scale", "rule scale"), ("range", "rule range"), ("otsu", "rule otsu"),
+                   ("fixed", "rule fixed"), ("most seeds", "rule most seeds"),
+                   ("library default", "library default"), ("old 0.95", "old default"),
+                   ("thesis 0.83 / 0.91", "thesis method"),
+                   ("learned on validation", "end to end"))
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """The README's table: per map, its oracle VOI and every other row's VOI / oracle VOI,
+    then each column's worst map."""
+    oracle = table[table["row"].str.startswith("oracle")].set_index("map")["voi"]
+    heads = [head for head, _ in SUMMARY_COLUMNS]
+    lines = ["| map | oracle VOI | " + " | ".join(heads) + " |",
+             "|---|---|" + "---|" * len(heads)]
+    worst = dict.fromkeys(heads, 0.0)
+    for name in oracle.index:
+        rows = table[table["map"] == name]
+        cells = []
+        for head, start in SUMMARY_COLUMNS:
+            ratio = float(rows[rows["row"].str.startswith(start)]["voi"].iloc[0]) / oracle[name]
+            worst[head] = max(worst[head], ratio)
+            cells.append(f"{ratio:.2f}")
+        lines.append(f"| {name} | {oracle[name]:.3f} | " + " | ".join(cells) + " |")
+    lines.append("| **worst** | | " + " | ".join(f"**{worst[h]:.2f}**" for h in heads) + " |")
+    return "\n".join(lines)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -461,8 +505,8 @@ def main() -> None:
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
             f"{args.profile}, epochs {args.epochs}, training seeds {args.seed}, recipes "
             f"{args.recipe}; CREMI "
-            "protocol, test splits.\n\n"
-            + markdown(table))
+            "protocol, test splits. Summary: VOI / oracle VOI.\n\n"
+            + summary_markdown(table) + "\n\nEvery row:\n\n" + markdown(table))
     atomic_write_text(args.out / "generalisation.md", text + "\n")
     atomic_write_text(args.out / "stacks.json", json.dumps(stacks, indent=2) + "\n")
     print(text)
