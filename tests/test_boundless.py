@@ -94,7 +94,6 @@ def test_one_step_updates_only_the_intended_network(datasets):
     assert not any(_changed(g1, generator)) and any(_changed(d1, discriminator))
 
 
-@pytest.mark.slow
 @pytest.fixture
 def one_thread():
     """One intra-op thread for the test: the summation order, and with it a GAN's trajectory,
@@ -106,6 +105,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_trained_generator_beats_the_mean_fill(tmp_path, datasets, one_thread):
     """400 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops.
 
