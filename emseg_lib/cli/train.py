@@ -47,7 +47,7 @@ from emseg_lib.train.runs import (
     check_recorded_model,
     check_recorded_target,
     check_run_dir,
-    recorded_identity,
+    recorded_settings,
     run_lock,
 )
 
@@ -116,9 +116,8 @@ def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
 def recorded_recipe_of(run_dir: Path) -> str | None:
     """The recipe of the boundary-network run recorded in ``run_dir`` (None: no run, an
     affinity run, or settings no recipe matches)."""
-    stored = recorded_identity(run_dir)
-    settings = stored.get("config") if isinstance(stored, dict) else None
-    if not isinstance(settings, dict) or settings.get("target", "boundaries") != "boundaries":
+    settings = recorded_settings(run_dir)
+    if settings is None or settings.get("target", "boundaries") != "boundaries":
         return None
     return recorded_recipe(settings)
 

@@ -107,13 +107,20 @@ def check_recorded_model(run_dir: str | Path, name: str) -> None:
                        {"model_spec": {"name": name}})
 
 
+def recorded_settings(run_dir: str | Path) -> dict[str, Any] | None:
+    """The training settings recorded in ``run_dir``'s ``run.json`` (its identity's
+    ``config``), None when there are none."""
+    stored = recorded_identity(run_dir)
+    settings = stored.get("config") if isinstance(stored, dict) else None
+    return settings if isinstance(settings, dict) else None
+
+
 def check_recorded_target(run_dir: str | Path, target: str) -> None:
     """Raise when the ``run.json`` of ``run_dir`` records a network that predicts another
     ``target`` (``"boundaries"`` or ``"affinities"``; runs from before targets predict
     boundaries and record none); cheap, so that callers can check before any data is read."""
-    stored = recorded_identity(run_dir)
-    settings = stored.get("config") if isinstance(stored, dict) else None
-    if not isinstance(settings, dict):
+    settings = recorded_settings(run_dir)
+    if settings is None:
         return
     recorded = settings.get("target", "boundaries")
     if recorded != target:
