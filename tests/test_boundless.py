@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from emseg_lib.models.boundless import (
 from emseg_lib.train.boundless import (
     BoundlessConfig,
     discriminator_step,
+    evaluate_boundless,
     generator_step,
     train_boundless,
 )
@@ -94,41 +96,59 @@ def test_one_step_updates_only_the_intended_network(datasets):
     assert not any(_changed(g1, generator)) and any(_changed(d1, discriminator))
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread for the test: the summation order, and with it a GAN's trajectory,
-    otherwise depends on the machine's core count (on a 2-core AMD EPYC VM the run below ends
-    at 0.2758 against the mean fill's 0.2724 with two threads, 0.2583 with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def grating_volume(shape: tuple[int, int, int], period_px: float, seed: int) -> np.ndarray:
+    """``(Z, Y, X)`` uint8 sine gratings, one random orientation and phase per slice: the
+    content of a hole is predictable from its surround, and far from the surround's mean."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[1], : shape[2]].astype(float)
+    slices = []
+    for _ in range(shape[0]):
+        angle, phase = rng.uniform(0, 2 * np.pi, size=2)
+        distance = x * np.cos(angle) + y * np.sin(angle)
+        slices.append(127.5 + 127.5 * np.sin(2 * np.pi * distance / period_px + phase))
+    return np.round(np.stack(slices)).astype(np.uint8)
 
 
 @pytest.mark.slow
-def test_trained_generator_beats_the_mean_fill(tmp_path, datasets, one_thread):
-    """400 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops.
+def test_trained_generator_beats_the_mean_fill(tmp_path):
+    """150 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops
+    with a centre hole, on sine gratings (period 64 px).
 
-    Early on (step 100) the generator is worse than filling the hole with the mean of the
-    visible pixels; after training it must be better on fixed validation crops, averaged over
-    the evaluations at steps 300 and 400 (GAN losses oscillate from one evaluation to the next).
+    The untrained generator is no better than filling the hole with the mean of the visible
+    pixels; after training it must be better by at least half on fixed validation crops of
+    other gratings (averaged over the evaluations at steps 100 and 150). Measured on a 2-core
+    AMD EPYC VM, one thread, three data and weight seeds: 0.084-0.088 against the mean
+    fill's 0.61.
+
+    Gratings, not the synthetic EM volume: there a hole's content is mostly unpredictable
+    from its surround, and after a CPU-affordable run the generator's margin over the mean
+    fill (0.258 vs 0.272) was smaller than the change from the core count alone (0.276 with
+    two threads): a test on it passed or failed by the machine.
     """
+    train = GanCropDataset(grating_volume((16, 128, 128), 64, seed=10), 65, 256,
+                           mask_kind="center", seed=0)
+    val = GanCropDataset(grating_volume((4, 128, 128), 64, seed=99), 65, 16,
+                         mask_kind="center", seed=1)
     torch.manual_seed(0)
     generator = BoundlessGenerator(width=16)
     discriminator = BoundlessDiscriminator(widths=(16, 32, 32))
-    config = BoundlessConfig(steps=400, batch_size=8, lr_g=1e-3, eval_every=100,
-                             sample_every=400, device="cpu")
-    history = train_boundless(generator, discriminator, *datasets, config, tmp_path,
+    config = BoundlessConfig(steps=150, batch_size=8, lr_g=1e-3, eval_every=50,
+                             sample_every=150, device="cpu")
+    val_batches = list(torch.utils.data.DataLoader(val, batch_size=config.batch_size))
+    untrained = evaluate_boundless(generator, discriminator, val_batches, config.adv_weight,
+                                  torch.device("cpu"))
+    assert untrained["masked_l1"] > 0.5 * untrained["mean_fill_masked_l1"]
+    history = train_boundless(generator, discriminator, train, val, config, tmp_path,
                               progress=False)
-    assert history["val_masked_l1"].iloc[0] > history["val_mean_fill_masked_l1"].iloc[0]
     late = history.tail(2)
-    assert late["val_masked_l1"].mean() < late["val_mean_fill_masked_l1"].mean()
+    assert late["val_masked_l1"].mean() < 0.5 * late["val_mean_fill_masked_l1"].mean()
+    assert late["val_mean_fill_masked_l1"].mean() == pytest.approx(
+        untrained["mean_fill_masked_l1"])
     assert (tmp_path / "last.pt").exists()
-    assert (tmp_path / "samples" / "step_000400.png").exists()
+    assert (tmp_path / "samples" / "step_000150.png").exists()
     events = EventAccumulator(str(tmp_path / TENSORBOARD))
     events.Reload()
-    assert [point.step for point in events.Scalars("validation/masked_l1")] == [
-        100, 200, 300, 400]
+    assert [point.step for point in events.Scalars("validation/masked_l1")] == [50, 100, 150]
 
 
 def test_feature_extractor_weights_file(tmp_path):
