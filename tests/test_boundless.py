@@ -114,11 +114,11 @@ def test_trained_generator_beats_the_mean_fill(tmp_path):
     """150 steps of the real GAN loop (L1 + 0.01 hinge adversarial) at width 16, 65 px crops
     with a centre hole, on sine gratings (period 64 px).
 
-    The untrained generator is no better than filling the hole with the mean of the visible
-    pixels; after training it must be better by at least half on fixed validation crops of
-    other gratings (averaged over the evaluations at steps 100 and 150). Measured on a 2-core
-    AMD EPYC VM, one thread, three data and weight seeds: 0.084-0.088 against the mean
-    fill's 0.61.
+    The untrained generator is worse than filling the hole with the mean of the visible pixels
+    (0.74 against 0.61: a pure function of the seed-0 weights, no trajectory); after training
+    it must be better by at least half on fixed validation crops of other gratings (averaged
+    over the evaluations at steps 100 and 150). Measured on a 2-core AMD EPYC VM, one thread,
+    three data and weight seeds: 0.084-0.088 against the mean fill's 0.61.
 
     Gratings, not the synthetic EM volume: there a hole's content is mostly unpredictable
     from its surround, and after a CPU-affordable run the generator's margin over the mean
@@ -137,7 +137,7 @@ def test_trained_generator_beats_the_mean_fill(tmp_path):
     val_batches = list(torch.utils.data.DataLoader(val, batch_size=config.batch_size))
     untrained = evaluate_boundless(generator, discriminator, val_batches, config.adv_weight,
                                   torch.device("cpu"))
-    assert untrained["masked_l1"] > 0.5 * untrained["mean_fill_masked_l1"]
+    assert untrained["masked_l1"] > untrained["mean_fill_masked_l1"]
     history = train_boundless(generator, discriminator, train, val, config, tmp_path,
                               progress=False)
     late = history.tail(2)
