@@ -161,7 +161,7 @@ find "$figures" -type f -newer "$stamp" \( -name '*.png' -o -name '*.csv' -o -na
 echo "== checkpoints and saved predictions in $runs use $(du -sh "$runs" | cut -f1) of disk"
 if [ "$dry_run" = 1 ]; then
   python "$root/benchmarks/dry_run.py" --profile "$base_profile" --records "$records" \
-    --runs "$runs" --results "$project/benchmarks/results"
+    --runs "$runs" --results "$project/benchmarks/results" --cache-dir "$(dirname "$data")"
 else
   echo "== open the notebooks with: jupyter lab notebooks/   (they find this run's checkpoints)"
 fi

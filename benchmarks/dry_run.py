@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GPUs the training sweeps are spread over in the second estimate")
     parser.add_argument("--results", type=Path, default=throughput.ROOT / "benchmarks" / "results",
                         help="folder of the results file")
+    parser.add_argument("--cache-dir", type=Path, default=throughput.ROOT / "data",
+                        help="folder of the cached synthetic volume the rates are measured on "
+                             "(run_all.sh: its data folder)")
     args = parser.parse_args(argv)
     if not (args.records / NOTEBOOKS).is_file():
         parser.error(f"--records {args.records}: no {NOTEBOOKS} there (run ./run_all.sh "
@@ -94,14 +97,15 @@ def checkpoint_sizes(runs: Path | None) -> dict[str, Any]:
             "checkpoints": {name: round(size, 1) for name, size in sorted(largest.items())}}
 
 
-def measured_rates(profile: str, device: str | None, gpus: int) -> dict[str, Any]:
+def measured_rates(profile: str, device: str | None, gpus: int, cache_dir: Path
+                   ) -> dict[str, Any]:
     """``throughput.py``'s measurements of ``profile``, trimmed to a few steps of each, on
-    slices as wide as the profile's volume."""
+    slices as wide as the profile's volume (the volume cached in ``cache_dir``)."""
     plan = get_profile(profile)
     options = ["--profile", profile, "--fit-samples", str(plan.unet2d.batch_size),
                "--epochs", "1", "--steps", "1", "--warmup", "1", "--infer-slices", "1",
                "--pp-slices", "2", "--grid-slices", "1", "--engine-gpus", str(gpus),
-               "--slab-px", str(plan.synthetic_shape[2])]
+               "--slab-px", str(plan.synthetic_shape[2]), "--cache-dir", str(cache_dir)]
     return throughput.measure_all(throughput.parse_args(
         options + (["--device", device] if device else [])))
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         stylegan = rates["gans"]["stylegan_its_per_s"]  # JSON made the resolutions strings
         rates["gans"]["stylegan_its_per_s"] = {int(res): rate for res, rate in stylegan.items()}
     else:
-        rates, rates_from = measured_rates(args.profile, args.device, args.gpus), \
+        rates, rates_from = measured_rates(args.profile, args.device, args.gpus,
+                                          args.cache_dir), \
             "measured after the notebooks"
     profile = get_profile(args.profile)
     shape = tuple(rates["volume_shape"])

@@ -1,5 +1,13 @@
 """Shared fixtures: small volumes written and built by the tests themselves, and one
-``run_all.sh --profile smoke`` per session for the notebook and browser tests."""
+``run_all.sh --profile smoke`` per session for the notebook and browser tests.
+
+The suite runs on two pytest-xdist workers (``pyproject.toml``). The tests of the group
+:data:`RUN_ALL_GROUP` run on one worker, one after another: every test that uses the smoke
+run (so it is made once), the test that adds a notebook to ``notebooks/`` for a while (the
+smoke run executes every ``notebooks/NN_*.ipynb`` it finds) and every other test that starts
+a notebook kernel (jupyter_client picks a kernel's ports by binding and closing them, so two
+kernels started at once can be handed the same port).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from emseg_lib.data import EMVolume, synthetic_em_volume
 from emseg_lib.fetch import DATASETS
+
+#: the pytest-xdist group of the tests that must not run beside one another (see above)
+RUN_ALL_GROUP = "run_all"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On an xdist worker, the machine's cores shared out: each of the ``N`` workers (and every
+    process it starts: kernels, the ``emseg`` command) computes on cores / ``N`` threads.
+    Two workers each running torch on every core would wait on each other's threads (torch's
+    OpenMP threads spin at each barrier), which made one test 12 times slower here."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses :func:`smoke_run` joins :data:`RUN_ALL_GROUP`."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(RUN_ALL_GROUP))
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import RUN_ALL_GROUP
 
 from emseg_lib.data import synthetic_em_volume
 from emseg_lib.errors import EmsegInputError
@@ -94,6 +95,7 @@ def test_the_watchdog_records_wall_time_exit_code_and_peak_memory(tmp_path):
     assert row["peak_host_mb"] > 300  # the child's 320 MB array, not the watchdog's own size
 
 
+@pytest.mark.xdist_group(RUN_ALL_GROUP)  # its notebook's kernel starts like the group's
 def test_run_all_dry_run_writes_its_results_file(tmp_path):
     """A smoke-sized dry run of one notebook, then the report with its estimate."""
     project = tmp_path / "project"

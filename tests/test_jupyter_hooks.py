@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from conftest import RUN_ALL_GROUP
 
 from emseg_lib.jupyter_hooks import (
     PROJECT_NOTEBOOKS,
@@ -90,6 +91,7 @@ def _request(url: str, method: str = "GET", body: dict | None = None) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(RUN_ALL_GROUP)  # adds a notebook to notebooks/ for a while
 def test_a_jupyter_server_saves_project_notebooks_without_outputs(tmp_path):
     install_hook(tmp_path / "env")
     name = f"99_save_hook_test_{uuid.uuid4().hex[:8]}.ipynb"

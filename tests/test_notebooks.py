@@ -183,8 +183,10 @@ def test_notebooks_open_with_defaults_after_run_all_without_retraining(smoke_run
     before = _finished_epochs(runs)
     check = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
-         *map(str, NOTEBOOKS)], capture_output=True, text=True, timeout=3600, cwd=ROOT,
-        env={**os.environ, "EMSEG_ROOT": str(out)})
+         "-p", "nbval_patience", "--numprocesses=0", *map(str, NOTEBOOKS)],
+        capture_output=True, text=True, timeout=3600, cwd=ROOT,
+        env={**os.environ, "EMSEG_ROOT": str(out), "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))})
     assert check.returncode == 0, check.stdout[-5000:]
     assert _finished_epochs(runs) == before
 
