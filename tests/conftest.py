@@ -33,7 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     OpenMP threads spin at each barrier), which made one test 12 times slower here."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
-        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")  # not macOS
+                 else os.cpu_count() or 1)
+        threads = max(1, cores // int(workers))
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 
