@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GPUs the training sweeps are spread over in the second estimate")
     parser.add_argument("--results", type=Path, default=throughput.ROOT / "benchmarks" / "results",
                         help="folder of the results file")
-    parser.add_argument("--cache-dir", type=Path, default=throughput.ROOT / "data",
+    parser.add_argument("--cache-dir", type=Path, default=throughput.CACHE_DIR,
                         help="folder of the cached synthetic volume the rates are measured on "
                              "(run_all.sh: its data folder)")
     args = parser.parse_args(argv)

@@ -56,6 +56,8 @@ from emseg_lib.train import TrainConfig
 from emseg_lib.train.feed import Placement, resolve_loader_workers
 
 ROOT = Path(__file__).resolve().parent.parent
+#: where the synthetic volume the rates are measured on is cached (the notebooks' data/)
+CACHE_DIR = ROOT / "data"
 STARTED = time.perf_counter()
 KINDS = ("unet2d", "unet3d", "boundless_segmenter")
 TARGET_FIT_SHARE = 0.8
@@ -91,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-gans", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's; 1 helps on a loaded CPU)")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / "data",
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR,
                         help="synthetic-volume cache (default: data/)")
     return parser.parse_args(argv)
 
