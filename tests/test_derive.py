@@ -19,13 +19,14 @@ from emseg_lib.experiments.supervised import make_model
 from emseg_lib.models import model_spec
 from emseg_lib.postprocess import METHODS, postprocess_dims, segment_volume
 from emseg_lib.postprocess.derive import (
-    DEFAULT_FRACTION,
     DEFAULT_MIN_SEED_NM2,
-    DEFAULT_RULE,
     DEFAULT_SMOOTH_NM,
+    DERIVED_SEED_TH,
+    MOST_SEEDS_FRACTIONS,
     RULES,
     default_min_seed_px,
     default_smooth_px,
+    most_seeds_in_slices,
     most_seeds_threshold,
 )
 from emseg_lib.profiles import get_profile
@@ -65,13 +66,26 @@ def test_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
     assert _voi(fixed, labels) > 5 * _voi(seg_dull, labels)
 
 
-def test_derived_threshold_is_the_default_rule_on_the_smoothed_map(cells):
-    _, clean = cells
-    thresholds = SEEDED.derive(clean[0], {"smooth_px": 0.0})
-    assert thresholds["seed_th"] == pytest.approx(
-        RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(clean[0]))
-    lo, hi = np.percentile(clean[0], [1, 99])
+def test_derived_threshold_is_the_cut_with_the_most_seeds_over_the_slices(cells):
+    labels, clean = cells
+    thresholds = SEEDED.derive(clean, {"smooth_px": 0.0}, per_slice=True)
+    assert thresholds["seed_th"] == most_seeds_in_slices(clean, thresholds["min_seed_px"])
+    lo, hi = np.percentile(clean, [1, 99])
     assert lo < thresholds["seed_th"] < hi
+    # the same number of seeds nowhere else on the candidate cuts: count them again here
+    def seeds_at(cut: float) -> int:
+        return sum(int(np.count_nonzero(np.bincount(ndi.label(s > cut)[0].ravel())[1:]
+                                        >= thresholds["min_seed_px"])) for s in clean)
+    cuts = [lo + f * (hi - lo) for f in MOST_SEEDS_FRACTIONS]
+    assert seeds_at(thresholds["seed_th"]) == max(seeds_at(c) for c in cuts)
+    # at most one seed per true cell large enough to hold one, and few cells lost
+    large = sum(int(np.count_nonzero(np.bincount(s.ravel()) >= 2 * thresholds["min_seed_px"]))
+                for s in labels)
+    assert large - 2 <= seeds_at(thresholds["seed_th"]) <= sum(len(np.unique(s)) for s in labels)
+    # a whole stack's slices share one derived set; per slice each its own
+    seg = segment_volume(clean, "seeded", SEEDED.thresholds({"smooth_px": 0.0}))
+    np.testing.assert_array_equal(seg, segment_volume(
+        clean, "seeded", [thresholds] * len(clean)))
 
 
 def test_range_rule_lies_between_the_map_levels(cells):
@@ -135,11 +149,10 @@ def test_postprocess_says_what_it_derived_and_flags_override(tmp_path, cells, ca
     assert main(["postprocess", "--prob", str(tmp_path / "prob.h5"), "--out",
                  str(tmp_path / "derived.h5"), "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert (f"post-processing: seeded (method defaults; seed_th derived: {DEFAULT_RULE}: "
+    assert (f"post-processing: seeded (method defaults; seed_th derived: {DERIVED_SEED_TH}"
             in out and f"smooth_px derived: a sigma of {DEFAULT_SMOOTH_NM:g} nm" in out), out
-    assert re.search(r"seed_th derived: 0\.\d{3}-0\.\d{3} \(median 0\.\d{3}\) "
-                     r"over 3 slice\(s\)", out), out
-    assert f"smooth_px derived: {DEFAULT_SMOOTH_NM / 4:.3f}-" in out
+    assert re.search(r"seed_th derived: 0\.\d{3} in all 3 slice\(s\)", out), out
+    assert f"smooth_px derived: {DEFAULT_SMOOTH_NM / 4:.3f} in all 3 slice(s)" in out
     with h5py.File(tmp_path / "derived.h5") as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
     np.testing.assert_array_equal(ids, segment_volume(
@@ -193,7 +206,7 @@ def test_3d_checkpoint_on_thick_sections_is_post_processed_per_slice(tmp_path, c
     out = capsys.readouterr().out
     guard = [line for line in out.splitlines() if "thicker than the pixels" in line]
     assert len(guard) == 1 and "post-processed per slice" in guard[0]
-    assert "over 6 slice(s)" in out
+    assert "in all 6 slice(s)" in out
     with h5py.File(tmp_path / "auto.h5") as handle:
         ids = handle["volumes/labels/neuron_ids"][()]
         prob = handle["volumes/predictions/cell_probability"][()]

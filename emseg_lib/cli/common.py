@@ -26,6 +26,7 @@ from emseg_lib.infra.output_checks import check_name_lengths, check_output
 from emseg_lib.infra.parallel import available_cores, resolve_workers
 from emseg_lib.infra.temporaries import remove_stale_temporaries, restore_interrupted_swap
 from emseg_lib.output.partial_results import partial_folder
+from emseg_lib.output.pipeline import CHUNK_SLICES
 from emseg_lib.output.preview import preview_path
 from emseg_lib.output.segmentation_output import is_zarr_output
 from emseg_lib.postprocess import METHODS, PostprocessMethod, get_method
@@ -123,8 +124,9 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser,
                        help="keep the thesis method's label-0 boundaries (not dense)")
     group.add_argument("--workers", type=int,
                        help="processes for post-processing (default: every core)")
-    group.add_argument("--chunk-slices", type=int, default=8,
-                       help="slices held in memory at once (default 8)")
+    group.add_argument("--chunk-slices", type=int, default=CHUNK_SLICES,
+                       help=f"slices held in memory at once (default {CHUNK_SLICES}); "
+                            "derived thresholds are derived per chunk")
 
 
 #: ``--workers`` may ask for at most this many processes per available core

@@ -126,7 +126,9 @@ def report(out: Path, run: SegmentationRun) -> None:
     print(f"{out}: {run.cells} segments in {run.slices} slices, {dense}; {run.seconds:.1f} s, "
           f"{run.slices_per_second:.2f} slices/s")
     for name, values in run.derived.items():
-        if values:
+        if values and min(values) == max(values):
+            print(f"{name} derived: {values[0]:.3f} in all {len(values)} {run.derived_per}(s)")
+        elif values:
             print(f"{name} derived: {min(values):.3f}-{max(values):.3f} (median "
                   f"{float(np.median(values)):.3f}) over {len(values)} {run.derived_per}(s)")
 

@@ -94,6 +94,11 @@ class SegmentationRun:
         return self.slices / self.seconds if self.seconds > 0 else float("inf")
 
 
+#: slices read, segmented and written at once unless told (``--chunk-slices``); in 2D the
+#: seeded method's derived thresholds are derived from each chunk's slices together
+CHUNK_SLICES = 8
+
+
 def _chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
     if chunk_slices < 1:
         raise EmsegInputError(f"--chunk-slices must be >= 1, got {chunk_slices}")
@@ -126,13 +131,12 @@ def label_chunk(prob: np.ndarray, post: Postprocessing, thresholds: dict[str, fl
                 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Segment a chunk ``(z, Y, X)`` of cell probability as ``post`` says: ids from 1 (0 on
     kept boundaries, int64), and the thresholds used with the derived ones filled in (one
-    set per slice, or one for the chunk in 3D)."""
-    method = get_method(post.method)
-    used = (method.derive(prob, thresholds, resolution) if post.dims == 3
-            else [method.derive(p, thresholds, resolution[1:]) for p in prob])
+    set per slice, all the same: derived from the whole chunk; one for the chunk in 3D)."""
+    used = get_method(post.method).derive(prob, thresholds, resolution,
+                                          per_slice=post.dims == 2)
     cells = segment_volume(prob, post.method, used, dims=post.dims, resolution=resolution,
                            keep_boundaries=post.keep_boundaries, start=0, pool=pool)
-    return cells, [used] if post.dims == 3 else used
+    return cells, [used] if post.dims == 3 else [used] * len(prob)
 
 
 def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
@@ -205,7 +209,7 @@ def output_bytes_bound(shape: tuple[int, int, int], zarr: bool = False) -> int:
 
 def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postprocessing, *,
                     tiling: Tiling, resolution: tuple[float, float, float],
-                    chunk_slices: int = 8, device: str | None = None,
+                    chunk_slices: int = CHUNK_SLICES, device: str | None = None,
                     spec: OutputSpec | None = None, progress: bool = True,
                     partial: PartialResults | None = None) -> SegmentationRun:
     """Segment ``raw`` ``(Z, Y, X)`` uint8 (array, h5py dataset or zarr array) into
@@ -243,7 +247,7 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
 
 def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
                         resolution: tuple[float, float, float], invert: bool = False,
-                        chunk_slices: int = 8, spec: OutputSpec | None = None,
+                        chunk_slices: int = CHUNK_SLICES, spec: OutputSpec | None = None,
                         progress: bool = True, partial: PartialResults | None = None
                         ) -> SegmentationRun:
     """Post-process a probability volume ``(Z, Y, X)`` (array, h5py dataset or zarr array)

@@ -3,32 +3,31 @@
 A fixed ``seed_th`` suits one network's confidence only: 0.95 was best on one network's map
 of the VNC stack, but a map whose cells reach 0.7 has no pixel above 0.95 (each slice becomes
 one segment), and a less confident network's cells lose their seeds and are flooded by their
-neighbours. Each rule here places ``seed_th`` by the map's own levels, measured on the
-smoothed slice:
+neighbours.
+
+The default (:func:`most_seeds_in_slices`, :func:`most_seeds_threshold`) takes the cut with
+the most seeds. Below it the seeds of neighbouring cells touch through weak membranes and
+merge; above it the seeds of the dimmer cells vanish. In 2D the seeds of every slice of the
+stack (or of the chunk being segmented) are counted together, at cuts placed in the map's own
+range, so that the same cells at another contrast get the same segmentation; one slice alone
+has too few cells for a stable peak. In 3D a seed region that touches its neighbour in any one
+slice merges the two cells in every slice, so the thicker the volume the higher the cut must
+be (``benchmarks/results/real_data/seeded_3d_thickness.md``); 3D seeds are counted. The rule
+has no free parameter.
+
+The other rules here place ``seed_th`` by the map's levels, measured on the smoothed slice,
+with one free parameter ``f`` (:data:`RULES`; ``benchmarks/generalisation.py`` compares them
+with the default, leaving one stack out):
 
 * ``range`` — ``lo + f (hi - lo)``, ``lo`` and ``hi`` the 1st and 99th percentiles;
 * ``scale`` — ``f hi``: seeds are where the map is within ``1 - f`` of its own top;
 * ``otsu`` — ``otsu + f (hi - otsu)``, Otsu's threshold between membrane and interior;
 * ``fixed`` — ``f`` itself, whatever the map (the old behaviour, for comparison).
 
-``range`` and ``otsu`` move with the map: the same cells at another contrast (``a p + b``,
-``a > 0``) get the same seeds, so the same segmentation; ``scale`` follows the gain ``a``
-only. On one set of maps ``scale`` held every map within 15 % of its oracle and ``range`` did
-not; on two sets (a second training seed) ``range`` has the better worst case (1.22 against
-1.69; README, "Defaults on stacks nobody tuned on").
-
-A volume segmented in 3D is another matter: a seed region that touches its neighbour in any
-one slice merges the two cells in every slice, so the thicker the volume the higher the cut
-must be (``benchmarks/results/real_data/seeded_3d_thickness.md``). There
-:func:`most_seeds_threshold` takes the cut with the most 3D seeds: below it seeds merge
-through z, above it they vanish. It has no free parameter.
-
-The free parameter ``f`` of each rule was chosen by ``benchmarks/generalisation.py`` leaving
-one stack out at a time (never on the stack it is scored on); :data:`DEFAULT_RULE` and
-:data:`DEFAULT_FRACTION` are what it chose on every stack's maps of both training seeds,
-with the smoothing :data:`DEFAULT_SMOOTH_NM` and the smallest seed
-:data:`DEFAULT_MIN_SEED_NM2`, both in nm so that they mean the same in the tissue whatever the
-pixel size (:func:`default_smooth_px`, :func:`default_min_seed_px`).
+The smoothing :data:`DEFAULT_SMOOTH_NM` and the smallest seed :data:`DEFAULT_MIN_SEED_NM2`
+are in nm, so that they mean the same in the tissue whatever the pixel size
+(:func:`default_smooth_px`, :func:`default_min_seed_px`); ``generalisation.py`` chose them
+leaving one stack out (README, "Defaults on stacks nobody tuned on").
 """
 
 from __future__ import annotations
@@ -111,8 +110,6 @@ class SeedRule:
         return f"{self.name}: {self.formula}, f {value:g}"
 
 
-#: the rule and parameter the seeded method uses (chosen leaving one stack out; see above)
-DEFAULT_RULE, DEFAULT_FRACTION = "range", 0.82
 #: the seeded method's smoothing sigma in nm in the plane (chosen with the rule): a sigma in
 #: pixels would smooth a 4.6 nm stack half as much, in the tissue, as a 10 nm one
 DEFAULT_SMOOTH_NM = 5.0
@@ -133,19 +130,59 @@ def grid_steps(first: float, last: float, step: float) -> tuple[float, ...]:
     return tuple(round(float(v), 4) for v in np.arange(first, last + step / 2, step))
 
 
-#: the seed_th values :func:`most_seeds_threshold` counts seeds at
+#: the seed_th values :func:`most_seeds_threshold` counts 3D seeds at
 MOST_SEEDS_GRID = grid_steps(0.5, 0.98, 0.02)
+#: the cuts :func:`most_seeds_in_slices` counts a stack's 2D seeds at, as fractions of the
+#: smoothed map's range: ``lo + f (hi - lo)``, ``lo``/``hi`` its 1st/99th percentiles
+MOST_SEEDS_FRACTIONS = grid_steps(0.3, 0.98, 0.02)
 
 
-def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int) -> float:
-    """The ``seed_th`` of :data:`MOST_SEEDS_GRID` at which ``smoothed`` (a ``(Z, Y, X)``
-    volume, or any shape) has the most seeds (face-connected components above it) of at
-    least ``min_seed_px`` voxels; the lowest such on ties."""
-    counts = []
-    for seed_th in MOST_SEEDS_GRID:
-        sizes = np.bincount(seeds_from_interior(smoothed, seed_th, 1).ravel())[1:]
-        counts.append(int(np.count_nonzero(sizes >= min_seed_px)))
-    return MOST_SEEDS_GRID[int(np.argmax(counts))]
+def seed_count(smoothed: np.ndarray, seed_th: float, min_seed_px: int) -> int:
+    """The number of seeds of ``smoothed`` (any shape) at ``seed_th``: face-connected
+    components above it of at least ``min_seed_px`` pixels (voxels)."""
+    sizes = np.bincount(seeds_from_interior(smoothed, seed_th, 1).ravel())[1:]
+    return int(np.count_nonzero(sizes >= min_seed_px))
+
+
+def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
+                         candidates: Sequence[float] = MOST_SEEDS_GRID, *,
+                         per_slice: bool = False) -> float:
+    """The cut of ``candidates`` (each in [0, 1]) at which ``smoothed`` has the most seeds of
+    at least ``min_seed_px`` pixels (:func:`seed_count`); the first such on ties.
+
+    Args:
+        smoothed: ``(Z, Y, X)`` (or ``(Y, X)``) smoothed cell probability.
+        min_seed_px: the smallest seed counted, in pixels (voxels in 3D).
+        candidates: the cuts compared.
+        per_slice: count each ``(Y, X)`` slice's 2D seeds and add them up (a stack segmented
+            slice by slice), instead of 3D seeds.
+    """
+    parts = smoothed if per_slice and smoothed.ndim == 3 else smoothed[None]
+    counts = [sum(seed_count(part, seed_th, min_seed_px) for part in parts)
+              for seed_th in candidates]
+    return float(candidates[int(np.argmax(counts))])
+
+
+def most_seeds_in_slices(smoothed: np.ndarray, min_seed_px: int) -> float:
+    """``seed_th`` of a stack segmented slice by slice: the cut with the most 2D seeds over all
+    of its slices (:func:`most_seeds_threshold` with ``per_slice``), the cuts placed in the
+    map's own range (:data:`MOST_SEEDS_FRACTIONS` of its 1st to 99th percentile), so that the
+    same cells at another contrast (``a p + b``, ``a > 0``) get the same cut.
+
+    Args:
+        smoothed: ``(Z, Y, X)`` or ``(Y, X)`` cell probability, each slice smoothed in-plane.
+        min_seed_px: the smallest seed counted, in pixels.
+    """
+    levels = map_levels(smoothed)
+    candidates = tuple(float(np.clip(_between(levels, f), 0.0, 1.0))
+                       for f in MOST_SEEDS_FRACTIONS)
+    return most_seeds_threshold(smoothed, min_seed_px, candidates, per_slice=True)
+
+
+#: how :class:`~emseg_lib.postprocess.methods.SeededMethod` derives ``seed_th`` (its help text)
+DERIVED_SEED_TH = ("the cut with the most seeds: in 2D the most seeds over the slices of the "
+                   "stack (or chunk) at lo + f (hi - lo), f 0.30-0.98, lo/hi = 1st/99th "
+                   "percentile; in 3D the most 3D seeds at 0.50-0.98")
 
 
 def pixel_nm_of(sampling: Sequence[float] | None) -> float:

@@ -6,8 +6,8 @@ Two methods turn a cell-probability map into a segmentation:
   and ``edge_th``), its label-0 boundaries then flooded from the segments (:mod:`.dense`);
 * ``seeded`` — a seeded watershed on the smoothed probability (:mod:`.seeded`; thresholds
   ``seed_th`` and ``smooth_px``), dense by construction. Unless learned or given, its
-  ``seed_th`` is derived from the map being segmented (:mod:`.derive`; per slice in 2D, per
-  volume in 3D): :attr:`PostprocessMethod.derived`.
+  ``seed_th`` is derived from the map being segmented (:mod:`.derive`; from all slices of the
+  stack or chunk in 2D, from the volume in 3D): :attr:`PostprocessMethod.derived`.
 
 Every method's :meth:`PostprocessMethod.grid_segmentations` walks a row of its tuning grid and
 shares the work that does not depend on every threshold (the thesis method's watershed candidates
@@ -25,14 +25,13 @@ import numpy as np
 from emseg_lib.errors import EmsegInputError, check_ndim, check_probabilities
 from emseg_lib.postprocess.dense import flood_boundaries
 from emseg_lib.postprocess.derive import (
-    DEFAULT_FRACTION,
     DEFAULT_MIN_SEED_NM2,
-    DEFAULT_RULE,
     DEFAULT_SMOOTH_NM,
-    RULES,
+    DERIVED_SEED_TH,
     default_min_seed_px,
     default_smooth_px,
     grid_steps,
+    most_seeds_in_slices,
     most_seeds_threshold,
 )
 from emseg_lib.postprocess.seeded import (
@@ -101,9 +100,11 @@ class PostprocessMethod:
         return tuple(dict.fromkeys([*self.derived, *self.defaults]))
 
     def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
-               sampling: Sequence[float] | None = None) -> Thresholds:
-        """``thresholds`` with every missing :attr:`derived` one derived from ``prob``
-        (``(Y, X)`` or ``(Z, Y, X)``, as it is segmented)."""
+               sampling: Sequence[float] | None = None, *, per_slice: bool = False
+               ) -> Thresholds:
+        """``thresholds`` with every missing :attr:`derived` one derived from ``prob``:
+        ``(Y, X)``, or ``(Z, Y, X)`` segmented in 3D, or, with ``per_slice``, a ``(Z, Y, X)``
+        stack segmented slice by slice (one set for all of its slices)."""
         return dict(thresholds)
 
     @property
@@ -253,20 +254,25 @@ class SeededMethod(PostprocessMethod):
     nm, an area in nm²) and ``seed_th`` is derived from the smoothed map (:mod:`.derive`)."""
 
     def derive(self, prob: np.ndarray, thresholds: Mapping[str, float],
-               sampling: Sequence[float] | None = None) -> Thresholds:
+               sampling: Sequence[float] | None = None, *, per_slice: bool = False
+               ) -> Thresholds:
         """``thresholds`` completed: ``smooth_px`` and ``min_seed_px`` from ``sampling``
         (voxel size in nm of ``prob``'s axes; :func:`~.derive.default_smooth_px`,
         :func:`~.derive.default_min_seed_px`), then ``seed_th`` from the map smoothed by
-        ``smooth_px``."""
+        ``smooth_px``: the cut with the most 3D seeds for a ``(Z, Y, X)`` volume, the most 2D
+        seeds over the slices for a ``(Y, X)`` slice or, with ``per_slice``, a ``(Z, Y, X)``
+        stack segmented slice by slice (:mod:`.derive`)."""
         smooth_px = thresholds.get("smooth_px", default_smooth_px(sampling))
         min_seed_px = thresholds.get("min_seed_px", default_min_seed_px(sampling))
         if "seed_th" in thresholds:
             seed_th = thresholds["seed_th"]
-        elif prob.ndim == 3:
+        elif prob.ndim == 3 and not per_slice:
             seed_th = most_seeds_threshold(smooth(prob, smooth_px, sampling), min_seed_px)
         else:
-            seed_th = RULES[DEFAULT_RULE].bind(DEFAULT_FRACTION)(smooth(prob, smooth_px,
-                                                                        sampling))
+            plane = None if sampling is None else tuple(sampling)[-2:]
+            slices = prob if prob.ndim == 3 else prob[None]
+            seed_th = most_seeds_in_slices(
+                np.stack([smooth(p, smooth_px, plane) for p in slices]), min_seed_px)
         return {**thresholds, "seed_th": seed_th, "smooth_px": smooth_px,
                 "min_seed_px": float(min_seed_px)}
 
@@ -297,8 +303,7 @@ METHODS: dict[str, PostprocessMethod] = {
         defaults={},
         grid={"smooth_px": (0.0, 1.0, 2.0),
               "seed_th": (*grid_steps(0.2, 0.9, 0.05), 0.93, 0.95, 0.97, 0.98, 0.99)},
-        derived={"seed_th": RULES[DEFAULT_RULE].describe(DEFAULT_FRACTION)
-                 + " of each smoothed slice; in 3D the cut with the most 3D seeds",
+        derived={"seed_th": DERIVED_SEED_TH,
                  "smooth_px": f"a sigma of {DEFAULT_SMOOTH_NM:g} nm over the in-plane pixel "
                               "size (the file's resolution or --resolution)",
                  "min_seed_px": f"seeds smaller than {DEFAULT_MIN_SEED_NM2:g} nm² dropped: "

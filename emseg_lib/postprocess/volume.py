@@ -35,8 +35,9 @@ def segment_volume(prob: np.ndarray, method: str,
     Args:
         prob: ``(Z, Y, X)`` float in [0, 1].
         method, thresholds: a :data:`~emseg_lib.postprocess.methods.METHODS` name and its
-            thresholds (missing derived ones are derived from the map); in 2D also one
-            mapping per slice.
+            thresholds (missing derived ones are derived from the map; in 2D one set
+            from all of its slices together); in 2D also one mapping per slice (each
+            completed from its own slice).
         dims: 2 = every slice on its own (2D networks, anisotropic stacks), ids unique across
             slices; 3 = the volume at once (3D networks), anisotropy from ``resolution``.
         resolution: voxel size ``(z, y, x)`` in nm: the anisotropy in 3D; in both, the
@@ -50,8 +51,6 @@ def segment_volume(prob: np.ndarray, method: str,
         ``int64`` ``(Z, Y, X)`` ids; no 0 unless ``keep_boundaries``.
     """
     check_ndim("prob", prob, (3,), "(Z, Y, X)")
-    per_slice = (list(thresholds) if not isinstance(thresholds, Mapping)
-                 else [thresholds] * len(prob))
     if dims == 3:
         if not isinstance(thresholds, Mapping):
             raise EmsegInputError("a volume segmented in 3D takes one set of thresholds")
@@ -60,12 +59,18 @@ def segment_volume(prob: np.ndarray, method: str,
         return np.where(labels > 0, labels + start, 0)
     if dims != 2:
         raise EmsegInputError(f"dims must be 2 (per slice) or 3 (volume), got {dims}")
-    if len(per_slice) != len(prob):
-        raise EmsegInputError(f"{len(per_slice)} sets of thresholds for {len(prob)} slices")
     task = partial(_segment_pair, method=method, keep_boundaries=keep_boundaries)
-    plane = None if resolution is None else tuple(resolution[1:])
-    pairs = [(p, get_method(method).derive(p, t, plane))
-             for p, t in zip(prob, per_slice, strict=True)]
+    if isinstance(thresholds, Mapping):  # derived ones: one set from all slices
+        shared = get_method(method).derive(prob, thresholds, resolution, per_slice=True)
+        pairs = [(p, shared) for p in prob]
+    else:
+        per_slice = list(thresholds)
+        if len(per_slice) != len(prob):
+            raise EmsegInputError(f"{len(per_slice)} sets of thresholds for {len(prob)} "
+                                  "slices")
+        plane = None if resolution is None else tuple(resolution[1:])
+        pairs = [(p, get_method(method).derive(p, t, plane))
+                 for p, t in zip(prob, per_slice, strict=True)]
     if pool is not None:
         return stack_slices(pool.map(task, pairs), start)
     with worker_pool(min(resolve_workers(workers), len(prob))) as own:
