@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from emseg_lib.postprocess.seeded import seeds_from_interior
+from emseg_lib.postprocess.seed_counts import seed_counts
 
 #: percentiles of the smoothed map taken as its membrane (lo) and interior (hi) levels
 LO_PERCENTILE, HI_PERCENTILE = 1.0, 99.0
@@ -137,18 +137,12 @@ MOST_SEEDS_GRID = grid_steps(0.5, 0.98, 0.02)
 MOST_SEEDS_FRACTIONS = grid_steps(0.3, 0.98, 0.02)
 
 
-def seed_count(smoothed: np.ndarray, seed_th: float, min_seed_px: int) -> int:
-    """The number of seeds of ``smoothed`` (any shape) at ``seed_th``: face-connected
-    components above it of at least ``min_seed_px`` pixels (voxels)."""
-    sizes = np.bincount(seeds_from_interior(smoothed, seed_th, 1).ravel())[1:]
-    return int(np.count_nonzero(sizes >= min_seed_px))
-
-
 def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
                          candidates: Sequence[float] = MOST_SEEDS_GRID, *,
                          per_slice: bool = False) -> float:
-    """The cut of ``candidates`` (each in [0, 1]) at which ``smoothed`` has the most seeds of
-    at least ``min_seed_px`` pixels (:func:`seed_count`); the first such on ties.
+    """The cut of ``candidates`` (each in [0, 1]) at which ``smoothed`` has the most seeds:
+    face-connected components above it of at least ``min_seed_px`` pixels, counted at every
+    cut in one sweep (:func:`~.seed_counts.seed_counts`); the first such on ties.
 
     Args:
         smoothed: ``(Z, Y, X)`` (or ``(Y, X)``) smoothed cell probability.
@@ -157,9 +151,7 @@ def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
         per_slice: count each ``(Y, X)`` slice's 2D seeds and add them up (a stack segmented
             slice by slice), instead of 3D seeds.
     """
-    parts = smoothed if per_slice and smoothed.ndim == 3 else smoothed[None]
-    counts = [sum(seed_count(part, seed_th, min_seed_px) for part in parts)
-              for seed_th in candidates]
+    counts = seed_counts(smoothed, candidates, min_seed_px, per_slice=per_slice)
     return float(candidates[int(np.argmax(counts))])
 
 
