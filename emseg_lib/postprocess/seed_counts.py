@@ -19,6 +19,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True, inline="always")
 def _root(parent, p):  # pragma: no cover - compiled
+    """The root of ``p``'s tree, halving the path on the way."""
     while parent[p] != p:
         parent[p] = parent[parent[p]]
         p = parent[p]
@@ -43,35 +44,58 @@ def _by_band(band, bands):  # pragma: no cover - compiled
     return order, ends
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _join(parent, size, root, q, min_size):  # pragma: no cover - compiled
+    """Join the component of the added pixel ``q`` to the one whose root is ``root``: the
+    joined root, and the change in the number of components of at least ``min_size``."""
+    other = _root(parent, q)
+    if other == root:
+        return root, 0
+    if size[root] < size[other]:
+        root, other = other, root
+    before = int(size[root] >= min_size) + int(size[other] >= min_size)
+    parent[other] = root
+    size[root] += size[other]
+    return root, int(size[root] >= min_size) - before
+
+
 @njit(cache=True, nogil=True)
-def _sweep(order, band_ends, shape, strides, linked, min_size):  # pragma: no cover - compiled
-    parent = np.full(strides[0] * shape[0], -1, np.int32)
-    size = np.zeros(parent.size, np.int32)
+def _sweep(order, band_ends, depth, height, width, link_z, min_size):  # pragma: no cover
+    """The number of components of at least ``min_size`` pixels after each band of
+    ``order`` is added to a ``(depth, height, width)`` array (face neighbours; across z
+    only with ``link_z``)."""
+    plane = height * width
+    parent = np.full(depth * plane, -1, np.int32)
+    size = np.zeros(depth * plane, np.int32)
     counts = np.zeros(band_ends.size, np.int64)
     alive, start = 0, 0
     for band in range(band_ends.size):
         for at in range(start, band_ends[band]):
             p = order[at]
             parent[p], size[p] = p, 1
-            if min_size <= 1:
-                alive += 1
-            for axis in linked:
-                coord = (p // strides[axis]) % shape[axis]
-                for step in (-1, 1):
-                    if not 0 <= coord + step < shape[axis]:
-                        continue
-                    q = p + step * strides[axis]
-                    if parent[q] < 0:
-                        continue
-                    a, b = _root(parent, p), _root(parent, q)
-                    if a == b:
-                        continue
-                    if size[a] < size[b]:
-                        a, b = b, a
-                    before = int(size[a] >= min_size) + int(size[b] >= min_size)
-                    parent[b] = a
-                    size[a] += size[b]
-                    alive += int(size[a] >= min_size) - before
+            root, change = p, int(min_size <= 1)
+            alive += change
+            x, y = p % width, (p // width) % height
+            if x > 0 and parent[p - 1] >= 0:
+                root, change = _join(parent, size, root, p - 1, min_size)
+                alive += change
+            if x < width - 1 and parent[p + 1] >= 0:
+                root, change = _join(parent, size, root, p + 1, min_size)
+                alive += change
+            if y > 0 and parent[p - width] >= 0:
+                root, change = _join(parent, size, root, p - width, min_size)
+                alive += change
+            if y < height - 1 and parent[p + width] >= 0:
+                root, change = _join(parent, size, root, p + width, min_size)
+                alive += change
+            if link_z:
+                z = p // plane
+                if z > 0 and parent[p - plane] >= 0:
+                    root, change = _join(parent, size, root, p - plane, min_size)
+                    alive += change
+                if z < depth - 1 and parent[p + plane] >= 0:
+                    root, change = _join(parent, size, root, p + plane, min_size)
+                    alive += change
         start = band_ends[band]
         counts[band] = alive
     return counts
@@ -97,10 +121,9 @@ def seed_counts(smoothed: np.ndarray, cuts: Sequence[float], min_size: int, *,
     # ascending[j] when it is above more than j of them
     band = np.searchsorted(ascending, values.ravel(), side="left").astype(np.int32)
     order, band_ends = _by_band(band, len(ascending))
-    linked = np.arange(1 if per_slice and values.ndim == 3 else 0, values.ndim)
-    strides = np.cumprod((1, *values.shape[:0:-1]))[::-1].astype(np.int64)
-    swept = _sweep(order, band_ends, np.array(values.shape, np.int64), strides,
-                   linked, int(min_size))
+    depth, height, width = values.shape if values.ndim == 3 else (1, *values.shape)
+    swept = _sweep(order, band_ends, depth, height, width,
+                   values.ndim == 3 and not per_slice, int(min_size))
     by_cut = swept[::-1]  # the count at ascending[j]
     return by_cut[np.searchsorted(ascending, np.asarray(cuts, dtype=np.float32),
                                   side="left")]
