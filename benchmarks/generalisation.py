@@ -23,10 +23,12 @@ Usage::
    (:mod:`emseg_lib.postprocess.derive`); a rule's free parameter ``f``, its smoothing in nm
    and its seed area in nm² are chosen together on the maps of the *other* stacks (lowest
    mean of VOI / oracle VOI), then the rule is scored on the left-out stack's maps, exactly.
-   Beside it: the library's default as it ships (what ``emseg postprocess`` does without
-   thresholds), the fixed 0.95 / ``smooth_px`` 1 / 16-pixel seeds of earlier releases and the
-   thesis method at 0.83 / 0.91, all without tuning on the map. Last, each rule's parameters
-   chosen on every stack: what the library ships.
+   The "most seeds" candidate instead takes the grid ``seed_th`` with the most seeds over the
+   map's slices, plus ``f`` grid steps. Beside them: the library's default as it ships (what
+   ``emseg postprocess`` does without thresholds: the cut with the most seeds over each chunk
+   of 8 slices, no fitted parameter), the fixed 0.95 / ``smooth_px`` 1 / 16-pixel seeds of
+   earlier releases and the thesis method at 0.83 / 0.91, all without tuning on the map.
+   Last, each rule's parameters chosen on every stack.
 4. **End to end**: each run's thresholds learned on its validation split (what ``emseg
    segment`` uses after ``emseg train``), with the training seconds.
 
