@@ -80,15 +80,20 @@ def run_job(args: argparse.Namespace, post: Postprocessing | None, **decided: An
             ) -> dict[str, Any]:
     """What decides the result of ``segment`` or ``postprocess``, for resuming an interrupted
     run (:mod:`~emseg_lib.output.partial_results`): every argument but ``--overwrite`` and
-    ``--workers``, the identity of every input file, the post-processing used and what the
-    run decided itself (``decided``: the device, the 3D tiling)."""
+    ``--workers``, the identity of every input file, the post-processing used (with how its
+    missing thresholds are derived: a release that derives them otherwise does not resume
+    another's chunks) and what the run decided itself (``decided``: the device, the 3D
+    tiling)."""
     settings = {key: value for key, value in vars(args).items()
                 if key not in NOT_IN_JOB and not callable(value)}
     inputs = {key: file_identity(value) for key, value in settings.items()
               if key != "out" and isinstance(value, Path) and value.exists()}
     used = {} if post is None else {
         "postprocessing": {"method": post.method, "thresholds": post.thresholds,
-                           "dims": post.dims, "keep_boundaries": post.keep_boundaries}}
+                           "dims": post.dims, "keep_boundaries": post.keep_boundaries,
+                           "derived": {key: how for key, how
+                                       in get_method(post.method).derived.items()
+                                       if key not in post.thresholds}}}
     return {"emseg": __version__, "settings": settings, "inputs": inputs, **used, **decided}
 
 

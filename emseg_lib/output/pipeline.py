@@ -100,9 +100,13 @@ CHUNK_SLICES = 8
 
 
 def _chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
+    """``(z0, z1)`` of each chunk: as few as hold at most ``chunk_slices`` slices each, their
+    sizes differing by one at most (no short last chunk: thresholds derived from a chunk
+    need its slices)."""
     if chunk_slices < 1:
         raise EmsegInputError(f"--chunk-slices must be >= 1, got {chunk_slices}")
-    return [(z0, min(n_slices, z0 + chunk_slices)) for z0 in range(0, n_slices, chunk_slices)]
+    bounds = np.linspace(0, n_slices, -(-n_slices // chunk_slices) + 1).round().astype(int)
+    return [(int(z0), int(z1)) for z0, z1 in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 @dataclass(frozen=True)

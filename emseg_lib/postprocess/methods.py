@@ -262,17 +262,20 @@ class SeededMethod(PostprocessMethod):
         ``smooth_px``: the cut with the most 3D seeds for a ``(Z, Y, X)`` volume, the most 2D
         seeds over the slices for a ``(Y, X)`` slice or, with ``per_slice``, a ``(Z, Y, X)``
         stack segmented slice by slice (:mod:`.derive`)."""
+        in_3d = prob.ndim == 3 and not per_slice
+        if not in_3d and sampling is not None:
+            sampling = tuple(sampling)[-2:]  # the slices' pixels: z plays no part
         smooth_px = thresholds.get("smooth_px", default_smooth_px(sampling))
         min_seed_px = thresholds.get("min_seed_px", default_min_seed_px(sampling))
         if "seed_th" in thresholds:
             seed_th = thresholds["seed_th"]
-        elif prob.ndim == 3 and not per_slice:
-            seed_th = most_seeds_threshold(smooth(prob, smooth_px, sampling), min_seed_px)
+        elif in_3d:
+            seed_th = most_seeds_threshold(smooth(prob, smooth_px, sampling),
+                                           round(min_seed_px))
         else:
-            plane = None if sampling is None else tuple(sampling)[-2:]
             slices = prob if prob.ndim == 3 else prob[None]
             seed_th = most_seeds_in_slices(
-                np.stack([smooth(p, smooth_px, plane) for p in slices]), min_seed_px)
+                np.stack([smooth(p, smooth_px, sampling) for p in slices]), round(min_seed_px))
         return {**thresholds, "seed_th": seed_th, "smooth_px": smooth_px,
                 "min_seed_px": float(min_seed_px)}
 

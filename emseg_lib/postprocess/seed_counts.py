@@ -27,15 +27,15 @@ def _root(parent, p):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _by_band(band, bands):  # pragma: no cover - compiled
+def _by_band(band, bands, index):  # pragma: no cover - compiled
     """The pixels of bands ``bands .. 1`` (highest first; band 0 left out), each band's in
-    raster order, and where each band ends: a counting sort."""
+    raster order (of ``index``'s dtype), and where each band ends: a counting sort."""
     sizes = np.zeros(bands + 1, np.int64)
     for k in band:
         sizes[k] += 1
     ends = np.cumsum(sizes[:0:-1])  # bands bands..1
     fill = ends - sizes[:0:-1]
-    order = np.empty(ends[-1] if bands else 0, np.int32)
+    order = np.empty(ends[-1] if bands else 0, index.dtype)
     for p in range(band.size):
         k = band[p]
         if k > 0:
@@ -65,8 +65,8 @@ def _sweep(order, band_ends, depth, height, width, link_z, min_size):  # pragma:
     ``order`` is added to a ``(depth, height, width)`` array (face neighbours; across z
     only with ``link_z``)."""
     plane = height * width
-    parent = np.full(depth * plane, -1, np.int32)
-    size = np.zeros(depth * plane, np.int32)
+    parent = np.full(depth * plane, -1, order.dtype)
+    size = np.zeros(depth * plane, order.dtype)
     counts = np.zeros(band_ends.size, np.int64)
     alive, start = 0, 0
     for band in range(band_ends.size):
@@ -120,7 +120,9 @@ def seed_counts(smoothed: np.ndarray, cuts: Sequence[float], min_size: int, *,
     # band k: the pixels above exactly k of the cuts; a pixel is in the map at cut
     # ascending[j] when it is above more than j of them
     band = np.searchsorted(ascending, values.ravel(), side="left").astype(np.int32)
-    order, band_ends = _by_band(band, len(ascending))
+    # 32-bit pixel indices and sizes (half the memory) unless the map is too large for them
+    index = np.zeros(0, np.int32 if values.size < np.iinfo(np.int32).max else np.int64)
+    order, band_ends = _by_band(band, len(ascending), index)
     depth, height, width = values.shape if values.ndim == 3 else (1, *values.shape)
     swept = _sweep(order, band_ends, depth, height, width,
                    values.ndim == 3 and not per_slice, int(min_size))
