@@ -45,9 +45,12 @@ def _by_band(band, bands, index):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _join(parent, size, root, q, min_size):  # pragma: no cover - compiled
-    """Join the component of the added pixel ``q`` to the one whose root is ``root``: the
-    joined root, and the change in the number of components of at least ``min_size``."""
+def _join(parent, size, root, q, neighbour, min_size):  # pragma: no cover - compiled
+    """Join the component of pixel ``q`` (when it is a ``neighbour`` in the array and already
+    added) to the one whose root is ``root``: the joined root, and the change in the number
+    of components of at least ``min_size``."""
+    if not neighbour or parent[q] < 0:
+        return root, 0
     other = _root(parent, q)
     if other == root:
         return root, 0
@@ -76,26 +79,13 @@ def _sweep(order, band_ends, depth, height, width, link_z, min_size):  # pragma:
             root, change = p, int(min_size <= 1)
             alive += change
             x, y = p % width, (p // width) % height
-            if x > 0 and parent[p - 1] >= 0:
-                root, change = _join(parent, size, root, p - 1, min_size)
+            z = p // plane
+            for q, neighbour in ((p - 1, x > 0), (p + 1, x < width - 1),
+                                 (p - width, y > 0), (p + width, y < height - 1),
+                                 (p - plane, link_z and z > 0),
+                                 (p + plane, link_z and z < depth - 1)):
+                root, change = _join(parent, size, root, q, neighbour, min_size)
                 alive += change
-            if x < width - 1 and parent[p + 1] >= 0:
-                root, change = _join(parent, size, root, p + 1, min_size)
-                alive += change
-            if y > 0 and parent[p - width] >= 0:
-                root, change = _join(parent, size, root, p - width, min_size)
-                alive += change
-            if y < height - 1 and parent[p + width] >= 0:
-                root, change = _join(parent, size, root, p + width, min_size)
-                alive += change
-            if link_z:
-                z = p // plane
-                if z > 0 and parent[p - plane] >= 0:
-                    root, change = _join(parent, size, root, p - plane, min_size)
-                    alive += change
-                if z < depth - 1 and parent[p + plane] >= 0:
-                    root, change = _join(parent, size, root, p + plane, min_size)
-                    alive += change
         start = band_ends[band]
         counts[band] = alive
     return counts
