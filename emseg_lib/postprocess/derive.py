@@ -158,7 +158,7 @@ def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
 def most_seeds_in_slices(smoothed: np.ndarray, min_seed_px: int) -> float:
     """``seed_th`` of a stack segmented slice by slice: the cut with the most 2D seeds over all
     of its slices (:func:`most_seeds_threshold` with ``per_slice``), the cuts placed in the
-    map's own range (:data:`MOST_SEEDS_FRACTIONS` of its 1st to 99th percentile), so that the
+    map's own range (the ``range`` rule at each of :data:`MOST_SEEDS_FRACTIONS`), so that the
     same cells at another contrast (``a p + b``, ``a > 0``) get the same cut.
 
     Args:
@@ -166,8 +166,7 @@ def most_seeds_in_slices(smoothed: np.ndarray, min_seed_px: int) -> float:
         min_seed_px: the smallest seed counted, in pixels.
     """
     levels = map_levels(smoothed)
-    candidates = tuple(float(np.clip(_between(levels, f), 0.0, 1.0))
-                       for f in MOST_SEEDS_FRACTIONS)
+    candidates = tuple(RULES["range"].threshold_at(levels, f) for f in MOST_SEEDS_FRACTIONS)
     return most_seeds_threshold(smoothed, min_seed_px, candidates, per_slice=True)
 
 
