@@ -53,7 +53,7 @@ import pandas as pd
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import predict_split, train_unet
 from emseg_lib.infra.atomic_files import atomic_path, atomic_write_text
-from emseg_lib.output.pipeline import CHUNK_SLICES
+from emseg_lib.output.pipeline import CHUNK_SLICES, chunk_ranges
 from emseg_lib.postprocess import METHODS, THESIS_EDGE_TH, THESIS_SIG_TH, segment_volume
 from emseg_lib.postprocess.derive import (
     DEFAULT_MIN_SEED_NM2,
@@ -361,12 +361,12 @@ def slice_by_slice(segment: Callable[[np.ndarray], np.ndarray]
 
 def library_default(m: Map) -> Callable[[np.ndarray], np.ndarray]:
     """What ``emseg postprocess`` does without thresholds: the seeded method per slice, its
-    thresholds derived from each chunk of :data:`CHUNK_SLICES` slices (pixels of ``m``)."""
+    thresholds derived from each chunk (:func:`~emseg_lib.output.pipeline.chunk_ranges`, at
+    most :data:`CHUNK_SLICES` slices; pixels of ``m``)."""
     def segment(stack: np.ndarray) -> np.ndarray:
         return np.concatenate([
-            segment_volume(stack[z0:z0 + CHUNK_SLICES], "seeded", {},
-                           resolution=(m.pixel_nm,) * 3)
-            for z0 in range(0, len(stack), CHUNK_SLICES)])
+            segment_volume(stack[z0:z1], "seeded", {}, resolution=(m.pixel_nm,) * 3)
+            for z0, z1 in chunk_ranges(len(stack), CHUNK_SLICES)])
     return segment
 
 

@@ -99,7 +99,7 @@ class SegmentationRun:
 CHUNK_SLICES = 8
 
 
-def _chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
+def chunk_ranges(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
     """``(z0, z1)`` of each chunk: as few as hold at most ``chunk_slices`` slices each, their
     sizes differing by one at most (no short last chunk: thresholds derived from a chunk
     need its slices)."""
@@ -245,7 +245,7 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
         prob = predict_volume(model, image, tiling, device=device, progress=False)
         return prob[z0 - lo:z1 - lo], image[z0 - lo:z1 - lo]
 
-    return _run(predicted, _chunks(n_slices, chunk_slices), out_path, tuple(raw.shape),
+    return _run(predicted, chunk_ranges(n_slices, chunk_slices), out_path, tuple(raw.shape),
                 resolution, post, spec=spec, raw_image=True, progress=progress, partial=partial)
 
 
@@ -274,7 +274,7 @@ def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
         used = 1.0 - chunk if invert else chunk
         return used, used
 
-    return _run(read, _chunks(n_slices, chunk_slices), out_path, tuple(prob.shape),
+    return _run(read, chunk_ranges(n_slices, chunk_slices), out_path, tuple(prob.shape),
                 resolution, post, spec=spec, raw_image=False, progress=progress,
                 partial=partial)
 
