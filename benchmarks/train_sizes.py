@@ -151,11 +151,13 @@ def main() -> None:
                 atomic_write_text(table, runs.to_csv(index=False))
     runs = runs[runs["minutes"].astype(float) == args.minutes]
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
-    seeds = sorted(set(runs["seed"].astype(int)))
+    seeds = "; ".join(f"{stack} {sorted(set(group['seed'].astype(int)))}"
+                      for stack, group in runs.groupby("stack"))
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, recipe "
             f"{default_recipe('unet2d')}, profile {args.profile} (its size: {reference}), "
-            f"{args.minutes:g} wall-clock minutes of training per run, training seeds "
-            f"{seeds}; CREMI protocol, test splits, VOI (mean per slice; seeds averaged).\n\n"
+            f"{args.minutes:g} wall-clock minutes of training per run, training seeds by "
+            f"stack: {seeds}; CREMI protocol, test splits, VOI (mean per slice; seeds "
+            "averaged).\n\n"
             + markdown(runs, leave_one_out(runs, reference), reference))
     atomic_write_text(args.out / "train_sizes.md", text + "\n")
     print(text)

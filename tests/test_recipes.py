@@ -13,7 +13,9 @@ import torch
 from emseg_lib.cli import main
 from emseg_lib.data import synthetic_em_volume
 from emseg_lib.models import build_model
-from emseg_lib.train import TrainConfig
+from emseg_lib.profiles import get_profile
+from emseg_lib.train import BEST, TrainConfig
+from emseg_lib.train.checkpoint import Checkpoint
 from emseg_lib.train.loop import _identity
 from emseg_lib.train.losses import BOUNDARY_LOSSES, THESIS_BOUNDARY_LOSS, bce_dice_loss, bce_loss
 from emseg_lib.train.recipes import (
@@ -159,4 +161,51 @@ def test_a_recipe_for_an_affinity_network_is_one_line(tmp_path, capsys):
                  str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--recipe {DEFAULT_RECIPE}: only with --target" in err
+    assert not (tmp_path / "run").exists()
+
+
+def _recorded_width(run) -> int:
+    return json.loads((run / "run.json").read_text())["identity"]["model_spec"]["config"][
+        "base_width"]
+
+
+def test_emseg_train_builds_the_width_asked_for_and_resumes_with_it(tmp_path, stack, capsys):
+    """``--width`` sets the UNet2D's first level (recorded in the run and its checkpoint);
+    the same command without it resumes at that width, and another width is refused in one
+    line before the data is read."""
+    run = tmp_path / "run"
+    profile_width = get_profile("smoke").unet2d_width
+    code, out, err = _train(stack, run, capsys)
+    assert code == 0, err
+    assert f"width: {profile_width} channels in the first level (the smoke profile's;" in out
+    assert _recorded_width(tmp_path / "run") == profile_width
+    run = tmp_path / "wide"
+    code, out, err = _train(stack, run, capsys, "--width", profile_width + 2)
+    assert code == 0, err
+    assert f"width: {profile_width + 2} channels in the first level (--width)" in out
+    assert _recorded_width(run) == profile_width + 2
+    assert Checkpoint.read(run / BEST).model().config["base_width"] == profile_width + 2
+    assert json.loads((run / "summary.json").read_text())["width"] == profile_width + 2
+
+    code, out, err = _train(stack, run, capsys, "--epochs", "2")
+    assert code == 0, err
+    assert f"(as the run in {run} was built)" in out
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+    code, out, err = _train(stack, run, capsys, "--width", profile_width)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (f"UNet2D has --width {profile_width + 2}, not {profile_width}" in err
+            and f"pass --width {profile_width + 2} to resume it" in err)
+    assert "shape (6, 96, 96)" not in out  # refused before the data was read
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--model", "unet3d", "--width", "8"], "--width 8: only with --model unet2d"),
+    (["--model", "unet2d", "--width", "0"], "--width must lie in 1..1024, got 0"),
+])
+def test_a_bad_width_is_one_line(tmp_path, capsys, extra, expected):
+    assert main(["train", *extra, "--data", str(tmp_path / "none.h5"), "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
     assert not (tmp_path / "run").exists()

@@ -47,6 +47,7 @@ from emseg_lib.train.runs import (
     check_recorded_model,
     check_recorded_target,
     check_run_dir,
+    recorded_identity,
     recorded_settings,
     run_lock,
 )
@@ -54,10 +55,12 @@ from emseg_lib.train.runs import (
 SUMMARY = "summary.json"
 
 
-def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
+def check_run_folder(args: argparse.Namespace
+                     ) -> tuple[tuple[TrainingRecipe, str], tuple[int | None, str]]:
     """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
     an emseg run, writable, and not in use by another trainer; return the recipe to train
-    with and why (:func:`training_recipe`, which the run in ``--out`` may decide).
+    with and why (:func:`training_recipe`) and the UNet2D's width and why
+    (:func:`training_width`), both of which the run in ``--out`` may decide.
 
     A run folder's network must be ``--model`` and predict ``--target``; the rest of its
     identity (data, seed, profile, architecture) is checked when training starts
@@ -69,6 +72,7 @@ def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     check_recorded_model(out, args.model)
     check_recorded_target(out, args.target)
     recipe = training_recipe(args)
+    width = training_width(args)
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
@@ -76,7 +80,7 @@ def check_run_folder(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
     for name in (LAST, BEST, HISTORY, RUN_FILE, SUMMARY):
         for stale in remove_stale_temporaries(out / name):
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
-    return recipe
+    return recipe, width
 
 
 def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
@@ -122,10 +126,49 @@ def recorded_recipe_of(run_dir: Path) -> str | None:
     return recorded_recipe(settings)
 
 
+def training_width(args: argparse.Namespace) -> tuple[int | None, str]:
+    """A UNet2D's base width (channels of its first level) and a few words on why:
+    ``--width``; else the width of the run in ``--out`` (resumed as it was built); else
+    ``--profile``'s (``benchmarks/train_sizes.py``: on the quick profile, half and twice its
+    width learned less in the same CPU time). None for other networks. Cheap: reads
+    ``run.json`` alone.
+
+    Raises:
+        EmsegInputError: ``--width`` differs from the width of the run in ``--out``.
+    """
+    if args.model != "unet2d":
+        return None, ""
+    recorded = recorded_width_of(args.out)
+    if args.width is not None:
+        if recorded not in (None, args.width):
+            raise EmsegInputError(
+                f"{args.out}: this run's UNet2D has --width {recorded}, not {args.width}; leave "
+                f"--width out or pass --width {recorded} to resume it, or use another output "
+                "folder (--out)")
+        return args.width, "--width"
+    if recorded is not None:
+        return recorded, f"as the run in {args.out} was built"
+    profile = get_profile(args.profile)
+    return profile.unet2d_width, (
+        f"the {profile.name} profile's; on the quick profile half or twice that learned less "
+        "in the same CPU time on three real stacks")
+
+
+def recorded_width_of(run_dir: Path) -> int | None:
+    """The base width of the UNet2D recorded in ``run_dir``'s ``run.json`` (None: no run)."""
+    stored = recorded_identity(run_dir)
+    spec = stored.get("model_spec") if isinstance(stored, dict) else None
+    config = spec.get("config") if isinstance(spec, dict) else None
+    width = config.get("base_width") if isinstance(config, dict) else None
+    return width if isinstance(width, int) else None
+
+
 #: the most ``--epochs`` (the thesis trained 300; more is a typo that would run for ever)
 MAX_EPOCHS = 100_000
 #: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
 MAX_SEED = 2**32 - 1
+#: the widest ``--width`` (the thesis's UNet2D has 64; 16 times that is a typo)
+MAX_WIDTH = 1024
 #: the longest ``--minutes`` (a year; more is a typo)
 MAX_MINUTES = 60 * 24 * 365
 
@@ -194,6 +237,11 @@ def check_train_arguments(args: argparse.Namespace) -> None:
     if args.affinity_loss is not None and args.target != "affinities":
         raise EmsegInputError(f"--affinity-loss {args.affinity_loss}: only with --target "
                               "affinities (a boundary network's loss is its --recipe's)")
+    if args.width is not None and args.model != "unet2d":
+        raise EmsegInputError(f"--width {args.width}: only with --model unet2d (a "
+                              f"{args.model}'s channels are the profile's)")
+    if args.width is not None and not 1 <= args.width <= MAX_WIDTH:
+        raise EmsegInputError(f"--width must lie in 1..{MAX_WIDTH}, got {args.width}")
     if args.recipe is not None and args.target != "boundaries":
         raise EmsegInputError(f"--recipe {args.recipe}: only with --target boundaries (an "
                               "affinity network trains with the thesis's optimiser and "
@@ -207,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     from emseg_lib.experiments.supervised import describe_postprocess, train_unet
 
     check_train_arguments(args)
-    recipe, why = check_run_folder(args)
+    (recipe, why), (width, width_why) = check_run_folder(args)
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
@@ -217,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "boundaries":
         print(f"recipe: {recipe.name} ({recipe.summary}; {why})")
     profile = get_profile(args.profile)
+    if width is not None:
+        print(f"width: {width} channels in the first level ({width_why})")
+        profile = dataclasses.replace(profile, unet2d_width=width)
     entry = trainable_entry(args.model)
     plan = entry.schedule(profile)
     # --minutes alone: no epoch limit but the budget; with --epochs, whichever comes first
@@ -240,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         # an affinity network's loss is --affinity-loss; it has no recipe
         **({"recipe": recipe.name} if args.target == "boundaries" else
            {"recipe": None, "affinity_loss": args.affinity_loss or DEFAULT_AFFINITY_LOSS}),
-        "epochs": int(len(history)),
+        "epochs": int(len(history)), "width": width,
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "data": describe(volume), "seconds": round(time.perf_counter() - started, 1),
         "split": {**z_split.identity(), "unlabelled": format_slices(z_split.unlabelled),
@@ -335,10 +386,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             f"CPU-minutes), {THESIS_RECIPE} for any other network (not "
                             "measured); a run in --out resumes with its own recipe. The "
                             "notebooks train as the thesis did")
+    train.add_argument("--width", type=int, metavar="W",
+                       help="unet2d only: channels of its first level (each level doubles "
+                            "them). Default: the profile's (on the quick profile, 16: half "
+                            "and twice that learned less in the same CPU time on three real "
+                            "stacks); a run in --out resumes with its own width")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same network, "
-                            "target, data, seed, profile, split and recipe)")
+                            "width, target, data, seed, profile, split and recipe)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     train.add_argument("--epochs", type=int,
                        help="override the profile's epochs (with --minutes: whichever comes "
