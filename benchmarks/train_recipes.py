@@ -103,21 +103,33 @@ def test_scores(trained: TrainingRun, volume: EMVolume, profile: Profile, run_di
             "oracle": oracle[best], "oracle_seed_th": best}
 
 
-def leave_one_out(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per stack left out: the recipe chosen on the other stacks (lowest geometric mean of
-    learned VOI / the thesis recipe's learned VOI, seeds averaged first) and its result."""
-    mean = runs.groupby(["stack", "recipe"])["learned"].mean().unstack("recipe")
-    ratio = mean.div(mean[THESIS_RECIPE], axis=0)
+def leave_one_out(runs: pd.DataFrame, column: str = "recipe",
+                  reference: str = THESIS_RECIPE) -> pd.DataFrame:
+    """Per stack left out: the ``column`` value (a recipe; a size in ``train_sizes.py``)
+    chosen on the other stacks (lowest geometric mean of learned VOI / ``reference``'s
+    learned VOI, seeds averaged first) and its result."""
+    mean = runs.groupby(["stack", column])["learned"].mean().unstack(column)
+    ratio = mean.div(mean[reference], axis=0)
     rows = []
     for left_out in mean.index:
         others = np.log(ratio.drop(index=left_out)).mean().sort_values()
         chosen = str(others.index[0])
         rows.append({"left out": left_out, "chosen on the others": chosen,
                      "others' mean ratio": float(np.exp(others.iloc[0])),
-                     "thesis VOI": mean.loc[left_out, THESIS_RECIPE],
+                     "reference VOI": mean.loc[left_out, reference],
                      "chosen VOI": mean.loc[left_out, chosen],
                      "ratio": ratio.loc[left_out, chosen]})
     return pd.DataFrame(rows)
+
+
+def held_out_markdown(held_out: pd.DataFrame, reference: str) -> list[str]:
+    """The lines of the leave-one-stack-out table (:func:`leave_one_out`)."""
+    lines = [f"| left out | chosen on the others | others' ratio | {reference} VOI | chosen VOI "
+             "| ratio |", "|---|---|---|---|---|---|"]
+    for row in held_out.itertuples(index=False):
+        lines.append(f"| {row[0]} | {row[1]} | {row[2]:.3f} | {row[3]:.3f} | {row[4]:.3f} | "
+                     f"{row[5]:.3f} |")
+    return lines
 
 
 def markdown(runs: pd.DataFrame, held_out: pd.DataFrame) -> str:
@@ -130,12 +142,7 @@ def markdown(runs: pd.DataFrame, held_out: pd.DataFrame) -> str:
     for (stack, recipe), row in mean.iterrows():
         lines.append(f"| {stack} | {recipe} | {row.learned:.3f} | {per_seed[stack, recipe]} | "
                      f"{row.derived:.3f} | {row.oracle:.3f} | {row.train_s:.0f} |")
-    lines += ["", "| left out | chosen on the others | others' ratio | thesis VOI | chosen VOI "
-              "| ratio |", "|---|---|---|---|---|---|"]
-    for row in held_out.itertuples(index=False):
-        lines.append(f"| {row[0]} | {row[1]} | {row[2]:.3f} | {row[3]:.3f} | {row[4]:.3f} | "
-                     f"{row[5]:.3f} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *held_out_markdown(held_out, "thesis")])
 
 
 def main() -> None:

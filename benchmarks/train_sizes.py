@@ -18,9 +18,9 @@ would not be equal CPU time; the epochs each run reached and its training second
 recorded. Its test split is scored as in ``train_recipes.py`` (learned / derived / oracle VOI,
 :func:`train_recipes.test_scores`).
 
-Leave one stack out: for each stack, the size with the lowest geometric mean of learned VOI
-relative to the profile's own size on the *other* stacks, and what it gives on the stack
-left out.
+Leave one stack out (:func:`train_recipes.leave_one_out`): for each stack, the size with the
+lowest geometric mean of learned VOI relative to the profile's own size on the *other*
+stacks, and what it gives on the stack left out.
 
 A run is measured on a machine doing nothing else: under load a budget buys fewer epochs.
 Runs are kept in ``--work`` (rows already in ``runs.csv`` are not measured again; a run's
@@ -38,9 +38,8 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from train_recipes import test_scores
+from train_recipes import held_out_markdown, leave_one_out, test_scores
 
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import train_unet
@@ -76,23 +75,6 @@ def measure_run(stack: str, path: Path, size: str, seed: int, minutes: float,
             **test_scores(trained, volume, profile, run_dir)}
 
 
-def leave_one_out(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per stack left out: the size chosen on the other stacks (lowest geometric mean of
-    learned VOI / ``reference``'s learned VOI, seeds averaged first) and its result."""
-    mean = runs.groupby(["stack", "size"])["learned"].mean().unstack("size")
-    ratio = mean.div(mean[reference], axis=0)
-    rows = []
-    for left_out in mean.index:
-        others = np.log(ratio.drop(index=left_out)).mean().sort_values()
-        chosen = str(others.index[0])
-        rows.append({"left out": left_out, "chosen on the others": chosen,
-                     "others' mean ratio": float(np.exp(others.iloc[0])),
-                     "reference VOI": mean.loc[left_out, reference],
-                     "chosen VOI": mean.loc[left_out, chosen],
-                     "ratio": ratio.loc[left_out, chosen]})
-    return pd.DataFrame(rows)
-
-
 def markdown(runs: pd.DataFrame, held_out: pd.DataFrame, reference: str) -> str:
     """The per-stack table (means over seeds) and the leave-one-stack-out table."""
     groups = runs.sort_values("seed").groupby(["stack", "size"])
@@ -104,12 +86,7 @@ def markdown(runs: pd.DataFrame, held_out: pd.DataFrame, reference: str) -> str:
         lines.append(f"| {stack} | {size} | {row.parameters:,.0f} | {row.epochs:.1f} | "
                      f"{row.train_s:.0f} | {row.learned:.3f} | {per_seed[stack, size]} | "
                      f"{row.derived:.3f} | {row.oracle:.3f} |")
-    lines += ["", f"| left out | chosen on the others | others' ratio | {reference} VOI | "
-              "chosen VOI | ratio |", "|---|---|---|---|---|---|"]
-    for row in held_out.itertuples(index=False):
-        lines.append(f"| {row[0]} | {row[1]} | {row[2]:.3f} | {row[3]:.3f} | {row[4]:.3f} | "
-                     f"{row[5]:.3f} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *held_out_markdown(held_out, reference)])
 
 
 def main() -> None:
@@ -158,7 +135,7 @@ def main() -> None:
             f"{args.minutes:g} wall-clock minutes of training per run, training seeds by "
             f"stack: {seeds}; CREMI protocol, test splits, VOI (mean per slice; seeds "
             "averaged).\n\n"
-            + markdown(runs, leave_one_out(runs, reference), reference))
+            + markdown(runs, leave_one_out(runs, "size", reference), reference))
     atomic_write_text(args.out / "train_sizes.md", text + "\n")
     print(text)
 
