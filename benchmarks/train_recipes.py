@@ -35,6 +35,7 @@ import dataclasses
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,24 @@ def test_scores(trained: TrainingRun, volume: EMVolume, profile: Profile, run_di
             "oracle": oracle[best], "oracle_seed_th": best}
 
 
+def measured_runs(table: Path, key: list[str],
+                  plan: list[tuple[tuple, Callable[[], dict]]]) -> pd.DataFrame:
+    """The rows of ``table`` (a csv, created with ``key``'s columns when missing), with every
+    run of ``plan`` (its ``key`` values, and what measures it) not yet among them measured
+    and added, the table rewritten after each so that a stopped benchmark resumes."""
+    table.parent.mkdir(parents=True, exist_ok=True)
+    runs = pd.read_csv(table) if table.exists() else pd.DataFrame(columns=key)
+    done = set(map(tuple, runs[key].astype(str).to_numpy()))
+    for values, measure in plan:
+        if tuple(map(str, values)) in done:
+            continue
+        row = measure()
+        print(row, flush=True)
+        runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
+        atomic_write_text(table, runs.to_csv(index=False))
+    return runs
+
+
 def leave_one_out(runs: pd.DataFrame, column: str = "recipe",
                   reference: str = THESIS_RECIPE) -> pd.DataFrame:
     """Per stack left out: the ``column`` value (a recipe; a size in ``train_sizes.py``)
@@ -158,20 +177,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_recipes"))
     args = parser.parse_args()
     stacks = {name: Path(path) for name, path in (s.split("=", 1) for s in args.stack)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = args.out / "runs.csv"
-    runs = pd.read_csv(table) if table.exists() else pd.DataFrame(columns=KEY)
-    done = set(map(tuple, runs[KEY].astype(str).to_numpy()))
-    for seed in args.seed:
-        for stack, path in stacks.items():
-            for recipe in args.recipe:
-                if tuple(map(str, (stack, recipe, seed, args.epochs))) in done:
-                    continue
-                row = measure_run(stack, path, recipe, seed, args.epochs, args.profile,
-                                  args.work)
-                print(row, flush=True)
-                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-                atomic_write_text(table, runs.to_csv(index=False))
+    plan = [((stack, recipe, seed, args.epochs),
+             lambda stack=stack, recipe=recipe, seed=seed: measure_run(
+                 stack, stacks[stack], recipe, seed, args.epochs, args.profile, args.work))
+            for seed in args.seed for stack in stacks for recipe in args.recipe]
+    runs = measured_runs(args.out / "runs.csv", KEY, plan)
     runs = runs[runs["epochs"].astype(int) == args.epochs]
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
     seeds = "; ".join(f"{recipe} {sorted(set(group['seed'].astype(int)))}"

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from train_recipes import held_out_markdown, leave_one_out, test_scores
+from train_recipes import held_out_markdown, leave_one_out, measured_runs, test_scores
 
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import train_unet
@@ -112,20 +112,11 @@ def main() -> None:
         parser.error(f"--size: expected the profile's own size {reference} among them (each "
                      "size is compared with it)")
     stacks = {name: Path(path) for name, path in (s.split("=", 1) for s in args.stack)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = args.out / "runs.csv"
-    runs = pd.read_csv(table) if table.exists() else pd.DataFrame(columns=KEY)
-    done = set(map(tuple, runs[KEY].astype(str).to_numpy()))
-    for seed in args.seed:
-        for stack, path in stacks.items():
-            for size in args.size:
-                if tuple(map(str, (stack, size, seed, args.minutes))) in done:
-                    continue
-                row = measure_run(stack, path, size, seed, args.minutes, args.profile,
-                                  args.work)
-                print(row, flush=True)
-                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-                atomic_write_text(table, runs.to_csv(index=False))
+    plan = [((stack, size, seed, args.minutes),
+             lambda stack=stack, size=size, seed=seed: measure_run(
+                 stack, stacks[stack], size, seed, args.minutes, args.profile, args.work))
+            for seed in args.seed for stack in stacks for size in args.size]
+    runs = measured_runs(args.out / "runs.csv", KEY, plan)
     runs = runs[runs["minutes"].astype(float) == args.minutes]
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
     seeds = "; ".join(f"{stack} {sorted(set(group['seed'].astype(int)))}"
