@@ -47,7 +47,7 @@ from emseg_lib.train.runs import (
     check_recorded_model,
     check_recorded_target,
     check_run_dir,
-    recorded_identity,
+    recorded_model_spec,
     recorded_settings,
     run_lock,
 )
@@ -129,8 +129,7 @@ def recorded_recipe_of(run_dir: Path) -> str | None:
 def training_width(args: argparse.Namespace) -> tuple[int | None, str]:
     """A UNet2D's base width (channels of its first level) and a few words on why:
     ``--width``; else the width of the run in ``--out`` (resumed as it was built); else
-    ``--profile``'s (``benchmarks/train_sizes.py``: on the quick profile, half and twice its
-    width learned less in the same CPU time). None for other networks. Cheap: reads
+    ``--profile``'s (:data:`PROFILE_WIDTH_MEASURED`). None for other networks. Cheap: reads
     ``run.json`` alone.
 
     Raises:
@@ -149,16 +148,13 @@ def training_width(args: argparse.Namespace) -> tuple[int | None, str]:
     if recorded is not None:
         return recorded, f"as the run in {args.out} was built"
     profile = get_profile(args.profile)
-    return profile.unet2d_width, (
-        f"the {profile.name} profile's; on the quick profile half or twice that learned less "
-        "in the same CPU time on three real stacks")
+    return profile.unet2d_width, f"the {profile.name} profile's; {PROFILE_WIDTH_MEASURED}"
 
 
 def recorded_width_of(run_dir: Path) -> int | None:
     """The base width of the UNet2D recorded in ``run_dir``'s ``run.json`` (None: no run)."""
-    stored = recorded_identity(run_dir)
-    spec = stored.get("model_spec") if isinstance(stored, dict) else None
-    config = spec.get("config") if isinstance(spec, dict) else None
+    spec = recorded_model_spec(run_dir)
+    config = spec.get("config") if spec is not None else None
     width = config.get("base_width") if isinstance(config, dict) else None
     return width if isinstance(width, int) else None
 
@@ -167,6 +163,9 @@ def recorded_width_of(run_dir: Path) -> int | None:
 MAX_EPOCHS = 100_000
 #: ``--seed`` takes what every random generator it seeds accepts (NumPy, torch): 0 .. 2**32-1
 MAX_SEED = 2**32 - 1
+#: why ``emseg train`` keeps the profile's UNet2D width (``benchmarks/train_sizes.py``)
+PROFILE_WIDTH_MEASURED = ("on the quick profile, half and twice its width learned less in the "
+                          "same CPU time on three real stacks")
 #: the widest ``--width`` (the thesis's UNet2D has 64; 16 times that is a typo)
 MAX_WIDTH = 1024
 #: the longest ``--minutes`` (a year; more is a typo)
@@ -388,9 +387,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             "notebooks train as the thesis did")
     train.add_argument("--width", type=int, metavar="W",
                        help="unet2d only: channels of its first level (each level doubles "
-                            "them). Default: the profile's (on the quick profile, 16: half "
-                            "and twice that learned less in the same CPU time on three real "
-                            "stacks); a run in --out resumes with its own width")
+                            f"them). Default: the profile's ({PROFILE_WIDTH_MEASURED}); a "
+                            "run in --out resumes with its own width")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same network, "

@@ -95,13 +95,20 @@ def recorded_identity(run_dir: str | Path) -> Any:
     return _recorded_identity(record, run_dir) if record.is_file() else None
 
 
+def recorded_model_spec(run_dir: str | Path) -> dict[str, Any] | None:
+    """The network recorded in ``run_dir``'s ``run.json`` (its identity's ``model_spec``:
+    ``name`` and constructor ``config``), None when there is none."""
+    stored = recorded_identity(run_dir)
+    spec = stored.get("model_spec") if isinstance(stored, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
 def check_recorded_model(run_dir: str | Path, name: str) -> None:
     """Raise when the ``run.json`` of ``run_dir`` records a network other than ``name`` (a
     :data:`~emseg_lib.models.MODELS` name), as :func:`check_identity` would once training
     starts; cheap, so that callers can check before any data is read."""
-    stored = recorded_identity(run_dir)
-    spec = stored.get("model_spec") if isinstance(stored, dict) else None
-    recorded = spec.get("name") if isinstance(spec, dict) else None
+    spec = recorded_model_spec(run_dir)
+    recorded = spec.get("name") if spec is not None else None
     if recorded is not None:
         check_identity(run_dir, RUN_FILE, {"model_spec": {"name": recorded}},
                        {"model_spec": {"name": name}})
