@@ -108,18 +108,26 @@ def measured_runs(table: Path, key: list[str],
                   plan: list[tuple[tuple, Callable[[], dict]]]) -> pd.DataFrame:
     """The rows of ``table`` (a csv, created with ``key``'s columns when missing), with every
     run of ``plan`` (its ``key`` values, and what measures it) not yet among them measured
-    and added, the table rewritten after each so that a stopped benchmark resumes."""
+    and added with the day it was measured (``measured``, :func:`measured_on`), the table
+    rewritten after each so that a stopped benchmark resumes."""
     table.parent.mkdir(parents=True, exist_ok=True)
     runs = pd.read_csv(table) if table.exists() else pd.DataFrame(columns=key)
     done = set(map(tuple, runs[key].astype(str).to_numpy()))
     for values, measure in plan:
         if tuple(map(str, values)) in done:
             continue
-        row = measure()
+        row = {**measure(), "measured": time.strftime("%Y-%m-%d")}
         print(row, flush=True)
         runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
         atomic_write_text(table, runs.to_csv(index=False))
     return runs
+
+
+def measured_on(runs: pd.DataFrame) -> str:
+    """The days ``runs`` (rows of :func:`measured_runs`) were measured on, for a table's first
+    line: a rerun that measured nothing new keeps the days of the rows it shows."""
+    days = sorted(set(runs["measured"].astype(str)))
+    return days[0] if len(days) == 1 else ", ".join(days[:-1]) + " and " + days[-1]
 
 
 def leave_one_out(runs: pd.DataFrame, column: str = "recipe",
@@ -186,7 +194,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
     seeds = "; ".join(f"{recipe} {sorted(set(group['seed'].astype(int)))}"
                       for recipe, group in runs.groupby("recipe"))
-    text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, profile "
+    text = (f"Measured {measured_on(runs)} on {machine}; UNet2D, profile "
             f"{args.profile}, {args.epochs} epochs per run, training seeds by recipe: {seeds}; "
             "CREMI protocol, test splits, VOI (mean per slice; seeds averaged).\n\n"
             + markdown(runs, leave_one_out(runs)))

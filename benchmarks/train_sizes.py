@@ -35,11 +35,16 @@ import dataclasses
 import os
 import platform
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
-from train_recipes import held_out_markdown, leave_one_out, measured_runs, test_scores
+from train_recipes import (
+    held_out_markdown,
+    leave_one_out,
+    measured_on,
+    measured_runs,
+    test_scores,
+)
 
 from emseg_lib.experiments.real_data import load_real_stack
 from emseg_lib.experiments.supervised import train_unet
@@ -121,7 +126,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
     seeds = "; ".join(f"{stack} {sorted(set(group['seed'].astype(int)))}"
                       for stack, group in runs.groupby("stack"))
-    text = (f"Measured {time.strftime('%Y-%m-%d')} on {machine}; UNet2D, recipe "
+    text = (f"Measured {measured_on(runs)} on {machine}; UNet2D, recipe "
             f"{default_recipe('unet2d')}, profile {args.profile} (its size: {reference}), "
             f"{args.minutes:g} wall-clock minutes of training per run, training seeds by "
             f"stack: {seeds}; CREMI protocol, test splits, VOI (mean per slice; seeds "
