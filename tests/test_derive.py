@@ -27,7 +27,7 @@ from emseg_lib.postprocess.derive import (
     default_min_seed_px,
     default_smooth_px,
     most_seeds_in_slices,
-    most_seeds_threshold,
+    most_seeds_in_volume,
 )
 from emseg_lib.profiles import get_profile
 from emseg_lib.scoring.evaluation import GroundTruth, cremi_scores
@@ -107,7 +107,7 @@ def test_in_3d_the_cut_with_the_most_seeds_keeps_cells_apart_through_z():
     volume = np.full((6, 32, 64), 0.3, dtype=np.float32)
     volume[:, 4:28, 4:30] = volume[:, 4:28, 34:60] = 1.0
     volume[3, 4:28, 30:34] = 0.85
-    assert most_seeds_threshold(volume, 1) == pytest.approx(0.86)
+    assert most_seeds_in_volume(volume, 1) == pytest.approx(0.86)
     thresholds = SEEDED.derive(volume, {"smooth_px": 0.0, "min_seed_px": 1.0})
     assert thresholds["seed_th"] == pytest.approx(0.86)
     seg = SEEDED.segment(volume, SEEDED.thresholds({"smooth_px": 0.0, "min_seed_px": 1.0}))
@@ -115,6 +115,21 @@ def test_in_3d_the_cut_with_the_most_seeds_keeps_cells_apart_through_z():
     # a cut below the weak spot: the seeds touch in slice 3, the cells merge in every slice
     low = SEEDED.segment(volume, {"seed_th": 0.8, "smooth_px": 0.0, "min_seed_px": 1.0})
     assert low[0, 16, 10] == low[0, 16, 50]
+
+
+def test_in_3d_the_same_cells_at_two_contrasts_give_the_same_segmentation(cells):
+    """The 3D cut is placed in the map's range too: a dull copy of a volume (``0.1 + 0.6 p``)
+    gets the cut moved with it and the same 3D segmentation."""
+    _, clean = cells
+    confident = 0.02 + 0.96 * clean
+    dull = 0.1 + 0.6 * clean
+    thresholds = SEEDED.thresholds({"smooth_px": 1.0, "min_seed_px": 16.0})
+    derived = [SEEDED.derive(p, thresholds)["seed_th"] for p in (confident, dull)]
+    assert derived[1] == pytest.approx(0.1 + 0.6 * (derived[0] - 0.02) / 0.96, abs=1e-5)
+    seg_confident, seg_dull = (segment_volume(p, "seeded", thresholds, dims=3)
+                               for p in (confident, dull))
+    np.testing.assert_array_equal(seg_dull, seg_confident)
+    assert len(np.unique(seg_dull)) > 10
 
 
 def test_smoothing_is_a_length_in_nm_whatever_the_pixel_size(cells):

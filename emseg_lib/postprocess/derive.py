@@ -7,13 +7,13 @@ neighbours.
 
 The default (:func:`most_seeds_in_slices`, :func:`most_seeds_threshold`) takes the cut with
 the most seeds. Below it the seeds of neighbouring cells touch through weak membranes and
-merge; above it the seeds of the dimmer cells vanish. In 2D the seeds of every slice of the
-stack (or of the chunk being segmented) are counted together, at cuts placed in the map's own
-range, so that the same cells at another contrast get the same segmentation; one slice alone
-has too few cells for a stable peak. In 3D a seed region that touches its neighbour in any one
-slice merges the two cells in every slice, so the thicker the volume the higher the cut must
-be (``benchmarks/results/real_data/seeded_3d_thickness.md``); 3D seeds are counted. The rule
-has no free parameter.
+merge; above it the seeds of the dimmer cells vanish. The cuts are placed in the map's own
+range, so that the same cells at another contrast get the same segmentation. In 2D the seeds
+of every slice of the stack (or of the chunk being segmented) are counted together; one slice
+alone has too few cells for a stable peak. In 3D a seed region that touches its neighbour in
+any one slice merges the two cells in every slice, so the thicker the volume the higher the
+cut must be (``benchmarks/results/real_data/seeded_3d_thickness.md``); 3D seeds are counted,
+at cuts in the upper half of the range. The rule has no free parameter.
 
 The other rules here place ``seed_th`` by the map's levels, measured on the smoothed slice,
 with one free parameter ``f`` (:data:`RULES`; ``benchmarks/generalisation.py`` compares them
@@ -130,16 +130,16 @@ def grid_steps(first: float, last: float, step: float) -> tuple[float, ...]:
     return tuple(round(float(v), 4) for v in np.arange(first, last + step / 2, step))
 
 
-#: the seed_th values :func:`most_seeds_threshold` counts 3D seeds at
-MOST_SEEDS_GRID = grid_steps(0.5, 0.98, 0.02)
 #: the cuts :func:`most_seeds_in_slices` counts a stack's 2D seeds at, as fractions of the
 #: smoothed map's range: ``lo + f (hi - lo)``, ``lo``/``hi`` its 1st/99th percentiles
 MOST_SEEDS_FRACTIONS = grid_steps(0.3, 0.98, 0.02)
+#: the cuts :func:`most_seeds_in_volume` counts 3D seeds at, as fractions of the range: the
+#: upper half, where a 3D seed must be to keep cells apart through z
+MOST_SEEDS_3D_FRACTIONS = grid_steps(0.5, 0.98, 0.02)
 
 
 def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
-                         candidates: Sequence[float] = MOST_SEEDS_GRID, *,
-                         per_slice: bool = False) -> float:
+                         candidates: Sequence[float], *, per_slice: bool = False) -> float:
     """The cut of ``candidates`` (each in [0, 1]) at which ``smoothed`` has the most seeds:
     face-connected components above it of at least ``min_seed_px`` pixels, counted at every
     cut in one sweep (:func:`~.seed_counts.seed_counts`); the first such on ties.
@@ -155,25 +155,43 @@ def most_seeds_threshold(smoothed: np.ndarray, min_seed_px: int,
     return float(candidates[int(np.argmax(counts))])
 
 
+def cuts_in_range(smoothed: np.ndarray, fractions: Sequence[float]) -> tuple[float, ...]:
+    """The cuts ``lo + f (hi - lo)`` for each ``f`` of ``fractions`` (the ``range`` rule),
+    ``lo``/``hi`` the 1st/99th percentiles of ``smoothed``: the same cells at another contrast
+    (``a p + b``, ``a > 0``) get the same cuts, moved with the map."""
+    levels = map_levels(smoothed)
+    return tuple(RULES["range"].threshold_at(levels, f) for f in fractions)
+
+
 def most_seeds_in_slices(smoothed: np.ndarray, min_seed_px: int) -> float:
     """``seed_th`` of a stack segmented slice by slice: the cut with the most 2D seeds over all
-    of its slices (:func:`most_seeds_threshold` with ``per_slice``), the cuts placed in the
-    map's own range (the ``range`` rule at each of :data:`MOST_SEEDS_FRACTIONS`), so that the
-    same cells at another contrast (``a p + b``, ``a > 0``) get the same cut.
+    of its slices (:func:`most_seeds_threshold` with ``per_slice``), at the cuts
+    :func:`cuts_in_range` places at :data:`MOST_SEEDS_FRACTIONS`.
 
     Args:
         smoothed: ``(Z, Y, X)`` or ``(Y, X)`` cell probability, each slice smoothed in-plane.
         min_seed_px: the smallest seed counted, in pixels.
     """
-    levels = map_levels(smoothed)
-    candidates = tuple(RULES["range"].threshold_at(levels, f) for f in MOST_SEEDS_FRACTIONS)
-    return most_seeds_threshold(smoothed, min_seed_px, candidates, per_slice=True)
+    return most_seeds_threshold(smoothed, min_seed_px,
+                                cuts_in_range(smoothed, MOST_SEEDS_FRACTIONS), per_slice=True)
+
+
+def most_seeds_in_volume(smoothed: np.ndarray, min_seed_px: int) -> float:
+    """``seed_th`` of a volume segmented in 3D: the cut with the most 3D seeds, at the cuts
+    :func:`cuts_in_range` places at :data:`MOST_SEEDS_3D_FRACTIONS`.
+
+    Args:
+        smoothed: ``(Z, Y, X)`` cell probability, smoothed.
+        min_seed_px: the smallest seed counted, in voxels.
+    """
+    return most_seeds_threshold(smoothed, min_seed_px,
+                                cuts_in_range(smoothed, MOST_SEEDS_3D_FRACTIONS))
 
 
 #: how :class:`~emseg_lib.postprocess.methods.SeededMethod` derives ``seed_th`` (its help text)
 DERIVED_SEED_TH = ("the cut with the most seeds: in 2D the most seeds over the slices of the "
                    "stack (or chunk) at lo + f (hi - lo), f 0.30-0.98, lo/hi = 1st/99th "
-                   "percentile; in 3D the most 3D seeds at 0.50-0.98")
+                   "percentile; in 3D the most 3D seeds at f 0.50-0.98")
 
 
 def pixel_nm_of(sampling: Sequence[float] | None) -> float:

@@ -32,7 +32,7 @@ from emseg_lib.postprocess.derive import (
     default_smooth_px,
     grid_steps,
     most_seeds_in_slices,
-    most_seeds_threshold,
+    most_seeds_in_volume,
 )
 from emseg_lib.postprocess.seeded import (
     seeded_watershed,
@@ -270,7 +270,7 @@ class SeededMethod(PostprocessMethod):
         if "seed_th" in thresholds:
             seed_th = thresholds["seed_th"]
         elif in_3d:
-            seed_th = most_seeds_threshold(smooth(prob, smooth_px, sampling),
+            seed_th = most_seeds_in_volume(smooth(prob, smooth_px, sampling),
                                            round(min_seed_px))
         else:
             slices = prob if prob.ndim == 3 else prob[None]
