@@ -15,12 +15,12 @@ from test_real_data import real_stack
 
 from emseg_lib.blockwise import BlockGrid, run
 from emseg_lib.blockwise.block_job import KILL_SWITCH
-from emseg_lib.blockwise.stitching import IdMap, same_segments
 from emseg_lib.blockwise.work_folder import work_folder
 from emseg_lib.cli import main
 from emseg_lib.data.synthetic import label_probability, synthetic_em_volume
 from emseg_lib.errors import EmsegInputError
 from emseg_lib.experiments.supervised import train_unet
+from emseg_lib.output.stitching import IdMap, same_segments
 from emseg_lib.profiles import get_profile
 from emseg_lib.scoring.metrics import voi
 

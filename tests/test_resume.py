@@ -65,12 +65,15 @@ def _postprocess(prob, out, *extra):
             "1", "--smooth-px", "1", "--seed-th", "0.6", *extra]
 
 
+@pytest.mark.parametrize("dims", ["2", "3"])
 def test_an_interrupted_postprocess_resumes_with_the_same_result(tmp_path, capsys,
-                                                                 monkeypatch):
+                                                                 monkeypatch, dims):
+    """In 3D too: the kept chunks hold their ids on the halo slices, so the chunk after them
+    is stitched to them as in an uninterrupted run."""
     prob = _probabilities(tmp_path / "prob.h5")
-    assert _run(capsys, *_postprocess(prob, tmp_path / "whole.h5"))[0] == 0
+    assert _run(capsys, *_postprocess(prob, tmp_path / "whole.h5", "--dims", dims))[0] == 0
     _counting(monkeypatch, stop_at=3)
-    code, _, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5"))
+    code, _, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5", "--dims", dims))
     kept = partial_folder(tmp_path / "seg.h5")
     assert code == 130
     assert err.strip().splitlines()[-1].endswith(
@@ -78,12 +81,15 @@ def test_an_interrupted_postprocess_resumes_with_the_same_result(tmp_path, capsy
     assert not (tmp_path / "seg.h5").exists()
 
     calls = _counting(monkeypatch)
-    code, out, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5"))
+    code, out, err = _run(capsys, *_postprocess(prob, tmp_path / "seg.h5", "--dims", dims))
     assert code == 0, err
     assert f"resuming: 2 chunk(s) finished by an interrupted earlier run are taken from {kept}" \
         in out
     assert len(calls) == 1  # only the third chunk was computed
     np.testing.assert_array_equal(_labels(tmp_path / "seg.h5"), _labels(tmp_path / "whole.h5"))
+    if dims == "3":  # stitched: some segment crosses each of the two chunk faces
+        seg = _labels(tmp_path / "seg.h5")
+        assert all(np.intersect1d(seg[z - 1], seg[z]).size for z in (2, 4))
     assert (tmp_path / "seg.preview.png").is_file()
     assert not kept.exists()
 

@@ -19,12 +19,12 @@ import numpy as np
 import zarr
 
 from emseg_lib.blockwise.grid import Block, BlockGrid
-from emseg_lib.blockwise.stitching import IdMap
 from emseg_lib.blockwise.work_folder import LOCAL, OUTPUT, BlockRecords
 from emseg_lib.data.volume_ref import VolumeRef
 from emseg_lib.infra.parallel import SerialPool
 from emseg_lib.output.pipeline import Postprocessing, label_chunk
 from emseg_lib.output.segmentation_output import AFFINITIES_NAME, LABELS_NAME, PROBABILITIES_NAME
+from emseg_lib.output.stitching import IdMap
 from emseg_lib.postprocess.agglomeration import Agglomeration
 from emseg_lib.profiles import Tiling
 from emseg_lib.scoring.metrics import segment_count
@@ -180,10 +180,10 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
 
 def face_merges(job: BlockJob, index: int) -> np.ndarray:
     """The ``(lower local id, upper block, upper local id)`` rows of block ``index``'s
-    upper faces that are one segment (:func:`~emseg_lib.blockwise.stitching.same_segments`),
+    upper faces that are one segment (:func:`~emseg_lib.output.stitching.same_segments`),
     matched on both sides of each face: this block's view of the slab in the upper core, and
     the upper block's view of the slab in this block's core."""
-    from emseg_lib.blockwise.stitching import same_segments
+    from emseg_lib.output.stitching import same_segments
 
     records = BlockRecords(job.folder)
     mine = records.faces(index)

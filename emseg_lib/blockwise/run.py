@@ -10,7 +10,7 @@ Three passes over the blocks, each a set of independent tasks:
    face (:func:`~emseg_lib.blockwise.block_job.face_merges`; 3D only: per-slice blocks have
    no halo across slices);
 3. every block writes its final ids: local ids shifted by the ids of the blocks before it,
-   merged segments given one id (:class:`~emseg_lib.blockwise.stitching.IdMap`).
+   merged segments given one id (:class:`~emseg_lib.output.stitching.IdMap`).
 
 The OME-Zarr output then takes its place at ``out`` in one step. With per-slice
 post-processing (2D networks, anisotropic stacks) blocks are whole slices and the ids are
@@ -32,7 +32,6 @@ import zarr
 
 from emseg_lib.blockwise.block_job import BlockJob, face_merges, relabel_block, run_block
 from emseg_lib.blockwise.cluster import Cluster, open_client
-from emseg_lib.blockwise.stitching import IdMap
 from emseg_lib.blockwise.work_folder import LOCAL, OUTPUT, WorkFolder
 from emseg_lib.infra.atomic_files import atomic_directory
 from emseg_lib.infra.progress import progress_bar
@@ -48,6 +47,7 @@ from emseg_lib.output.segmentation_output import (
     open_output,
     write_ome_metadata,
 )
+from emseg_lib.output.stitching import IdMap
 from emseg_lib.postprocess import get_method
 
 #: marks a work folder whose arrays are all created

@@ -17,6 +17,7 @@ from emseg_lib.cli.inputs import blocks_input
 from emseg_lib.data.cremi import AFFINITIES_KEY
 from emseg_lib.data.volume_ref import VolumeRef
 from emseg_lib.errors import EmsegInputError
+from emseg_lib.output.pipeline import CHUNK_HALO_Z
 from emseg_lib.postprocess.agglomeration import (
     AFFINITY_METHODS,
     CHANNEL_ORDERS,
@@ -26,10 +27,6 @@ from emseg_lib.scoring.tuning import choose_agglomeration
 
 if TYPE_CHECKING:
     from emseg_lib.train.checkpoint import Checkpoint
-
-#: the z halo of each chunk of slices (voxels), at most the chunk itself
-CHUNK_HALO_Z = 4
-
 
 def add_affinity_arguments(parser: argparse.ArgumentParser) -> None:
     """``--affinities``, ``--affinities-key``, ``--channel-order`` and the affinity methods'

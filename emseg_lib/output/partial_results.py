@@ -188,15 +188,24 @@ class PartialResults:
             np.savez(tmp, **arrays)
 
 
+#: the arrays a kept chunk may hold besides labels and probabilities: the image, and a 3D
+#: chunk's ids on its halo slices below and above it (any depth)
+HALO_VIEWS = ("below", "above")
+
+
 def _odd_chunk(arrays: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> str | None:
     """What is wrong with a kept chunk's arrays, None when they are what :meth:`save` stores
-    for a chunk of ``shape``: integer labels, float probabilities and maybe an image."""
-    if not {"labels", "prob"} <= set(arrays):
+    for a chunk of ``shape``: integer labels, float probabilities, maybe an image, and in 3D
+    integer ids on its halo slices (:data:`HALO_VIEWS`, ``(h, Y, X)``)."""
+    if not {"labels", "prob"} <= set(arrays) or not set(arrays) <= {"labels", "prob", "image",
+                                                                   *HALO_VIEWS}:
         return f"it holds {sorted(arrays)}, not labels and probabilities"
-    odd = {name: array.shape for name, array in arrays.items() if array.shape != shape}
+    odd = {name: array.shape for name, array in arrays.items()
+           if (array.shape[1:] != shape[1:] if name in HALO_VIEWS else array.shape != shape)}
     if odd:
         return f"arrays of shape {odd}, expected {shape}"
-    if arrays["labels"].dtype.kind not in "iu" or arrays["prob"].dtype.kind != "f":
+    if (any(arrays[name].dtype.kind not in "iu" for name in ("labels", *HALO_VIEWS)
+            if name in arrays) or arrays["prob"].dtype.kind != "f"):
         return f"labels {arrays['labels'].dtype} and probabilities {arrays['prob'].dtype}"
     return None
 

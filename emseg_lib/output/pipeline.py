@@ -4,7 +4,9 @@
 A volume is processed ``chunk_slices`` slices at a time: network inference (:func:`segment_to_file`;
 whole slices for 2D networks, overlapping tiles with z context for 3D ones) or reading a
 probability map (:func:`postprocess_to_file`), then post-processing (per slice in parallel
-worker processes, or per chunk in 3D), and the results written
+worker processes, or per chunk in 3D with a z halo, its segments stitched to the chunk before
+it across their face: :class:`~emseg_lib.output.stitching.ChunkStitcher`), and the results
+written
 (:func:`~emseg_lib.output.segmentation_output.open_output`) before the next chunk is read. Only one
 chunk's data, probabilities and labels are held at once, and a few slices for the preview
 (:class:`~emseg_lib.output.preview.PreviewSamples`). The inputs may be arrays or array-likes read
@@ -31,12 +33,15 @@ from emseg_lib.models import model_entry
 from emseg_lib.output.partial_results import PartialResults
 from emseg_lib.output.preview import PreviewSamples, SliceSample
 from emseg_lib.output.segmentation_output import is_zarr_output, open_output
+from emseg_lib.output.stitching import ChunkStitcher
 from emseg_lib.postprocess import get_method, segment_volume
 from emseg_lib.profiles import Tiling
 from emseg_lib.scoring.metrics import segment_count
 
-#: ``(z0, z1) -> (prob, image)``: a chunk's cell probability and the image it came from
-ChunkSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+#: ``(z0, z1, halo) -> (prob, image)``: a chunk's cell probability, with up to ``halo`` slices
+#: of the volume below and above it (``min(halo, z0)`` and ``min(halo, Z - z1)``), and the
+#: image of its own slices
+ChunkSource = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class SegmentationRun:
 #: slices read, segmented and written at once unless told (``--chunk-slices``); in 2D the
 #: seeded method's derived thresholds are derived from each chunk's slices together
 CHUNK_SLICES = 8
+#: the z halo (slices) of a chunk segmented in 3D, at most its depth: the overlap in which
+#: it is stitched to its neighbours
+CHUNK_HALO_Z = 4
 
 
 def chunk_ranges(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
@@ -143,36 +151,58 @@ def label_chunk(prob: np.ndarray, post: Postprocessing, thresholds: dict[str, fl
     return cells, [used] if post.dims == 3 else [used] * len(prob)
 
 
-def _chunk(z0: int, z1: int, compute: ChunkSource, post: Postprocessing,
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk's ids from 1 (0 on kept boundaries), probability and image, ``(z, Y, X)``, and
+    its segmentation's ids on the halo slices below and above it (``(h, Y, X)``, 3D)."""
+
+    labels: np.ndarray
+    prob: np.ndarray
+    image: np.ndarray
+    below: np.ndarray
+    above: np.ndarray
+
+
+def _chunk(z0: int, z1: int, halo: int, compute: ChunkSource, post: Postprocessing,
            thresholds: dict[str, float], resolution: tuple[float, float, float],
            pool: SerialPool | ProcessPool, partial: PartialResults | None,
-           plane: tuple[int, ...], derived: list[dict[str, float]]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Slices ``z0 .. z1 - 1`` of ``plane`` (Y, X): ids from 1 (0 on kept boundaries),
-    probability, image; taken from ``partial`` when an earlier run finished them (and the
-    file is sound), else computed (and kept). The thresholds used (derived ones filled in)
-    are appended to ``derived``, per slice (per chunk in 3D)."""
+           plane: tuple[int, ...], derived: list[dict[str, float]]) -> _Chunk:
+    """Slices ``z0 .. z1 - 1`` of ``plane`` (Y, X), segmented with up to ``halo`` slices
+    around them; taken from ``partial`` when an earlier run finished them (and the file is
+    sound), else computed (and kept). The thresholds used (derived ones filled in) are
+    appended to ``derived``, per slice (per chunk in 3D)."""
     saved = (partial.load(z0, (z1 - z0, *plane))
              if partial is not None and partial.has(z0) else None)
     if saved is not None:
-        return saved["labels"], saved["prob"], saved.get("image", saved["prob"])
-    prob, image = compute(z0, z1)
+        none = np.zeros((0, *plane), dtype=saved["labels"].dtype)
+        return _Chunk(saved["labels"], saved["prob"], saved.get("image", saved["prob"]),
+                      saved.get("below", none), saved.get("above", none))
+    prob, image = compute(z0, z1, halo)
     cells, used = label_chunk(prob, post, thresholds, resolution, pool)
     derived.extend(used)
+    core = slice(min(halo, z0), min(halo, z0) + z1 - z0)
+    chunk = _Chunk(cells[core], prob[core], image if image is not prob else prob[core],
+                   cells[:core.start], cells[core.stop:])
     if partial is not None:
         own_image = {} if image is prob else {"image": image}
-        partial.save(z0, labels=cells.astype(_ids_dtype(cells)), prob=prob, **own_image)
-    return cells, prob, image
+        dtype = _ids_dtype(cells)
+        partial.save(z0, labels=chunk.labels.astype(dtype), prob=chunk.prob, **own_image,
+                     below=chunk.below.astype(dtype), above=chunk.above.astype(dtype))
+    return chunk
 
 
 def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path: Path,
                   shape: tuple[int, int, int], resolution: tuple[float, float, float],
                   post: Postprocessing, pool: SerialPool | ProcessPool, *, spec: OutputSpec,
-                  raw_image: bool, progress: bool, partial: PartialResults | None
-                  ) -> SegmentationRun:
-    """Post-process the chunks ``ranges`` of ``compute`` into ``out_path``."""
+                  raw_image: bool, progress: bool, partial: PartialResults | None,
+                  halo: int) -> SegmentationRun:
+    """Post-process the chunks ``ranges`` of ``compute`` into ``out_path``; in 3D each with
+    ``halo`` slices around it (at most the shallowest chunk's depth), stitched to the chunk
+    before it."""
     started = time.perf_counter()
     last_id, segments, zeros = 0, 0, 0
+    stitcher = ChunkStitcher() if post.dims == 3 else None
+    halo = min([halo, *(z1 - z0 for z0, z1 in ranges)]) if stitcher is not None else 0
     thresholds = get_method(post.method).thresholds(post.thresholds)
     used: list[dict[str, float]] = []
     samples = PreviewSamples(shape[0], spec.preview_slices)
@@ -182,14 +212,19 @@ def _write_labels(compute: ChunkSource, ranges: list[tuple[int, int]], out_path:
                      probabilities=spec.probabilities, zarr_format=spec.zarr_format,
                      image_name="raw" if raw_image else "cell probability") as output:
         for z0, z1 in progress_bar(ranges, desc="chunks", disable=not progress):
-            local, prob, image = _chunk(z0, z1, compute, post, thresholds, resolution, pool,
-                                        partial, shape[1:], used)
-            cells = np.where(local > 0, local.astype(np.uint64) + np.uint64(last_id),
-                             np.uint64(0))
+            chunk = _chunk(z0, z1, halo, compute, post, thresholds, resolution, pool,
+                           partial, shape[1:], used)
+            prob, image = chunk.prob, chunk.image
+            if stitcher is not None:
+                cells, new = stitcher.add(chunk.labels, chunk.below, chunk.above)
+                segments += new
+            else:
+                cells = np.where(chunk.labels > 0, chunk.labels.astype(np.uint64)
+                                 + np.uint64(last_id), np.uint64(0))
+                last_id = max(last_id, int(cells.max(initial=0)))
+                segments += segment_count(chunk.labels)  # the chunks' ids do not overlap
             output.write(z0, cells, prob, image)
             samples.take(z0, prob, cells, image if raw_image else None)
-            last_id = max(last_id, int(cells.max(initial=0)))
-            segments += segment_count(local)  # the chunks' ids do not overlap
             zeros += int(np.count_nonzero(cells == 0))
             output.flush()  # a full disk stops the run here, not at the end
     derived = {key: tuple(t[key] for t in used) for key in get_method(post.method).derived
@@ -239,14 +274,18 @@ def segment_to_file(model: nn.Module, raw, out_path: str | Path, post: Postproce
     n_slices = raw.shape[0]
     context = tiling.tile[0] // 2 if model_entry(model).dims == 3 else 0
 
-    def predicted(z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = max(0, z0 - context), min(n_slices, z1 + context)
+    def predicted(z0: int, z1: int, halo: int) -> tuple[np.ndarray, np.ndarray]:
+        # the network sees ``context`` slices around the chunk; the halo's own probabilities
+        # come from the same prediction when it is no deeper than that context
+        lo, hi = max(0, z0 - max(context, halo)), min(n_slices, z1 + max(context, halo))
         image = np.asarray(raw[lo:hi])
         prob = predict_volume(model, image, tiling, device=device, progress=False)
-        return prob[z0 - lo:z1 - lo], image[z0 - lo:z1 - lo]
+        return (prob[max(0, z0 - halo) - lo:min(n_slices, z1 + halo) - lo],
+                image[z0 - lo:z1 - lo])
 
     return _run(predicted, chunk_ranges(n_slices, chunk_slices), out_path, tuple(raw.shape),
-                resolution, post, spec=spec, raw_image=True, progress=progress, partial=partial)
+                resolution, post, spec=spec, raw_image=True, progress=progress, partial=partial,
+                halo=max(CHUNK_HALO_Z, context))
 
 
 def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
@@ -268,25 +307,26 @@ def postprocess_to_file(prob, out_path: str | Path, post: Postprocessing, *,
     spec = dataclasses.replace(spec or OutputSpec(), probabilities=False)
     n_slices = prob.shape[0]
 
-    def read(z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
-        chunk = np.asarray(prob[z0:z1], dtype=np.float32)
-        check_probabilities(f"probability slices {z0}..{z1 - 1}", chunk)
+    def read(z0: int, z1: int, halo: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = max(0, z0 - halo), min(n_slices, z1 + halo)
+        chunk = np.asarray(prob[lo:hi], dtype=np.float32)
+        check_probabilities(f"probability slices {lo}..{hi - 1}", chunk)
         used = 1.0 - chunk if invert else chunk
         return used, used
 
     return _run(read, chunk_ranges(n_slices, chunk_slices), out_path, tuple(prob.shape),
                 resolution, post, spec=spec, raw_image=False, progress=progress,
-                partial=partial)
+                partial=partial, halo=CHUNK_HALO_Z)
 
 
 def _run(compute: ChunkSource, ranges: list[tuple[int, int]], out_path: str | Path,
          shape: tuple[int, ...], resolution: tuple[float, float, float], post: Postprocessing,
          *, spec: OutputSpec, raw_image: bool, progress: bool,
-         partial: PartialResults | None) -> SegmentationRun:
+         partial: PartialResults | None, halo: int) -> SegmentationRun:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     workers = 1 if post.dims == 3 else min(resolve_workers(post.workers), shape[0])
     with worker_pool(workers) as pool:
         return _write_labels(compute, ranges, out_path, shape, resolution, post, pool,
                              spec=spec, raw_image=raw_image, progress=progress,
-                             partial=partial)
+                             partial=partial, halo=halo)

@@ -77,3 +77,64 @@ class IdMap:
     def merges(self) -> int:
         """Segments merged into another."""
         return len(self.merged)
+
+
+def _restricted(view: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``view`` with every id not among the sorted ``ids`` set to 0."""
+    if len(ids) == 0:
+        return np.zeros_like(view)
+    place = np.clip(np.searchsorted(ids, view), 0, len(ids) - 1)
+    return np.where((view > 0) & (ids[place] == view), view, 0)
+
+
+class ChunkStitcher:
+    """Final ids of chunks of slices segmented one after another along z, each with a halo:
+    a chunk's segment that is one with a segment of the chunk before it (:func:`same_segments`,
+    matched on both sides of their face, as blocks are) takes that segment's id; every other
+    segment a new id, unique across the volume. A chunk's own segmentation is kept as it is:
+    a chunk never merges two segments of the chunk before it (whose ids are written), and
+    of two earlier segments it matches it takes the smaller id.
+
+    ``add`` the chunks in order of z, each once.
+    """
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self._top: np.ndarray | None = None  # final ids of the last chunk's last slices
+        self._above: np.ndarray | None = None  # the last chunk's view past its top, final ids
+
+    def add(self, local: np.ndarray, below: np.ndarray, above: np.ndarray
+            ) -> tuple[np.ndarray, int]:
+        """The final ids (uint64) of a chunk's segmentation and how many of them are new.
+
+        Args:
+            local: ``(z, Y, X)`` the chunk's own slices, its ids (0 = no segment).
+            below, above: ``(h, Y, X)`` the same segmentation on the halo slices just below
+                and above ``local`` (``h`` may be 0; at most the next chunk's depth).
+        """
+        core_ids = np.unique(local)
+        core_ids = core_ids[core_ids > 0]
+        pairs = [np.zeros((0, 2), dtype=np.uint64)]
+        if self._above is not None and len(self._above):
+            pairs.append(same_segments(self._above, local[:len(self._above)]))
+        if self._top is not None and len(below):
+            pairs.append(same_segments(self._top[-len(below):], _restricted(below, core_ids)))
+        matched = np.concatenate(pairs)
+        final = np.zeros(len(core_ids), dtype=np.uint64)
+        if len(matched):
+            order = np.lexsort((matched[:, 0], matched[:, 1]))  # by local id, then final id
+            first = order[np.unique(matched[order, 1], return_index=True)[1]]
+            final[np.searchsorted(core_ids, matched[first, 1])] = matched[first, 0]
+        new = final == 0
+        final[new] = self.last_id + np.arange(1, int(new.sum()) + 1, dtype=np.uint64)
+        self.last_id += int(new.sum())
+
+        def as_final(view: np.ndarray) -> np.ndarray:
+            kept = _restricted(view, core_ids)
+            place = np.clip(np.searchsorted(core_ids, kept), 0, max(len(core_ids) - 1, 0))
+            return np.where(kept > 0, final[place] if len(core_ids) else 0, 0).astype(
+                np.uint64)
+
+        ids = as_final(local)
+        self._top, self._above = ids, as_final(above)
+        return ids, int(new.sum())
