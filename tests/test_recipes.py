@@ -199,11 +199,34 @@ def test_emseg_train_builds_the_width_asked_for_and_resumes_with_it(tmp_path, st
     assert "shape (6, 96, 96)" not in out  # refused before the data was read
 
 
+def test_emseg_train_builds_the_depth_asked_for_and_resumes_with_it(tmp_path, stack, capsys):
+    """``--depth`` sets the UNet2D's number of levels, recorded like ``--width``; a run
+    resumes with its own depth and another is refused in one line."""
+    run = tmp_path / "shallow"
+    code, out, err = _train(stack, run, capsys, "--depth", 3)
+    assert code == 0, err
+    assert "depth: 3 levels (--depth)" in out
+    config = json.loads((run / "run.json").read_text())["identity"]["model_spec"]["config"]
+    assert config["depth"] == 3 and len(Checkpoint.read(run / BEST).model().down) == 3
+    assert json.loads((run / "summary.json").read_text())["depth"] == 3
+    code, out, err = _train(stack, run, capsys, "--epochs", "2")
+    assert code == 0, err
+    assert f"depth: 3 levels (as the run in {run} was built)" in out
+    code, out, err = _train(stack, run, capsys, "--depth", 4)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "UNet2D has --depth 3, not 4" in err and "pass --depth 3 to resume it" in err
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     (["--model", "unet3d", "--width", "8"], "--width 8: only with --model unet2d"),
     (["--model", "unet2d", "--width", "0"], "--width must lie in 1..1024, got 0"),
+    (["--model", "unet3d", "--depth", "4"], "--depth 4: only with --model unet2d"),
+    (["--model", "unet2d", "--depth", "1"], "--depth must lie in 2..10, got 1"),
+    (["--model", "unet2d", "--depth", "8", "--profile", "smoke"],
+     "--depth 8: the smoke profile's crops of 64 x 64 pixels are not multiples of 2**7 = 128; "
+     "pass --depth 7 or less"),
 ])
-def test_a_bad_width_is_one_line(tmp_path, capsys, extra, expected):
+def test_a_bad_width_or_depth_is_one_line(tmp_path, capsys, extra, expected):
     assert main(["train", *extra, "--data", str(tmp_path / "none.h5"), "--out",
                  str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()

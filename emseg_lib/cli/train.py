@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,12 @@ SUMMARY = "summary.json"
 
 
 def check_run_folder(args: argparse.Namespace
-                     ) -> tuple[tuple[TrainingRecipe, str], tuple[int | None, str]]:
+                     ) -> tuple[tuple[TrainingRecipe, str], dict[str, tuple[int, str]]]:
     """Check ``--out`` before any data is read: not an input, a folder that is new, empty or
     an emseg run, writable, and not in use by another trainer; return the recipe to train
-    with and why (:func:`training_recipe`) and the UNet2D's width and why
-    (:func:`training_width`), both of which the run in ``--out`` may decide.
+    with and why (:func:`training_recipe`) and the UNet2D's sizes and why (flag name ->
+    ``(value, why)``, :func:`training_size`; none for other networks), all of which the run
+    in ``--out`` may decide.
 
     A run folder's network must be ``--model`` and predict ``--target``; the rest of its
     identity (data, seed, profile, architecture) is checked when training starts
@@ -72,7 +74,8 @@ def check_run_folder(args: argparse.Namespace
     check_recorded_model(out, args.model)
     check_recorded_target(out, args.target)
     recipe = training_recipe(args)
-    width = training_width(args)
+    sizes = ({size.flag: training_size(args, size) for size in UNET2D_SIZES}
+             if args.model == "unet2d" else {})
     check_writable_location(out)
     if out.is_dir() and (out / LOCK_FILE).exists():
         with run_lock(out):  # refused at once, not after loading the data, if it is held
@@ -80,7 +83,7 @@ def check_run_folder(args: argparse.Namespace
     for name in (LAST, BEST, HISTORY, RUN_FILE, SUMMARY):
         for stale in remove_stale_temporaries(out / name):
             print(f"removed {stale}, a partial file left by an interrupted earlier run")
-    return recipe, width
+    return recipe, sizes
 
 
 def training_recipe(args: argparse.Namespace) -> tuple[TrainingRecipe, str]:
@@ -126,37 +129,57 @@ def recorded_recipe_of(run_dir: Path) -> str | None:
     return recorded_recipe(settings)
 
 
-def training_width(args: argparse.Namespace) -> tuple[int | None, str]:
-    """A UNet2D's base width (channels of its first level) and a few words on why:
-    ``--width``; else the width of the run in ``--out`` (resumed as it was built); else
-    ``--profile``'s (:data:`PROFILE_WIDTH_MEASURED`). None for other networks. Cheap: reads
-    ``run.json`` alone.
+@dataclass(frozen=True)
+class UNet2DSize:
+    """A UNet2D size ``emseg train`` takes from the command line (``--width``, ``--depth``).
+
+    Attributes:
+        flag: the option's name without dashes.
+        key: its name in the network's config (``run.json``'s ``model_spec``).
+        field: the :class:`~emseg_lib.profiles.Profile` field that holds its default.
+        limits: the values accepted, ``(lowest, highest)``.
+        unit: what the value counts, for the line saying which was used.
+        measured: why the profile's value is the default (``benchmarks/train_sizes.py``).
+    """
+
+    flag: str
+    key: str
+    field: str
+    limits: tuple[int, int]
+    unit: str
+    measured: str
+
+
+def training_size(args: argparse.Namespace, size: UNet2DSize) -> tuple[int, str]:
+    """A UNet2D's ``size`` and a few words on why: its flag; else the value of the run in
+    ``--out`` (resumed as it was built); else ``--profile``'s (:attr:`UNet2DSize.measured`).
+    Cheap: reads ``run.json`` alone.
 
     Raises:
-        EmsegInputError: ``--width`` differs from the width of the run in ``--out``.
+        EmsegInputError: the flag differs from the value of the run in ``--out``.
     """
-    if args.model != "unet2d":
-        return None, ""
-    recorded = recorded_width_of(args.out)
-    if args.width is not None:
-        if recorded not in (None, args.width):
+    given = getattr(args, size.flag)
+    recorded = recorded_size_of(args.out, size.key)
+    if given is not None:
+        if recorded not in (None, given):
             raise EmsegInputError(
-                f"{args.out}: this run's UNet2D has --width {recorded}, not {args.width}; leave "
-                f"--width out or pass --width {recorded} to resume it, or use another output "
-                "folder (--out)")
-        return args.width, "--width"
+                f"{args.out}: this run's UNet2D has --{size.flag} {recorded}, not {given}; "
+                f"leave --{size.flag} out or pass --{size.flag} {recorded} to resume it, or "
+                "use another output folder (--out)")
+        return given, f"--{size.flag}"
     if recorded is not None:
         return recorded, f"as the run in {args.out} was built"
     profile = get_profile(args.profile)
-    return profile.unet2d_width, f"the {profile.name} profile's; {PROFILE_WIDTH_MEASURED}"
+    return getattr(profile, size.field), f"the {profile.name} profile's; {size.measured}"
 
 
-def recorded_width_of(run_dir: Path) -> int | None:
-    """The base width of the UNet2D recorded in ``run_dir``'s ``run.json`` (None: no run)."""
+def recorded_size_of(run_dir: Path, key: str) -> int | None:
+    """The value of ``key`` (``base_width``, ``depth``) in the config of the UNet2D recorded in
+    ``run_dir``'s ``run.json`` (None: no run)."""
     spec = recorded_model_spec(run_dir)
     config = spec.get("config") if spec is not None else None
-    width = config.get("base_width") if isinstance(config, dict) else None
-    return width if isinstance(width, int) else None
+    value = config.get(key) if isinstance(config, dict) else None
+    return value if isinstance(value, int) else None
 
 
 #: the most ``--epochs`` (the thesis trained 300; more is a typo that would run for ever)
@@ -166,8 +189,19 @@ MAX_SEED = 2**32 - 1
 #: why ``emseg train`` keeps the profile's UNet2D width (``benchmarks/train_sizes.py``)
 PROFILE_WIDTH_MEASURED = ("on the quick profile, half and twice its width learned less in the "
                           "same CPU time on three real stacks")
+#: why ``emseg train`` keeps the profile's UNet2D depth (``benchmarks/train_sizes.py``)
+PROFILE_DEPTH_MEASURED = "the thesis's number of levels"
 #: the widest ``--width`` (the thesis's UNet2D has 64; 16 times that is a typo)
 MAX_WIDTH = 1024
+#: the deepest ``--depth`` (the thesis's UNet2D has 5 levels; its crops cap it lower)
+MAX_DEPTH = 10
+#: the UNet2D sizes ``emseg train`` takes: ``--width`` and ``--depth``
+UNET2D_SIZES = (
+    UNet2DSize("width", "base_width", "unet2d_width", (1, MAX_WIDTH),
+               "channels in the first level", PROFILE_WIDTH_MEASURED),
+    UNet2DSize("depth", "depth", "unet2d_depth", (2, MAX_DEPTH), "levels",
+               PROFILE_DEPTH_MEASURED),
+)
 #: the longest ``--minutes`` (a year; more is a typo)
 MAX_MINUTES = 60 * 24 * 365
 
@@ -219,6 +253,19 @@ def check_crops_fit(args: argparse.Namespace, shape: tuple[int, ...], z_split: S
                           "larger stack")
 
 
+def check_depth_fits_crops(depth: int, profile: Profile) -> None:
+    """Raise unless a UNet2D of ``depth`` levels takes ``profile``'s training crops: each
+    side a multiple of ``2**(depth - 1)`` (it halves them ``depth - 1`` times)."""
+    crop = trainable_entry("unet2d").schedule(profile).crop
+    if all(side % 2 ** (depth - 1) == 0 for side in crop):
+        return
+    deepest = max(d for d in range(2, MAX_DEPTH + 1)
+                  if all(side % 2 ** (d - 1) == 0 for side in crop))
+    raise EmsegInputError(f"--depth {depth}: the {profile.name} profile's crops of "
+                          f"{' x '.join(map(str, crop))} pixels are not multiples of "
+                          f"2**{depth - 1} = {2 ** (depth - 1)}; pass --depth {deepest} or less")
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
     """``--epochs``, ``--minutes``, ``--val-slices``, ``--seed``, ``--workers`` and
     ``--device`` (and ``--affinity-loss`` only for affinities), before any data is read."""
@@ -236,11 +283,16 @@ def check_train_arguments(args: argparse.Namespace) -> None:
     if args.affinity_loss is not None and args.target != "affinities":
         raise EmsegInputError(f"--affinity-loss {args.affinity_loss}: only with --target "
                               "affinities (a boundary network's loss is its --recipe's)")
-    if args.width is not None and args.model != "unet2d":
-        raise EmsegInputError(f"--width {args.width}: only with --model unet2d (a "
-                              f"{args.model}'s channels are the profile's)")
-    if args.width is not None and not 1 <= args.width <= MAX_WIDTH:
-        raise EmsegInputError(f"--width must lie in 1..{MAX_WIDTH}, got {args.width}")
+    for size in UNET2D_SIZES:
+        value = getattr(args, size.flag)
+        if value is not None and args.model != "unet2d":
+            raise EmsegInputError(f"--{size.flag} {value}: only with --model unet2d (a "
+                                  f"{args.model}'s {size.unit} are the profile's)")
+        if value is not None and not size.limits[0] <= value <= size.limits[1]:
+            raise EmsegInputError(f"--{size.flag} must lie in {size.limits[0]}.."
+                                  f"{size.limits[1]}, got {value}")
+    if args.depth is not None:
+        check_depth_fits_crops(args.depth, get_profile(args.profile))
     if args.recipe is not None and args.target != "boundaries":
         raise EmsegInputError(f"--recipe {args.recipe}: only with --target boundaries (an "
                               "affinity network trains with the thesis's optimiser and "
@@ -254,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     from emseg_lib.experiments.supervised import describe_postprocess, train_unet
 
     check_train_arguments(args)
-    (recipe, why), (width, width_why) = check_run_folder(args)
+    (recipe, why), sizes = check_run_folder(args)
     volume = load_volume(args)
     if volume.labels is None:
         raise EmsegInputError(f"{args.data}: training needs labels; pass --labels PATH")
@@ -264,9 +316,11 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "boundaries":
         print(f"recipe: {recipe.name} ({recipe.summary}; {why})")
     profile = get_profile(args.profile)
-    if width is not None:
-        print(f"width: {width} channels in the first level ({width_why})")
-        profile = dataclasses.replace(profile, unet2d_width=width)
+    for size in UNET2D_SIZES:
+        if size.flag in sizes:
+            value, size_why = sizes[size.flag]
+            print(f"{size.flag}: {value} {size.unit} ({size_why})")
+            profile = dataclasses.replace(profile, **{size.field: value})
     entry = trainable_entry(args.model)
     plan = entry.schedule(profile)
     # --minutes alone: no epoch limit but the budget; with --epochs, whichever comes first
@@ -290,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
         # an affinity network's loss is --affinity-loss; it has no recipe
         **({"recipe": recipe.name} if args.target == "boundaries" else
            {"recipe": None, "affinity_loss": args.affinity_loss or DEFAULT_AFFINITY_LOSS}),
-        "epochs": int(len(history)), "width": width,
+        "epochs": int(len(history)),
+        **{flag: value for flag, (value, _) in sizes.items()},
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "data": describe(volume), "seconds": round(time.perf_counter() - started, 1),
         "split": {**z_split.identity(), "unlabelled": format_slices(z_split.unlabelled),
@@ -389,10 +444,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="unet2d only: channels of its first level (each level doubles "
                             f"them). Default: the profile's ({PROFILE_WIDTH_MEASURED}); a "
                             "run in --out resumes with its own width")
+    train.add_argument("--depth", type=int, metavar="D",
+                       help="unet2d only: its number of levels (each halves the image; the "
+                            "profile's crops must be multiples of 2**(D-1)). Default: the "
+                            f"profile's ({PROFILE_DEPTH_MEASURED}); a run in --out resumes "
+                            "with its own depth")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same network, "
-                            "width, target, data, seed, profile, split and recipe)")
+                            "width, depth, target, data, seed, profile, split and recipe)")
     train.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     train.add_argument("--epochs", type=int,
                        help="override the profile's epochs (with --minutes: whichever comes "
