@@ -189,8 +189,10 @@ MAX_SEED = 2**32 - 1
 #: why ``emseg train`` keeps the profile's UNet2D width (``benchmarks/train_sizes.py``)
 PROFILE_WIDTH_MEASURED = ("on the quick profile, half and twice its width learned less in the "
                           "same CPU time on three real stacks")
-#: why ``emseg train`` keeps the profile's UNet2D depth (``benchmarks/train_sizes.py``)
-PROFILE_DEPTH_MEASURED = "the thesis's number of levels"
+#: why ``emseg train`` keeps the profile's UNet2D depth for now (``benchmarks/train_sizes.py``)
+PROFILE_DEPTH_MEASURED = ("the thesis's number of levels; on the quick profile 4 learned more "
+                          "in the same CPU time on two of three real stacks and as much on the "
+                          "third: pass --depth 4")
 #: the widest ``--width`` (the thesis's UNet2D has 64; 16 times that is a typo)
 MAX_WIDTH = 1024
 #: the deepest ``--depth`` (the thesis's UNet2D has 5 levels; its crops cap it lower)
