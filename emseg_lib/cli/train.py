@@ -447,10 +447,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             f"them). Default: the profile's ({PROFILE_WIDTH_MEASURED}); a "
                             "run in --out resumes with its own width")
     train.add_argument("--depth", type=int, metavar="D",
-                       help="unet2d only: its number of levels (each halves the image; the "
-                            "profile's crops must be multiples of 2**(D-1)). Default: the "
-                            f"profile's ({PROFILE_DEPTH_MEASURED}); a run in --out resumes "
-                            "with its own depth")
+                       help="unet2d only: its number of levels (each below the first "
+                            "halves the image; the profile's crops must be multiples of "
+                            f"2**(D-1)). Default: the profile's ({PROFILE_DEPTH_MEASURED}); a "
+                            "run in --out resumes with its own depth")
     add_data_arguments(train)
     train.add_argument("--out", type=Path, required=True,
                        help="run folder: new, empty, or a run to resume (same network, "
