@@ -24,7 +24,7 @@ from emseg_lib.data.volume_ref import VolumeRef
 from emseg_lib.infra.parallel import SerialPool
 from emseg_lib.output.pipeline import Postprocessing, label_chunk
 from emseg_lib.output.segmentation_output import AFFINITIES_NAME, LABELS_NAME, PROBABILITIES_NAME
-from emseg_lib.output.stitching import IdMap
+from emseg_lib.output.stitching import IdMap, core_numbers, own_numbers
 from emseg_lib.postprocess.agglomeration import Agglomeration
 from emseg_lib.profiles import Tiling
 from emseg_lib.scoring.metrics import segment_count
@@ -103,22 +103,6 @@ def _probabilities(job: BlockJob, block: Block) -> tuple[np.ndarray, np.ndarray]
     return prob, image
 
 
-def _own_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted ids > 0 of ``labels`` and ``labels`` renumbered 1..n in their order."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    renumbered = np.searchsorted(ids, labels) + 1
-    return ids, np.where(labels > 0, renumbered, 0).astype(np.uint64)
-
-
-def _slab_ids(slab: np.ndarray, core_ids: np.ndarray) -> np.ndarray:
-    """``slab``'s ids as numbered in the core (:func:`_own_ids`); 0 for ids not in the core."""
-    place = np.clip(np.searchsorted(core_ids, slab), 0, max(len(core_ids) - 1, 0))
-    found = (slab > 0) & (core_ids[place] == slab) if len(core_ids) else np.zeros_like(
-        slab, dtype=bool)
-    return np.where(found, place + 1, 0).astype(np.uint64)
-
-
 def run_block(job: BlockJob, index: int) -> dict[str, Any]:
     """Compute block ``index`` (unless finished) and return its record: ``max_id`` (its
     ids are 1..max_id in ``local.zarr``), ``segments``, ``zero_voxels``, ``seconds`` and the
@@ -146,12 +130,12 @@ def run_block(job: BlockJob, index: int) -> dict[str, Any]:
         else:
             labels, used = label_chunk(prob, job.post, job.post.thresholds, job.resolution,
                                        SerialPool())
-        core_ids, core = _own_ids(labels[inner])
+        core_ids, core = own_numbers(labels[inner])
         max_id = len(core_ids)
         offset = [s.start for s in block.outer]
 
         def seen(slab: tuple[slice, ...]) -> np.ndarray:  # this block's ids on a halo slab
-            return _slab_ids(labels[tuple(slice(s.start - o, s.stop - o)
+            return core_numbers(labels[tuple(slice(s.start - o, s.stop - o)
                                           for s, o in zip(slab, offset, strict=True))],
                              core_ids)
 

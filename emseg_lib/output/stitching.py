@@ -79,12 +79,22 @@ class IdMap:
         return len(self.merged)
 
 
-def _restricted(view: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``view`` with every id not among the sorted ``ids`` set to 0."""
-    if len(ids) == 0:
-        return np.zeros_like(view)
-    place = np.clip(np.searchsorted(ids, view), 0, len(ids) - 1)
-    return np.where((view > 0) & (ids[place] == view), view, 0)
+def own_numbers(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted ids > 0 of ``labels`` and ``labels`` renumbered 1..n in their order
+    (uint64, 0 stays 0)."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    return ids, core_numbers(labels, ids)
+
+
+def core_numbers(view: np.ndarray, core_ids: np.ndarray) -> np.ndarray:
+    """``view``'s ids as numbered by :func:`own_numbers` (``core_ids`` sorted: id
+    ``core_ids[n]`` is ``n + 1``), uint64; 0 for 0 and for ids not among ``core_ids`` (a
+    halo's segments that do not reach the core)."""
+    place = np.clip(np.searchsorted(core_ids, view), 0, max(len(core_ids) - 1, 0))
+    found = (view > 0) & (core_ids[place] == view) if len(core_ids) else np.zeros_like(
+        view, dtype=bool)
+    return np.where(found, place + 1, 0).astype(np.uint64)
 
 
 class ChunkStitcher:
@@ -112,29 +122,21 @@ class ChunkStitcher:
             below, above: ``(h, Y, X)`` the same segmentation on the halo slices just below
                 and above ``local`` (``h`` may be 0; at most the next chunk's depth).
         """
-        core_ids = np.unique(local)
-        core_ids = core_ids[core_ids > 0]
+        core_ids, own = own_numbers(local)
         pairs = [np.zeros((0, 2), dtype=np.uint64)]
         if self._above is not None and len(self._above):
-            pairs.append(same_segments(self._above, local[:len(self._above)]))
+            pairs.append(same_segments(self._above, own[:len(self._above)]))
         if self._top is not None and len(below):
-            pairs.append(same_segments(self._top[-len(below):], _restricted(below, core_ids)))
-        matched = np.concatenate(pairs)
-        final = np.zeros(len(core_ids), dtype=np.uint64)
+            pairs.append(same_segments(self._top[-len(below):], core_numbers(below, core_ids)))
+        matched = np.concatenate(pairs)  # (final id before, own number)
+        final = np.zeros(len(core_ids) + 1, dtype=np.uint64)  # by own number; 0 stays 0
         if len(matched):
-            order = np.lexsort((matched[:, 0], matched[:, 1]))  # by local id, then final id
+            order = np.lexsort((matched[:, 0], matched[:, 1]))  # by own number, then final id
             first = order[np.unique(matched[order, 1], return_index=True)[1]]
-            final[np.searchsorted(core_ids, matched[first, 1])] = matched[first, 0]
-        new = final == 0
-        final[new] = self.last_id + np.arange(1, int(new.sum()) + 1, dtype=np.uint64)
-        self.last_id += int(new.sum())
-
-        def as_final(view: np.ndarray) -> np.ndarray:
-            kept = _restricted(view, core_ids)
-            place = np.clip(np.searchsorted(core_ids, kept), 0, max(len(core_ids) - 1, 0))
-            return np.where(kept > 0, final[place] if len(core_ids) else 0, 0).astype(
-                np.uint64)
-
-        ids = as_final(local)
-        self._top, self._above = ids, as_final(above)
-        return ids, int(new.sum())
+            final[matched[first, 1].astype(np.int64)] = matched[first, 0]
+        new = np.flatnonzero(final[1:] == 0) + 1
+        final[new] = self.last_id + np.arange(1, len(new) + 1, dtype=np.uint64)
+        self.last_id += len(new)
+        ids = final[own.astype(np.int64)]
+        self._top, self._above = ids, final[core_numbers(above, core_ids).astype(np.int64)]
+        return ids, len(new)
