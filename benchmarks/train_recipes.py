@@ -130,6 +130,15 @@ def measured_on(runs: pd.DataFrame) -> str:
     return days[0] if len(days) == 1 else ", ".join(days[:-1]) + " and " + days[-1]
 
 
+def provenance(runs: pd.DataFrame, by: str) -> tuple[str, str]:
+    """A table's first words, ``"Measured <days> on <machine>"`` (:func:`measured_on`), and
+    the training seeds of ``runs`` by ``by`` (``"thesis [0, 1]; dice [0, 1, 2]"``)."""
+    machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
+    seeds = "; ".join(f"{value} {sorted(set(group['seed'].astype(int)))}"
+                      for value, group in runs.groupby(by))
+    return f"Measured {measured_on(runs)} on {machine}", seeds
+
+
 def leave_one_out(runs: pd.DataFrame, column: str = "recipe",
                   reference: str = THESIS_RECIPE) -> pd.DataFrame:
     """Per stack left out: the ``column`` value (a recipe; a size in ``train_sizes.py``)
@@ -191,10 +200,8 @@ def main() -> None:
             for seed in args.seed for stack in stacks for recipe in args.recipe]
     runs = measured_runs(args.out / "runs.csv", KEY, plan)
     runs = runs[runs["epochs"].astype(int) == args.epochs]
-    machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
-    seeds = "; ".join(f"{recipe} {sorted(set(group['seed'].astype(int)))}"
-                      for recipe, group in runs.groupby("recipe"))
-    text = (f"Measured {measured_on(runs)} on {machine}; UNet2D, profile "
+    measured, seeds = provenance(runs, "recipe")
+    text = (f"{measured}; UNet2D, profile "
             f"{args.profile}, {args.epochs} epochs per run, training seeds by recipe: {seeds}; "
             "CREMI protocol, test splits, VOI (mean per slice; seeds averaged).\n\n"
             + markdown(runs, leave_one_out(runs)))

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -41,8 +39,8 @@ import pandas as pd
 from train_recipes import (
     held_out_markdown,
     leave_one_out,
-    measured_on,
     measured_runs,
+    provenance,
     test_scores,
 )
 
@@ -123,10 +121,8 @@ def main() -> None:
             for seed in args.seed for stack in stacks for size in args.size]
     runs = measured_runs(args.out / "runs.csv", KEY, plan)
     runs = runs[runs["minutes"].astype(float) == args.minutes]
-    machine = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores, CPU)"
-    seeds = "; ".join(f"{stack} {sorted(set(group['seed'].astype(int)))}"
-                      for stack, group in runs.groupby("stack"))
-    text = (f"Measured {measured_on(runs)} on {machine}; UNet2D, recipe "
+    measured, seeds = provenance(runs, "stack")
+    text = (f"{measured}; UNet2D, recipe "
             f"{default_recipe('unet2d')}, profile {args.profile} (its size: {reference}), "
             f"{args.minutes:g} wall-clock minutes of training per run, training seeds by "
             f"stack: {seeds}; CREMI protocol, test splits, VOI (mean per slice; seeds "
